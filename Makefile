@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the whole suite).
+# Each creates .venv and installs what it needs. torch is pinned and installed first: any other
+# torch spec makes pip pull a multi-GB CUDA build.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test lint bench-ingest clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	@rm -rf demo-home
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ingest examples/sample-kb --kb demo --sync
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune docs list --kb demo
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune search "how often should API keys be rotated" --kb demo -k 3
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune search "what happens to unpaid invoices" --kb demo -k 3 --mode bm25
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune search "is there SSO" --kb demo -k 3 --mode dense
+	@echo "Re-running ingest: everything should be unchanged."
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ingest examples/sample-kb --kb demo --sync
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+
+bench-ingest: install
+	$(PY) bench/ingest.py --json bench/results/ingest.json
+
+clean:
+	rm -rf $(VENV) demo-home .pytest_cache .hypothesis

@@ -1,0 +1,250 @@
+"""The `ragtune` command line: parse arguments, call one library function, render the result.
+
+`--json` prints exactly one JSON document on stdout; progress and logs go to stderr. Exit status:
+0 success, 1 a user error or a file that failed, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from typer.core import TyperGroup
+
+from ragtune.config import Settings
+from ragtune.errors import RagtuneError
+from ragtune.kb import KnowledgeBase
+from ragtune.retrieval import MODES, search
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _Group(TyperGroup):
+    """Turns a `RagtuneError` into one line on stderr and exit status 1 (a traceback is a bug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagtuneError as exc:
+            err.print(f"[red]error[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from exc
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Decide between RAG, fine-tuning or a hybrid by measuring them on your own data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+docs_app = typer.Typer(cls=_Group, help="The documents of a knowledge base and their versions.",
+                       no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="Data home (default $RAGTUNE_HOME or ~/.ragtune).")
+]
+KbOpt = Annotated[str | None, typer.Option("--kb", help="Knowledge base name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _open(home: Path | None, kb: str | None) -> KnowledgeBase:
+    return KnowledgeBase.open(kb, Settings.load(home=home))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders, or BEIR corpus.jsonl.")],
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    sync: Annotated[bool, typer.Option(help="Delete documents whose files are gone.")] = False,
+    groups: Annotated[str, typer.Option(help="Access groups, comma-separated.")] = "",
+    include: Annotated[list[str] | None, typer.Option(help="Glob to include (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Glob to exclude (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add or update documents; unchanged ones are skipped by content hash."""
+    base = _open(home, kb)
+    with base, Progress(
+        TextColumn("[bold]ingest[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=as_json,
+    ) as bar:
+        task = bar.add_task(base.name, total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            if done:
+                bar.advance(task, done)
+
+        report = base.ingest(
+            paths, sync=sync, groups=groups.split(",") if groups else (),
+            include=include or (), exclude=exclude, progress=progress,
+        )
+    for failure in report.failed:
+        err.print(f"[red]failed[/] {escape(failure.path)}: {escape(failure.error)}")
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        err.print(
+            f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+            f"{report.deleted} deleted, {len(report.failed)} failed "
+            f"({report.chunks_embedded} chunks embedded, {report.chunks_reused} reused) "
+            f"in {report.seconds:.1f}s"
+        )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@docs_app.command("list")
+def docs_list(kb: KbOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List documents with their current version, chunk count and groups."""
+    with _open(home, kb) as base:
+        docs = base.documents() if base.exists() else []
+    if as_json:
+        _print_json({"documents": [
+            {"id": d.id, "source": d.source, "title": d.title, "version": d.version,
+             "chunks": d.chunks, "groups": list(d.groups), "metadata": dict(d.metadata)}
+            for d in docs
+        ]})
+        return
+    table = Table("id", "title", "version", "chunks", "groups", box=None)
+    for d in docs:
+        table.add_row(escape(_short(d.id, 60)), escape(_short(d.title, 40)), str(d.version),
+                      str(d.chunks), ",".join(d.groups))
+    out.print(table)
+    err.print(f"{len(docs)} documents")
+
+
+@docs_app.command("show")
+def docs_show(
+    doc_id: Annotated[str, typer.Argument(help="Document id (see `docs list`).")],
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one document: metadata, version history and chunks."""
+    with _open(home, kb) as base:
+        doc = base.document(doc_id)
+        versions = base.store.versions(doc_id)
+        chunks = base.store.chunks_of(doc_id)
+    if as_json:
+        _print_json({
+            "id": doc.id, "source": doc.source, "title": doc.title, "format": doc.format,
+            "version": doc.version, "content_hash": doc.content_hash, "groups": list(doc.groups),
+            "metadata": dict(doc.metadata),
+            "versions": [v.__dict__ for v in versions],
+            "chunks": [{"chunk_id": c.id, "index": c.index, "start": c.start, "end": c.end,
+                        "tokens": c.tokens, "heading": c.heading, "page": c.page}
+                       for c in chunks],
+        })
+        return
+    out.print(f"[bold]{escape(doc.title)}[/]  {escape(doc.id)}")
+    out.print(f"source {escape(doc.source)}  format {doc.format}  version {doc.version}  "
+              f"groups {','.join(doc.groups) or '-'}")
+    for v in versions:
+        out.print(f"  v{v.version} {v.event:8} {v.chunks} chunks {v.chars} chars")
+    for c in chunks:
+        where = f"p.{c.page} " if c.page else ""
+        out.print(f"  [{c.index}] {where}{escape(c.heading)} ({c.tokens} tokens) "
+                  f"{escape(_short(c.text, 80))}")
+
+
+@docs_app.command("rm")
+def docs_rm(
+    doc_ids: Annotated[list[str], typer.Argument(help="Document ids to delete.")],
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete documents (their version history is kept)."""
+    with _open(home, kb) as base:
+        removed = base.remove(doc_ids)
+    missing = [d for d in doc_ids if d not in removed]
+    if as_json:
+        _print_json({"deleted": removed, "missing": missing})
+    else:
+        err.print(f"{len(removed)} deleted")
+    if missing:
+        err.print(f"[red]error[/] no such document: {escape(', '.join(missing))}")
+        raise typer.Exit(1)
+
+
+@app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "hybrid",
+    groups: Annotated[
+        str | None, typer.Option(help="Search as a caller holding these groups.")
+    ] = None,
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search a knowledge base (BM25, dense, or hybrid reciprocal rank fusion)."""
+    with _open(home, kb) as base:
+        if not base.exists():
+            raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
+        result = search(base, query, k=k, mode=mode,
+                        groups=groups.split(",") if groups is not None else None)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    if result.degraded:
+        err.print(f"[yellow]degraded[/] {escape(result.degraded)}")
+    table = Table("#", "score", "document", "snippet", box=None, show_lines=False)
+    for hit in result.hits:
+        title = hit.metadata.get("title") or hit.doc_id
+        heading = hit.metadata.get("heading")
+        label = escape(_short(title, 30)) + (f"\n[dim]{escape(_short(heading, 30))}[/]"
+                                              if heading else "")
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", label, _highlight(hit.text, query))
+    out.print(table)
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _highlight(text: str, query: str, width: int = 160) -> str:
+    words = {w.lower() for w in re.findall(r"\w{3,}", query)}
+    flat = " ".join(text.split())
+    start = 0
+    for m in re.finditer(r"\w+", flat):
+        if m.group(0).lower() in words:
+            start = max(0, m.start() - 40)
+            break
+    snippet = flat[start : start + width]
+    pieces = re.split(r"(\w+)", snippet)
+    return ("…" if start else "") + "".join(
+        f"[bold yellow]{escape(p)}[/]" if p.lower() in words else escape(p) for p in pieces
+    ) + ("…" if start + width < len(flat) else "")
+
+
+def main() -> None:
+    """Entry point of the `ragtune` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

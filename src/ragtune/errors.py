@@ -1,0 +1,23 @@
+"""The small error hierarchy. The CLI turns any `RagtuneError` into one line and exit status 1."""
+
+from __future__ import annotations
+
+
+class RagtuneError(Exception):
+    """Base class of every error ragtune raises on purpose."""
+
+
+class InputError(RagtuneError):
+    """A file, row or argument the user gave is unusable (names the thing and the value)."""
+
+
+class ConfigError(RagtuneError):
+    """A setting is unknown or out of range, or conflicts with how a knowledge base was built."""
+
+
+class StoreError(RagtuneError):
+    """The knowledge store cannot be opened, read or written."""
+
+
+class ModelError(RagtuneError):
+    """A model cannot be found, loaded or run."""

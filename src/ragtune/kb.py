@@ -1,0 +1,288 @@
+"""`KnowledgeBase`: a named store plus the ingestion pipeline that keeps it in sync with files.
+
+    >>> kb = KnowledgeBase.open("docs")
+    >>> report = kb.ingest([Path("handbook/")], sync=True)
+    >>> report.added, report.unchanged
+    (12, 0)
+
+Ingestion loads each file, skips documents whose content hash is unchanged (no chunking, no
+embedding), chunks the rest, reuses stored vectors for chunk texts already embedded, embeds the
+remainder in large batches, and writes each document in its own transaction. With `sync=True`,
+documents whose source lies under the given paths but was not seen are deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.config import Settings
+from ragtune.documents import (
+    Chunk,
+    Document,
+    LoadFailure,
+    chunk_document,
+    iter_source_files,
+    load_path,
+    load_token_counter,
+)
+from ragtune.documents.chunking import TokenCounter
+from ragtune.documents.loaders import normalized_source
+from ragtune.errors import ConfigError, InputError, StoreError
+from ragtune.models.embedders import Embedder, get_embedder
+from ragtune.store import SQLiteStore, Store, StoredDocument
+
+# Chunks collected before one embedding call: large enough that sorting by length keeps padding
+# low, small enough that progress and commits stay frequent.
+EMBED_FLUSH_CHUNKS = 512
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called with (documents done in this step, new total or None)."""
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did; `to_dict()` is the `ragtune ingest --json` shape."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: list[LoadFailure] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed"] = [{"path": f.path, "error": f.error} for f in self.failed]
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass
+class _Pending:
+    document: Document
+    chunks: list[Chunk]
+    existed: bool
+
+
+class KnowledgeBase:
+    """A named knowledge base: its store, its embedder, and ingestion into it."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        store: Store | None = None,
+        embedder: Embedder | None = None,
+        counter: TokenCounter | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.path = settings.kb_path(name)
+        self._store = store
+        self._embedder = embedder
+        self._counter = counter
+
+    @classmethod
+    def open(cls, name: str | None = None, settings: Settings | None = None) -> KnowledgeBase:
+        """The knowledge base `name` under the settings' home (created on first write)."""
+        settings = settings or Settings.load()
+        return cls(name or settings.kb, settings)
+
+    # --- lazily built parts -----------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = SQLiteStore(self.path / "store.sqlite")
+        return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            s = self.settings.embedder
+            self._embedder = get_embedder(s.name, s.batch_size)
+        return self._embedder
+
+    @property
+    def counter(self) -> TokenCounter:
+        if self._counter is None:
+            self._counter = load_token_counter()
+        return self._counter
+
+    def exists(self) -> bool:
+        """Whether anything was ever written to this knowledge base."""
+        return self._store is not None or (self.path / "store.sqlite").exists()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- provenance -------------------------------------------------------------------------
+
+    def provenance(self) -> dict[str, str]:
+        """What this knowledge base's index depends on; a mismatch makes ingestion refuse."""
+        from ragtune import __version__
+
+        c = self.settings.chunking
+        return {
+            "embedder": self.embedder.name,
+            "embedding_dim": str(self.embedder.dim),
+            "tokenizer": self.counter.name,
+            "chunk_max_tokens": str(c.max_tokens),
+            "chunk_overlap_tokens": str(c.overlap_tokens),
+            "embedding_text": "title\\nheading\\ntext",
+            "ragtune_version": __version__,
+        }
+
+    def _check_provenance(self) -> None:
+        wanted = self.provenance()
+        recorded = self.store.get_meta()
+        if "embedder" not in recorded:
+            self.store.set_meta({**wanted, "created_at": str(time.time())})
+            return
+        for key, value in wanted.items():
+            if key == "ragtune_version":
+                continue
+            if recorded.get(key) != value:
+                raise ConfigError(
+                    f"knowledge base {self.name!r} was built with {key}={recorded.get(key)!r}, "
+                    f"but the settings give {value!r}; use another --kb or the same settings"
+                )
+
+    # --- ingestion --------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Sequence[Path],
+        *,
+        sync: bool = False,
+        groups: Iterable[str] = (),
+        include: Iterable[str] = (),
+        exclude: Iterable[str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Bring the knowledge base in line with `paths` (files, folders, BEIR corpus.jsonl)."""
+        started = time.perf_counter()
+        report = IngestReport()
+        group_tuple = tuple(sorted({g.strip() for g in groups if g.strip()}))
+        exclude = self.settings.ingest.exclude if exclude is None else tuple(exclude)
+        for path in paths:
+            if not Path(path).exists():
+                raise InputError(f"{path}: no such file or folder")
+        self._check_provenance()
+        known = self.store.document_hashes()
+        seen: dict[str, str] = {}
+        failed_sources: set[str] = set()
+        pending: list[_Pending] = []
+        pending_chunks = 0
+        notify = progress or (lambda done, total: None)
+        total = 0
+
+        for root in paths:
+            for file in iter_source_files(Path(root), include, exclude):
+                result = load_path(file, self.settings.ingest, group_tuple)
+                if result.failures:
+                    failed_sources.add(result.source)
+                    report.failed.extend(result.failures)
+                total += max(1, len(result.documents))
+                notify(0, total)
+                if not result.documents:
+                    notify(1, None)
+                for doc in result.documents:
+                    if doc.id in seen:
+                        report.failed.append(
+                            LoadFailure(doc.source, f"duplicate document id {doc.id!r} "
+                                                    f"(also in {seen[doc.id]})")
+                        )
+                        notify(1, None)
+                        continue
+                    seen[doc.id] = doc.source
+                    old_hash = known.get(doc.id)
+                    if old_hash == doc.content_hash:
+                        report.unchanged += 1
+                        notify(1, None)
+                        continue
+                    chunks = chunk_document(doc, 0, self.counter, self.settings.chunking)
+                    pending.append(_Pending(doc, chunks, old_hash is not None))
+                    pending_chunks += len(chunks)
+                    if pending_chunks >= EMBED_FLUSH_CHUNKS:
+                        self._flush(pending, report, notify)
+                        pending, pending_chunks = [], 0
+        self._flush(pending, report, notify)
+
+        if sync:
+            roots = [normalized_source(Path(p)) for p in paths]
+            for stored in self.store.list_documents(sources=roots):
+                if (
+                    stored.id not in seen
+                    and stored.source not in failed_sources
+                    and self.store.delete_document(stored.id)
+                ):
+                    report.deleted += 1
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _flush(self, pending: list[_Pending], report: IngestReport, notify: ProgressCallback
+               ) -> None:
+        if not pending:
+            return
+        wanted = {c.text_hash: c.embedding_text for p in pending for c in p.chunks}
+        vectors = self.store.vectors_by_text_hash(wanted)
+        missing = [h for h in wanted if h not in vectors]
+        missing_set = set(missing)
+        if missing:
+            embedded = self.embedder.embed([wanted[h] for h in missing])
+            vectors.update(zip(missing, embedded, strict=True))
+        report.chunks_embedded += len(missing)
+        for item in pending:
+            matrix = np.stack([vectors[c.text_hash] for c in item.chunks])
+            try:
+                self.store.write_document(item.document, item.chunks, matrix)
+            except StoreError as exc:
+                report.failed.append(LoadFailure(item.document.source, str(exc)))
+                notify(1, None)
+                continue
+            if item.existed:
+                report.updated += 1
+            else:
+                report.added += 1
+            report.chunks_written += len(item.chunks)
+            report.chunks_reused += sum(1 for c in item.chunks if c.text_hash not in missing_set)
+            notify(1, None)
+
+    # --- documents --------------------------------------------------------------------------
+
+    def documents(self) -> list[StoredDocument]:
+        """Every document's current version."""
+        return self.store.list_documents()
+
+    def document(self, doc_id: str) -> StoredDocument:
+        """One document; `InputError` if there is no such id."""
+        doc = self.store.get_document(doc_id)
+        if doc is None:
+            raise InputError(f"no document {doc_id!r} in knowledge base {self.name!r}")
+        return doc
+
+    def remove(self, doc_ids: Iterable[str]) -> list[str]:
+        """Delete documents by id; returns the ids that existed."""
+        return [d for d in doc_ids if self.store.delete_document(d)]

@@ -1,0 +1,21 @@
+"""The knowledge store: the `Store` protocol and its backends (SQLite is the default)."""
+
+from ragtune.store.base import (
+    DocumentVersion,
+    LexicalHits,
+    Store,
+    StoredDocument,
+    StoreStats,
+    VectorMatrix,
+)
+from ragtune.store.sqlite import SQLiteStore
+
+__all__ = [
+    "DocumentVersion",
+    "LexicalHits",
+    "SQLiteStore",
+    "Store",
+    "StoreStats",
+    "StoredDocument",
+    "VectorMatrix",
+]

@@ -1,0 +1,125 @@
+"""The `Store` protocol: the one contract every knowledge-store backend fulfils.
+
+Callers (ingestion, retrieval, the service) talk to this protocol only; the SQLite backend is the
+default and a PostgreSQL + pgvector backend can follow without changing them. Every write of a
+document is atomic: after a crash a document is either fully present (row, chunks, vectors,
+lexical index, version record) or fully absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from ragtune.documents.records import Chunk, Document
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as the store holds it (its current version)."""
+
+    id: str
+    source: str
+    title: str
+    format: str
+    version: int
+    content_hash: str
+    chunks: int
+    groups: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class DocumentVersion:
+    """One entry of a document's history: added, updated, or deleted."""
+
+    doc_id: str
+    version: int
+    event: str
+    content_hash: str
+    chars: int
+    chunks: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Sizes of a knowledge base."""
+
+    documents: int
+    chunks: int
+    vectors: int
+    versions: int
+    bytes_on_disk: int
+    generation: int
+
+
+class LexicalHits(NamedTuple):
+    """Lexical search results as parallel sequences, best first (higher score = better)."""
+
+    chunk_ids: list[str]
+    doc_ids: list[str]
+    scores: list[float]
+
+
+class VectorMatrix(NamedTuple):
+    """All stored chunk vectors as one matrix; row i belongs to `chunk_ids[i]`."""
+
+    chunk_ids: list[str]
+    doc_ids: list[str]
+    matrix: np.ndarray
+    generation: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A knowledge base's documents, versions, chunks, vectors and lexical index."""
+
+    def close(self) -> None: ...
+
+    # provenance: embedder, chunker settings, library version
+    def get_meta(self) -> dict[str, str]: ...
+
+    def set_meta(self, values: Mapping[str, str]) -> None: ...
+
+    # documents and versions
+    def document_hashes(self) -> dict[str, str]: ...
+
+    def get_document(self, doc_id: str) -> StoredDocument | None: ...
+
+    def document_text(self, doc_id: str) -> str | None: ...
+
+    def list_documents(self, sources: Sequence[str] | None = None) -> list[StoredDocument]: ...
+
+    def versions(self, doc_id: str) -> list[DocumentVersion]: ...
+
+    def write_document(
+        self, document: Document, chunks: Sequence[Chunk], vectors: np.ndarray | None
+    ) -> int: ...
+
+    def delete_document(self, doc_id: str) -> bool: ...
+
+    # chunks and vectors
+    def chunks_of(self, doc_id: str) -> list[Chunk]: ...
+
+    def get_chunks(self, chunk_ids: Iterable[str]) -> list[Chunk]: ...
+
+    def vectors_by_text_hash(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]: ...
+
+    def vector_matrix(self) -> VectorMatrix: ...
+
+    def lexical_search(
+        self, query: str, k: int, groups: Iterable[str] | None = None
+    ) -> LexicalHits: ...
+
+    def visible_documents(self, groups: Iterable[str]) -> set[str]: ...
+
+    # health
+    def stats(self) -> StoreStats: ...
+
+    def check(self) -> list[str]: ...

@@ -1,0 +1,517 @@
+"""The embedded default store: one SQLite file per knowledge base.
+
+WAL mode; FTS5 (porter stemming) for the lexical index, kept in step with the chunks table by
+triggers; float32 vectors as BLOBs in the same file, so one transaction covers a document's row,
+chunks, vectors and index entries. Schema changes are named, append-only migrations.
+
+    >>> store = SQLiteStore(Path("kb/store.sqlite"))
+    >>> store.write_document(doc, chunks, vectors)
+    1
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ragtune.documents.records import Chunk, Document
+from ragtune.errors import StoreError
+from ragtune.store.base import (
+    DocumentVersion,
+    LexicalHits,
+    StoredDocument,
+    StoreStats,
+    VectorMatrix,
+)
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "m001_initial",
+        """
+        CREATE TABLE kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE documents (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            title TEXT NOT NULL,
+            format TEXT NOT NULL,
+            text TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            groups TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            pages TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX documents_source ON documents(source);
+        CREATE TABLE document_groups (
+            doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            grp TEXT NOT NULL,
+            PRIMARY KEY (doc_id, grp)
+        );
+        CREATE INDEX document_groups_grp ON document_groups(grp);
+        CREATE TABLE document_versions (
+            doc_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            chars INTEGER NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (doc_id, version, event)
+        );
+        CREATE TABLE chunks (
+            rowid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            "end" INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            heading TEXT NOT NULL,
+            page INTEGER,
+            title TEXT NOT NULL,
+            text TEXT NOT NULL,
+            text_hash TEXT NOT NULL
+        );
+        CREATE INDEX chunks_doc ON chunks(doc_id);
+        CREATE INDEX chunks_text_hash ON chunks(text_hash);
+        CREATE TABLE vectors (
+            chunk_rowid INTEGER PRIMARY KEY REFERENCES chunks(rowid) ON DELETE CASCADE,
+            vector BLOB NOT NULL
+        );
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            title, heading, text,
+            content='chunks', content_rowid='rowid',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, title, heading, text)
+            VALUES (new.rowid, new.title, new.heading, new.text);
+        END;
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, title, heading, text)
+            VALUES ('delete', old.rowid, old.title, old.heading, old.text);
+        END;
+        CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, title, heading, text)
+            VALUES ('delete', old.rowid, old.title, old.heading, old.text);
+            INSERT INTO chunks_fts(rowid, title, heading, text)
+            VALUES (new.rowid, new.title, new.heading, new.text);
+        END;
+        """,
+    ),
+]
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CHUNK_COLUMNS = 'id, doc_id, version, idx, start, "end", text, tokens, heading, page, title'
+
+
+class SQLiteStore:
+    """A knowledge base in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open knowledge store ({exc})") from exc
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+        )
+        done = {r[0] for r in self._db.execute("SELECT name FROM migrations")}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            with self._transaction() as db:
+                for statement in _split_sql(sql):
+                    db.execute(statement)
+                db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _bump_generation(self, db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO kb_meta(key, value) VALUES ('generation', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- provenance -------------------------------------------------------------------------
+
+    def get_meta(self) -> dict[str, str]:
+        """Key/value provenance recorded with the knowledge base."""
+        with self._lock:
+            return dict(self._db.execute("SELECT key, value FROM kb_meta").fetchall())
+
+    def set_meta(self, values: Mapping[str, str]) -> None:
+        """Record provenance values (embedder, chunker settings, versions)."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO kb_meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(k, str(v)) for k, v in values.items()],
+            )
+
+    def generation(self) -> int:
+        """A counter that grows with every write; caches key on it."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM kb_meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # --- documents --------------------------------------------------------------------------
+
+    def document_hashes(self) -> dict[str, str]:
+        """Every document id with its current content hash (what incremental sync compares)."""
+        with self._lock:
+            return dict(self._db.execute("SELECT id, content_hash FROM documents").fetchall())
+
+    def get_document(self, doc_id: str) -> StoredDocument | None:
+        """The current version of one document, or None."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?",
+                                   (doc_id,)).fetchone()
+        return _stored_document(row) if row else None
+
+    def document_text(self, doc_id: str) -> str | None:
+        """The full text of the current version (chunk offsets index into it)."""
+        with self._lock:
+            row = self._db.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return row[0] if row else None
+
+    def list_documents(self, sources: Sequence[str] | None = None) -> list[StoredDocument]:
+        """All documents, or those whose source is one of `sources` or lies under one of them."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY source, id"
+            ).fetchall()
+        docs = [_stored_document(r) for r in rows]
+        if sources is None:
+            return docs
+        roots = tuple(sources)
+        return [d for d in docs if any(_under(d.source, root) for root in roots)]
+
+    def versions(self, doc_id: str) -> list[DocumentVersion]:
+        """The history of a document, oldest first (kept after deletion)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc_id, version, event, content_hash, chars, chunk_count, created_at "
+                "FROM document_versions WHERE doc_id = ? ORDER BY version, created_at",
+                (doc_id,),
+            ).fetchall()
+        return [DocumentVersion(*r) for r in rows]
+
+    def write_document(
+        self, document: Document, chunks: Sequence[Chunk], vectors: np.ndarray | None
+    ) -> int:
+        """Insert or replace a document with its chunks and vectors in one transaction.
+
+        Returns the new version number (the store numbers versions; `chunk.version` is
+        ignored). `vectors[i]` belongs to `chunks[i]`.
+        """
+        if vectors is not None and len(vectors) != len(chunks):
+            raise StoreError(
+                f"{document.id}: {len(chunks)} chunks but {len(vectors)} vectors"
+            )
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT version, created_at FROM documents WHERE id = ?", (document.id,)
+            ).fetchone()
+            last = db.execute(
+                "SELECT max(version) FROM document_versions WHERE doc_id = ?", (document.id,)
+            ).fetchone()[0]
+            version = (last or 0) + 1
+            created = row[1] if row else now
+            if row:
+                self._delete_rows(db, document.id)
+            db.execute(
+                f"INSERT INTO documents({_DOC_COLUMNS}, text, pages) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    document.id, document.source, document.title, document.format,
+                    version, document.content_hash, len(chunks),
+                    json.dumps(list(document.groups)),
+                    json.dumps(dict(document.metadata), ensure_ascii=False, default=str),
+                    created, now, document.text,
+                    json.dumps([[p.number, p.start, p.end] for p in document.pages]),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO document_groups(doc_id, grp) VALUES (?, ?)",
+                [(document.id, g) for g in sorted(set(document.groups))],
+            )
+            for i, chunk in enumerate(chunks):
+                cur = db.execute(
+                    'INSERT INTO chunks(id, doc_id, version, idx, start, "end", tokens, heading, '
+                    "page, title, text, text_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        chunk.id, document.id, version, chunk.index, chunk.start, chunk.end,
+                        chunk.tokens, chunk.heading, chunk.page, document.title, chunk.text,
+                        chunk.text_hash,
+                    ),
+                )
+                if vectors is not None:
+                    db.execute(
+                        "INSERT INTO vectors(chunk_rowid, vector) VALUES (?, ?)",
+                        (cur.lastrowid, np.asarray(vectors[i], dtype="<f4").tobytes()),
+                    )
+            db.execute(
+                "INSERT OR REPLACE INTO document_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (document.id, version, "updated" if row else "added", document.content_hash,
+                 len(document.text), len(chunks), now),
+            )
+            self._bump_generation(db)
+        return version
+
+    def delete_document(self, doc_id: str) -> bool:
+        """Remove a document, its chunks and vectors; its history records the deletion."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT version, content_hash FROM documents WHERE id = ?", (doc_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            self._delete_rows(db, doc_id)
+            db.execute(
+                "INSERT OR REPLACE INTO document_versions VALUES (?, ?, 'deleted', ?, 0, 0, ?)",
+                (doc_id, row[0], row[1], time.time()),
+            )
+            self._bump_generation(db)
+        return True
+
+    @staticmethod
+    def _delete_rows(db: sqlite3.Connection, doc_id: str) -> None:
+        db.execute(
+            "DELETE FROM vectors WHERE chunk_rowid IN (SELECT rowid FROM chunks WHERE doc_id = ?)",
+            (doc_id,),
+        )
+        db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        db.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
+        db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+
+    # --- chunks and vectors -----------------------------------------------------------------
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        """A document's chunks in order."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY idx", (doc_id,)
+            ).fetchall()
+        return [Chunk(*r) for r in rows]
+
+    def get_chunks(self, chunk_ids: Iterable[str]) -> list[Chunk]:
+        """Chunks by id, in the order asked (missing ids are skipped)."""
+        ids = list(chunk_ids)
+        found: dict[str, Chunk] = {}
+        with self._lock:
+            for batch in _batches(ids, 500):
+                marks = ",".join("?" * len(batch))
+                for r in self._db.execute(
+                    f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", batch
+                ):
+                    found[r[0]] = Chunk(*r)
+        return [found[i] for i in ids if i in found]
+
+    def vectors_by_text_hash(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks with these text hashes, so equal text is never re-embedded."""
+        out: dict[str, np.ndarray] = {}
+        hashes = list(set(text_hashes))
+        with self._lock:
+            for batch in _batches(hashes, 500):
+                marks = ",".join("?" * len(batch))
+                for text_hash, blob in self._db.execute(
+                    "SELECT c.text_hash, v.vector FROM chunks c "
+                    f"JOIN vectors v ON v.chunk_rowid = c.rowid WHERE c.text_hash IN ({marks})",
+                    batch,
+                ):
+                    out[text_hash] = np.frombuffer(blob, dtype="<f4")
+        return out
+
+    def vector_matrix(self) -> VectorMatrix:
+        """Every chunk vector as one (n, dim) float32 matrix, with chunk and document ids."""
+        with self._lock:
+            generation = self.generation()
+            rows = self._db.execute(
+                "SELECT c.id, c.doc_id, v.vector FROM chunks c "
+                "JOIN vectors v ON v.chunk_rowid = c.rowid ORDER BY c.rowid"
+            ).fetchall()
+        if not rows:
+            return VectorMatrix([], [], np.zeros((0, 0), dtype=np.float32), generation)
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
+        return VectorMatrix([r[0] for r in rows], [r[1] for r in rows], matrix, generation)
+
+    def lexical_search(
+        self, query: str, k: int, groups: Iterable[str] | None = None
+    ) -> LexicalHits:
+        """BM25 (FTS5) over chunk title, heading and text; any query word may match.
+
+        `groups=None` means an unrestricted (trusted, local) caller; otherwise only documents
+        with no groups or sharing a group with `groups` are searched.
+        """
+        words = _WORD.findall(query)
+        if not words or k <= 0:
+            return LexicalHits([], [], [])
+        match = " OR ".join('"' + w.replace('"', "") + '"' for w in words)
+        sql = (
+            "SELECT c.id, c.doc_id, bm25(chunks_fts, 0.5, 0.5, 1.0) AS score "
+            "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+            "WHERE chunks_fts MATCH ?"
+        )
+        params: list[object] = [match]
+        if groups is not None:
+            held = sorted(set(groups))
+            sql += (
+                " AND (NOT EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = c.doc_id)"
+                " OR EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = c.doc_id"
+                f" AND g.grp IN ({','.join('?' * len(held))})))"
+            )
+            params.extend(held)
+        sql += " ORDER BY score LIMIT ?"
+        params.append(k)
+        with self._lock:
+            try:
+                rows = self._db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"lexical search failed for {query!r}: {exc}") from exc
+        return LexicalHits([r[0] for r in rows], [r[1] for r in rows], [-r[2] for r in rows])
+
+    def visible_documents(self, groups: Iterable[str]) -> set[str]:
+        """Ids of documents a caller holding `groups` may see (no groups = visible to all)."""
+        held = sorted(set(groups))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM documents d WHERE NOT EXISTS "
+                "(SELECT 1 FROM document_groups g WHERE g.doc_id = d.id) "
+                "OR EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = d.id "
+                f"AND g.grp IN ({','.join('?' * len(held))}))",
+                held,
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    # --- health -----------------------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        """Counts and the size of the files on disk (database + WAL)."""
+        with self._lock:
+            q = self._db.execute
+            documents = q("SELECT count(*) FROM documents").fetchone()[0]
+            chunks = q("SELECT count(*) FROM chunks").fetchone()[0]
+            vectors = q("SELECT count(*) FROM vectors").fetchone()[0]
+            versions = q("SELECT count(*) FROM document_versions").fetchone()[0]
+        size = sum(
+            p.stat().st_size
+            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+            if p.exists()
+        )
+        return StoreStats(documents, chunks, vectors, versions, size, self.generation())
+
+    def check(self) -> list[str]:
+        """Problems found by SQLite's and FTS5's integrity checks and by our own invariants."""
+        problems: list[str] = []
+        with self._lock:
+            q = self._db.execute
+            result = [r[0] for r in q("PRAGMA integrity_check").fetchall()]
+            if result != ["ok"]:
+                problems.extend(f"sqlite: {r}" for r in result)
+            try:
+                q("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+            except sqlite3.DatabaseError as exc:
+                problems.append(f"fts5: {exc}")
+            for doc_id, expected, actual in q(
+                "SELECT d.id, d.chunk_count, (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)"
+                " FROM documents d"
+            ):
+                if expected != actual:
+                    problems.append(f"{doc_id}: {actual} chunks stored, {expected} recorded")
+            orphans = q(
+                "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)"
+            ).fetchone()[0]
+            if orphans:
+                problems.append(f"{orphans} chunks without a document")
+            for doc_id, text in q("SELECT id, text FROM documents"):
+                for cid, start, end, ctext in q(
+                    'SELECT id, start, "end", text FROM chunks WHERE doc_id = ?', (doc_id,)
+                ):
+                    if text[start:end] != ctext:
+                        problems.append(f"{doc_id}: chunk {cid} does not match its offsets")
+        return problems
+
+
+_DOC_COLUMNS = (
+    "id, source, title, format, version, content_hash, chunk_count, groups, metadata, "
+    "created_at, updated_at"
+)
+
+
+def _stored_document(row: tuple) -> StoredDocument:
+    return StoredDocument(
+        id=row[0], source=row[1], title=row[2], format=row[3], version=row[4],
+        content_hash=row[5], chunks=row[6], groups=tuple(json.loads(row[7])),
+        metadata=json.loads(row[8]), created_at=row[9], updated_at=row[10],
+    )
+
+
+def _under(source: str, root: str) -> bool:
+    return source == root or source.startswith(root.rstrip("/") + "/")
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (BEGIN ... END;) whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and sqlite3.complete_statement(text):
+            statements.append(text)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements

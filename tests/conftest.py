@@ -1,0 +1,76 @@
+"""Shared fixtures: every test gets its own data home; the bundled models load once a session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def ragtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point RAGTUNE_HOME at a fresh temp folder so no test writes outside it."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RAGTUNE_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def counter():
+    """The bundled embedder's tokenizer (cheap, no torch)."""
+    from ragtune.documents import load_token_counter
+
+    return load_token_counter()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real bundled all-MiniLM-L6-v2, loaded once per test session."""
+    from ragtune.models import get_embedder
+
+    emb = get_embedder("local:minilm")
+    emb.warm_up()
+    return emb
+
+
+@pytest.fixture
+def settings(ragtune_home: Path):
+    from ragtune import Settings
+
+    return Settings.load(home=ragtune_home)
+
+
+SIX_DOCS = {
+    "kettle.md": "# Kettle manual\n\nFill the kettle with water up to the MAX line.\n\n"
+    "## Descaling\n\nDescale the kettle every month with citric acid. Rinse twice after.\n",
+    "bikes.txt": "Bicycle maintenance: oil the chain every 300 kilometres. "
+    "Check tyre pressure weekly; road tyres need 6 to 8 bar.",
+    "garden.md": "# Garden\n\nTomatoes need full sun and deep watering twice a week.\n\n"
+    "Basil grows well next to tomatoes.",
+    "tea.html": "<html><head><title>Tea guide</title><script>var x=1;</script></head><body>"
+    "<nav>Home | Shop</nav><main><h1>Tea guide</h1><p>Green tea steeps for two minutes at 80 "
+    "degrees.</p><p>Black tea steeps for four minutes in boiling water.</p></main>"
+    "<footer>Copyright</footer></body></html>",
+    "astronomy.txt": "Jupiter is the largest planet of the solar system. Saturn has the most "
+    "visible rings.",
+    "sub/cooking.md": "# Risotto\n\nToast the arborio rice, then add warm stock one ladle at a "
+    "time, stirring for eighteen minutes.",
+}
+
+
+@pytest.fixture
+def six_docs(tmp_path: Path) -> Path:
+    """A six-document corpus written in the test's temp folder."""
+    root = tmp_path / "corpus"
+    for name, text in SIX_DOCS.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root

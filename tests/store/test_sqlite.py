@@ -1,0 +1,74 @@
+"""The SQLite backend: the conformance suite, plus what is specific to one file on disk."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragtune.config import ChunkingSettings
+from ragtune.documents import chunk_document
+from ragtune.errors import StoreError
+from ragtune.store import SQLiteStore
+from ragtune.store.sqlite import MIGRATIONS
+from store_conformance import StoreConformance, make_doc, vectors_for
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SQLiteStore(tmp_path / "kb" / "store.sqlite")
+    yield s
+    s.close()
+
+
+class TestSQLiteConformance(StoreConformance):
+    pass
+
+
+def test_wal_mode_and_migrations_recorded(store: SQLiteStore) -> None:
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = [r[0] for r in db.execute("SELECT name FROM migrations ORDER BY name")]
+    assert names == [name for name, _ in MIGRATIONS]
+
+
+def test_reopen_applies_no_migration_twice(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    SQLiteStore(path).close()
+    store = SQLiteStore(path)
+    assert store.check() == []
+    store.close()
+
+
+def test_failed_write_leaves_nothing_behind(store: SQLiteStore, counter) -> None:
+    doc = make_doc("a", "Some text that makes two chunks. " * 4)
+    chunks = chunk_document(doc, 0, counter, ChunkingSettings(max_tokens=16, overlap_tokens=0))
+    bad_vectors = vectors_for(chunks)[:-1]  # one short: the write must refuse
+    with pytest.raises(StoreError):
+        store.write_document(doc, chunks, bad_vectors)
+    # a failure inside the transaction (duplicate chunk id) rolls everything back
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write_document(doc, [*chunks, chunks[0]], np.vstack([vectors_for(chunks)] * 2)[
+            : len(chunks) + 1])
+    assert store.get_document("a") is None
+    assert store.stats().chunks == 0 and store.stats().vectors == 0
+    assert store.check() == []
+
+
+def test_check_reports_tampering(store: SQLiteStore, counter) -> None:
+    doc = make_doc("a", "Alpha beta gamma.")
+    chunks = chunk_document(doc, 0, counter, ChunkingSettings())
+    store.write_document(doc, chunks, vectors_for(chunks))
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE documents SET chunk_count = 5")
+    db.commit()
+    assert any("5 recorded" in p for p in store.check())
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open knowledge store"):
+        SQLiteStore(path)
