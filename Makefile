@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint bench-ingest clean
+.PHONY: install demo test lint bench-ingest bench-retrieval clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ lint: install
 
 bench-ingest: install
 	$(PY) bench/ingest.py --json bench/results/ingest.json
+
+bench-retrieval: install
+	$(PY) bench/retrieval.py --json bench/results/retrieval.json
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache .hypothesis

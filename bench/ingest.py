@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--limit", type=int, default=0, help="only the first N documents")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     docs = len(lines)
     return {
         "command": "python bench/ingest.py" + (f" --limit {args.limit}" if args.limit else "")
-        + (f" --batch-size {args.batch_size}" if args.batch_size != 32 else ""),
+        + (f" --batch-size {args.batch_size}" if args.batch_size != 16 else ""),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} cores, {_ram_gib():.0f} GiB RAM, {platform.machine()}",
         "versions": _versions(),

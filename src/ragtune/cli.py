@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +26,7 @@ from typer.core import TyperGroup
 from ragtune.config import Settings
 from ragtune.errors import RagtuneError
 from ragtune.kb import KnowledgeBase
-from ragtune.retrieval import MODES, search
+from ragtune.retrieval import MODES, parse_filter_args, search
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -50,6 +53,8 @@ app = typer.Typer(
 docs_app = typer.Typer(cls=_Group, help="The documents of a knowledge base and their versions.",
                        no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
+bench_app = typer.Typer(cls=_Group, help="Benchmarks on standard data sets.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Data home (default $RAGTUNE_HOME or ~/.ragtune).")
@@ -79,18 +84,7 @@ def ingest(
 ) -> None:
     """Add or update documents; unchanged ones are skipped by content hash."""
     base = _open(home, kb)
-    with base, Progress(
-        TextColumn("[bold]ingest[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err, transient=as_json,
-    ) as bar:
-        task = bar.add_task(base.name, total=None)
-
-        def progress(done: int, total: int | None) -> None:
-            if total is not None:
-                bar.update(task, total=total)
-            if done:
-                bar.advance(task, done)
-
+    with base, _progress(base.name, as_json) as progress:
         report = base.ingest(
             paths, sync=sync, groups=groups.split(",") if groups else (),
             include=include or (), exclude=exclude, progress=progress,
@@ -190,31 +184,100 @@ def search_cmd(
     k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
     mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "hybrid",
     groups: Annotated[
-        str | None, typer.Option(help="Search as a caller holding these groups.")
+        str | None, typer.Option(help="Search as a caller holding these groups (comma-separated).")
     ] = None,
+    filter_args: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="Metadata filter: key=v, key=a,b, key!=v, key>=v, key<v."),
+    ] = None,
+    per_doc: Annotated[int | None, typer.Option(help="Max hits per document.")] = None,
+    dedupe: Annotated[bool, typer.Option(help="Collapse near-duplicate chunks.")] = True,
+    allow_fallback: Annotated[
+        bool, typer.Option(help="Exit 0 even if hybrid had to fall back to BM25.")
+    ] = False,
     kb: KbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base (BM25, dense, or hybrid reciprocal rank fusion)."""
+    filters = parse_filter_args(filter_args or [])
     with _open(home, kb) as base:
         if not base.exists():
             raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
         result = search(base, query, k=k, mode=mode,
-                        groups=groups.split(",") if groups is not None else None)
+                        groups=groups.split(",") if groups is not None else None,
+                        filters=filters, per_doc=per_doc, dedupe=dedupe)
     if as_json:
         _print_json(result.to_dict())
-        return
+    else:
+        table = Table("#", "score", "document", "snippet", box=None, show_lines=False)
+        for hit in result.hits:
+            title = hit.metadata.get("title") or hit.doc_id
+            heading = hit.metadata.get("heading")
+            label = escape(_short(title, 30)) + (f"\n[dim]{escape(_short(heading, 30))}[/]"
+                                                  if heading else "")
+            table.add_row(str(hit.rank), f"{hit.score:.3f}", label, _highlight(hit.text, query))
+        out.print(table)
     if result.degraded:
         err.print(f"[yellow]degraded[/] {escape(result.degraded)}")
-    table = Table("#", "score", "document", "snippet", box=None, show_lines=False)
-    for hit in result.hits:
-        title = hit.metadata.get("title") or hit.doc_id
-        heading = hit.metadata.get("heading")
-        label = escape(_short(title, 30)) + (f"\n[dim]{escape(_short(heading, 30))}[/]"
-                                              if heading else "")
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", label, _highlight(hit.text, query))
+        if not allow_fallback:
+            err.print("[red]error[/] search degraded; pass --allow-fallback to accept it")
+            raise typer.Exit(1)
+
+
+@bench_app.command("beir")
+def bench_beir(
+    dataset: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, "
+                                                 "qrels/<split>.tsv.")],
+    mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "hybrid",
+    split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
+    kb: Annotated[str | None, typer.Option(
+        "--kb", help="Reuse (and sync) this knowledge base; default: a temporary one.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure retrieval on a BEIR data set: nDCG@10, recall@100, MRR@10, latency."""
+    from ragtune.evaluation import run_beir
+
+    if mode not in MODES:
+        raise RagtuneError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    settings = Settings.load(home=home)
+    with tempfile.TemporaryDirectory(prefix="ragtune-beir-") as tmp:
+        if kb is None:
+            settings = settings.model_copy(update={"home": Path(tmp)})
+        with KnowledgeBase.open(kb or "beir", settings) as base, _progress(
+            f"{dataset.name} {mode}", as_json
+        ) as progress:
+            report = run_beir(dataset, mode, base, split=split, progress=progress)
+    data = report.to_dict()
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("mode", "nDCG@10", "recall@100", "MRR@10", "p50 ms", "p95 ms", "queries",
+                  "documents", box=None)
+    table.add_row(mode, f"{data['ndcg@10']:.4f}", f"{data['recall@100']:.4f}",
+                  f"{data['mrr@10']:.4f}", f"{data['latency_ms']['p50']:.1f}",
+                  f"{data['latency_ms']['p95']:.1f}", str(data["queries"]),
+                  str(data["documents"]))
     out.print(table)
+
+
+@contextmanager
+def _progress(label: str, transient: bool) -> Iterator[Callable[[int, int | None], None]]:
+    """A rich progress bar on stderr, driven by the library's (done, total) callbacks."""
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=transient,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            if done:
+                bar.advance(task, done)
+
+        yield update
 
 
 def _short(text: str, n: int) -> str:

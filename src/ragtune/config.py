@@ -50,7 +50,7 @@ class EmbedderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "local:minilm"
-    batch_size: int = Field(32, gt=0)
+    batch_size: int = Field(16, gt=0)
 
 
 class IngestSettings(BaseModel):

@@ -33,6 +33,7 @@ from ragtune.documents import (
 )
 from ragtune.documents.chunking import TokenCounter
 from ragtune.documents.loaders import normalized_source
+from ragtune.documents.terms import term_frequencies
 from ragtune.errors import ConfigError, InputError, StoreError
 from ragtune.models.embedders import Embedder, get_embedder
 from ragtune.store import SQLiteStore, Store, StoredDocument
@@ -151,6 +152,7 @@ class KnowledgeBase:
             "chunk_max_tokens": str(c.max_tokens),
             "chunk_overlap_tokens": str(c.overlap_tokens),
             "embedding_text": "title\\nheading\\ntext",
+            "lexical_terms": "lucene-stop+snowball-en",
             "ragtune_version": __version__,
         }
 
@@ -161,13 +163,16 @@ class KnowledgeBase:
             self.store.set_meta({**wanted, "created_at": str(time.time())})
             return
         for key, value in wanted.items():
-            if key == "ragtune_version":
-                continue
-            if recorded.get(key) != value:
+            if key == "ragtune_version" or key not in recorded:
+                continue  # a key newer than the knowledge base is recorded below
+            if recorded[key] != value:
                 raise ConfigError(
-                    f"knowledge base {self.name!r} was built with {key}={recorded.get(key)!r}, "
+                    f"knowledge base {self.name!r} was built with {key}={recorded[key]!r}, "
                     f"but the settings give {value!r}; use another --kb or the same settings"
                 )
+        missing = {k: v for k, v in wanted.items() if k not in recorded}
+        if missing:
+            self.store.set_meta(missing)
 
     # --- ingestion --------------------------------------------------------------------------
 
@@ -256,8 +261,9 @@ class KnowledgeBase:
         report.chunks_embedded += len(missing)
         for item in pending:
             matrix = np.stack([vectors[c.text_hash] for c in item.chunks])
+            terms = [term_frequencies(c.embedding_text) for c in item.chunks]
             try:
-                self.store.write_document(item.document, item.chunks, matrix)
+                self.store.write_document(item.document, item.chunks, matrix, terms)
             except StoreError as exc:
                 report.failed.append(LoadFailure(item.document.source, str(exc)))
                 notify(1, None)

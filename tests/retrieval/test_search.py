@@ -1,14 +1,23 @@
-"""Search over a small knowledge base in every mode, including access groups and fusion."""
+"""Search over small knowledge bases in every mode: access groups, filters, limits, fallbacks."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from ragtune import InputError, KnowledgeBase, Settings, reciprocal_rank_fusion, search
+from ragtune import InputError, KnowledgeBase, ModelError, Settings, reciprocal_rank_fusion, search
+from ragtune.cli import app
+from ragtune.config import ChunkingSettings
+from ragtune.documents import Document, chunk_document
+from ragtune.retrieval import searcher_for
+
+MODES = ["bm25", "dense", "hybrid"]
 
 
 def test_rrf_known_values() -> None:
@@ -21,50 +30,141 @@ def test_rrf_known_values() -> None:
 
 
 @given(st.dictionaries(st.sampled_from(["a", "b", "c"]),
-                       st.lists(st.integers(0, 30).map(str), max_size=20), max_size=3))
-def test_rrf_scores_are_sums_and_sorted(rankings: dict[str, list[str]]) -> None:
-    fused = reciprocal_rank_fusion(rankings)
+                       st.lists(st.integers(0, 30).map(str), max_size=20), max_size=3),
+       st.floats(0, 100))
+def test_rrf_scores_are_sums_and_sorted(rankings: dict[str, list[str]], k: float) -> None:
+    fused = reciprocal_rank_fusion(rankings, k=k)
     scores = [s for _, s, _ in fused]
     assert scores == sorted(scores, reverse=True)
-    ids = {i for ids in rankings.values() for i in ids}
-    assert {f[0] for f in fused} == ids
+    assert {f[0] for f in fused} == {i for ids in rankings.values() for i in ids}
     for item, score, ranks in fused:
-        assert score == pytest.approx(sum(1 / (60 + r) for r in ranks.values()))
+        assert score == pytest.approx(sum(1 / (k + r) for r in ranks.values()))
         for name, r in ranks.items():
-            assert rankings[name].index(item) + 1 == r
+            assert rankings[name].index(item) + 1 == r  # the best (first) rank counts
 
 
-@pytest.fixture
-def kb(settings: Settings, embedder, six_docs: Path, tmp_path: Path):
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory, embedder):
+    """Public notes on tea and kettles, plus secret documents that match tea queries best."""
+    root = tmp_path_factory.mktemp("search")
+    settings = Settings.load(home=root / "home")
     base = KnowledgeBase("s", settings, embedder=embedder)
-    base.ingest([six_docs])
-    secret = tmp_path / "secret"
-    secret.mkdir()
-    (secret / "tea-secret.md").write_text("# Secret tea\n\nThe secret green tea blend is "
-                                          "steeped for two minutes at 80 degrees.")
-    base.ingest([secret], groups=["hr"])
+    public = [{"_id": f"pub{i}", "title": f"Tea note {i}",
+               "text": f"Tea note {i}: black tea and herbal tea are sold in shop {i}.",
+               "year": 2015 + i, "lang": "en" if i % 2 else "fr"} for i in range(10)]
+    public.append({"_id": "kettle", "title": "Kettle manual",
+                   "text": "Descale the kettle every month with citric acid.", "year": 2020,
+                   "lang": "en"})
+    public.append({"_id": "kettle-copy", "title": "Kettle manual",
+                   "text": "Descale the kettle every month with citric acid.", "year": 2020,
+                   "lang": "en"})
+    secret = [{"_id": f"sec{i}", "title": "Secret green tea steeping",
+               "text": f"Secret {i}: green tea steeps for two minutes at 80 degrees; green tea "
+                       "steeping time matters.", "groups": ["hr"]} for i in range(10)]
+    base.ingest([write_jsonl(root / "docs.jsonl", public + secret)])
     yield base
     base.close()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
+@pytest.mark.parametrize("mode", MODES)
 def test_each_mode_finds_the_right_document(kb: KnowledgeBase, mode: str) -> None:
     result = search(kb, "when should I descale my kettle", k=3, mode=mode)
-    assert result.hits[0].doc_id.endswith("kettle.md")
-    assert "Descale" in result.hits[0].text
+    assert result.hits[0].doc_id in ("kettle", "kettle-copy")
     assert [h.rank for h in result.hits] == list(range(1, len(result.hits) + 1))
+    assert all(mode in h.ranks or mode == "hybrid" for h in result.hits)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
-def test_groups_hide_documents_in_every_mode(kb: KnowledgeBase, mode: str) -> None:
-    everyone = search(kb, "green tea steeping minutes", k=10, mode=mode, groups=[])
-    assert not any("secret" in h.doc_id for h in everyone.hits)
-    assert len(everyone.hits) == min(10, len(kb.store.vector_matrix().chunk_ids) - 1) or \
-        mode == "bm25"
-    hr = search(kb, "green tea steeping minutes", k=10, mode=mode, groups=["hr"])
-    assert any("secret" in h.doc_id for h in hr.hits)
+@pytest.mark.parametrize("mode", MODES)
+def test_groups_filter_before_ranking_so_top_k_stays_full(kb: KnowledgeBase, mode: str) -> None:
+    query = "green tea steeping time in minutes"
+    everyone = search(kb, query, k=12, mode=mode)  # unrestricted caller: secrets rank first
+    assert everyone.hits[0].doc_id.startswith("sec")
+    outsider = search(kb, query, k=8, mode=mode, groups=[])
+    assert len(outsider.hits) == 8  # full, although ten better hits were invisible
+    assert not any(h.doc_id.startswith("sec") for h in outsider.hits)
+    other_group = search(kb, query, k=8, mode=mode, groups=["finance"])
+    assert not any(h.doc_id.startswith("sec") for h in other_group.hits)
+    insider = search(kb, query, k=8, mode=mode, groups=["hr", "finance"])
+    assert insider.hits[0].doc_id.startswith("sec")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_metadata_filters_in_every_mode(kb: KnowledgeBase, mode: str) -> None:
+    result = search(kb, "tea shop", k=5, mode=mode, dedupe=False,
+                    filters={"year": {"gte": 2020}, "lang": "en"})
+    # BM25 returns only chunks that share a term with the query: the kettles do not
+    assert len(result.hits) == (3 if mode == "bm25" else 5)
+    assert {h.doc_id for h in result.hits} <= {"pub5", "pub7", "pub9", "kettle", "kettle-copy"}
+    none = search(kb, "tea", k=5, mode=mode, filters={"year": {"gt": 3000}})
+    assert none.hits == []
+
+
+@pytest.mark.slow
+def test_near_duplicates_collapse_and_per_doc_limit(kb: KnowledgeBase) -> None:
+    deduped = search(kb, "descale kettle citric acid", k=5, mode="dense")
+    ids = [h.doc_id for h in deduped.hits]
+    assert ("kettle" in ids) != ("kettle-copy" in ids)  # the copy is collapsed
+    assert len(ids) == 5
+    both = search(kb, "descale kettle citric acid", k=5, mode="dense", dedupe=False)
+    assert {"kettle", "kettle-copy"} <= {h.doc_id for h in both.hits}
+    per_doc = search(kb, "tea", k=6, mode="bm25", per_doc=1)
+    assert len({h.doc_id for h in per_doc.hits}) == len(per_doc.hits) == 6
+
+
+@pytest.mark.slow
+def test_index_follows_store_writes(kb: KnowledgeBase, tmp_path: Path) -> None:
+    searcher = searcher_for(kb)
+    before = searcher.index()
+    kb.ingest([write_jsonl(tmp_path / "new.jsonl", [
+        {"_id": "zebra", "text": "Zebras have black and white stripes."}])])
+    assert search(kb, "zebra stripes", k=1, mode="bm25").hits[0].doc_id == "zebra"
+    assert searcher.index() is not before
+    kb.remove(["zebra"])
+    assert all(h.doc_id != "zebra" for h in search(kb, "zebra stripes", k=3).hits)
+
+
+@pytest.mark.slow
+def test_query_fast_path_equals_batch_embedding(embedder) -> None:
+    for text in ["short query", "A longer query about descaling kettles with citric acid."]:
+        fast = embedder.embed_query(text)
+        batch = embedder.embed([text])[0]
+        assert float(fast @ batch) > 0.9999
+        np.testing.assert_allclose(fast, batch, atol=2e-4)
+
+
+@pytest.fixture
+def vectorless_kb(settings: Settings, counter):
+    base = KnowledgeBase("nov", settings, counter=counter)
+    base.store.set_meta(base.provenance())
+    doc = Document(id="d", text="Kettles need descaling.", source="/d.md", format="md")
+    chunks = chunk_document(doc, 0, counter, ChunkingSettings())
+    base.store.write_document(doc, chunks, None, [{"kettl": 1, "need": 1, "descal": 1}])
+    yield base
+    base.close()
+
+
+@pytest.mark.slow
+def test_hybrid_without_vectors_degrades_loudly(vectorless_kb: KnowledgeBase) -> None:
+    result = search(vectorless_kb, "descaling kettles", mode="hybrid")
+    assert result.degraded and "BM25 only" in result.degraded
+    assert result.hits[0].doc_id == "d"
+    with pytest.raises(ModelError, match="no vectors"):
+        search(vectorless_kb, "descaling kettles", mode="dense")
+    runner = CliRunner()
+    args = ["search", "descaling kettles", "--kb", "nov", "--json"]
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 1 and "degraded" in failed.stderr
+    assert json.loads(failed.stdout)["degraded"]
+    allowed = runner.invoke(app, [*args, "--allow-fallback"])
+    assert allowed.exit_code == 0
 
 
 @pytest.mark.slow
@@ -75,3 +175,5 @@ def test_bad_arguments(kb: KnowledgeBase) -> None:
         search(kb, "  ")
     with pytest.raises(InputError, match="k must be"):
         search(kb, "x", k=0)
+    with pytest.raises(InputError, match="unknown operator"):
+        search(kb, "x", filters={"year": {"around": 3}})

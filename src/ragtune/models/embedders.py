@@ -37,6 +37,8 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def embed_query(self, text: str) -> np.ndarray: ...
+
 
 def minilm_path() -> Path:
     """The folder of the bundled all-MiniLM-L6-v2 inside site-packages."""
@@ -54,11 +56,13 @@ def minilm_path() -> Path:
 class LocalEmbedder:
     """A sentence-transformers model from a local folder, on the CPU, offline."""
 
-    def __init__(self, path: Path, name: str, batch_size: int = 32) -> None:
+    def __init__(self, path: Path, name: str, batch_size: int = 16) -> None:
         self.name = name
         self.path = path
         self.batch_size = batch_size
         self._model = None
+        self._transformer = None
+        self._tokenizer = None
         self._lock = threading.Lock()
         config = json.loads((path / "config.json").read_text())
         self._dim = int(config.get("hidden_size", 0))
@@ -79,12 +83,31 @@ class LocalEmbedder:
             try:
                 import transformers
                 from sentence_transformers import SentenceTransformer
+                from tokenizers import Tokenizer
             except ImportError as exc:
                 raise ModelError("sentence-transformers is not installed") from exc
             transformers.logging.set_verbosity_error()
             transformers.logging.disable_progress_bar()
             # str(): sentence-transformers fails on a Path (see MODELS.md).
-            self._model = SentenceTransformer(str(self.path), device="cpu")
+            model = SentenceTransformer(str(self.path), device="cpu")
+            model.eval()
+            self._check_pipeline(model)
+            tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+            tokenizer.enable_truncation(model.max_seq_length)
+            tokenizer.no_padding()
+            self._tokenizer = tokenizer
+            self._transformer = model[0].auto_model
+            self._model = model
+
+    @staticmethod
+    def _check_pipeline(model: object) -> None:
+        """The query fast path assumes Transformer → mean pooling (→ normalize); verify it."""
+        modules = [type(m).__name__ for m in model]  # type: ignore[attr-defined]
+        pooling = model[1]  # type: ignore[index]
+        mode = getattr(pooling, "pooling_mode", None)
+        mean = mode == "mean" or getattr(pooling, "pooling_mode_mean_tokens", False) is True
+        if modules[:2] != ["Transformer", "Pooling"] or not mean:
+            raise ModelError(f"unexpected sentence-transformers pipeline {modules} ({mode})")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed `texts` in batches; returns an (n, dim) float32 array of unit vectors."""
@@ -101,6 +124,27 @@ class LocalEmbedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one short text with a direct forward pass (no batching machinery).
+
+        Gives the same vector as `embed([text])[0]` (tested) in a fraction of the time, which
+        is what keeps hybrid search latency low.
+        """
+        import torch
+
+        self.warm_up()
+        assert self._tokenizer is not None and self._transformer is not None
+        ids = torch.tensor([self._tokenizer.encode(text).ids], dtype=torch.long)
+        with torch.inference_mode():
+            out = self._transformer(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                token_type_ids=torch.zeros_like(ids),
+            ).last_hidden_state[0]
+            vector = out.mean(dim=0)
+            vector = vector / vector.norm().clamp_min(1e-12)
+        return vector.numpy().astype(np.float32, copy=False)
+
 
 def _minilm(batch_size: int) -> Embedder:
     return LocalEmbedder(minilm_path(), "local:minilm", batch_size)
@@ -110,7 +154,7 @@ EMBEDDERS: dict[str, Callable[[int], Embedder]] = {"local:minilm": _minilm}
 
 
 @lru_cache(maxsize=8)
-def get_embedder(name: str = "local:minilm", batch_size: int = 32) -> Embedder:
+def get_embedder(name: str = "local:minilm", batch_size: int = 16) -> Embedder:
     """The embedder registered under `name`, one instance per process."""
     try:
         factory = EMBEDDERS[name]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
+
+Item = TypeVar("Item", bound=Hashable)
 
 
 def reciprocal_rank_fusion(
-    rankings: Mapping[str, Sequence[str]],
+    rankings: Mapping[str, Sequence[Item]],
     k: float = 60.0,
     weights: Mapping[str, float] | None = None,
-) -> list[tuple[str, float, dict[str, int]]]:
+) -> list[tuple[Item, float, dict[str, int]]]:
     """Fuse ranked id lists; returns (id, fused score, {ranker: 1-based rank}) best first.
 
     Ties are broken by the best single rank, then by id, so the result is deterministic.
@@ -19,8 +22,8 @@ def reciprocal_rank_fusion(
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    scores: dict[str, float] = {}
-    ranks: dict[str, dict[str, int]] = {}
+    scores: dict[Item, float] = {}
+    ranks: dict[Item, dict[str, int]] = {}
     for name, ids in rankings.items():
         weight = 1.0 if weights is None else float(weights.get(name, 1.0))
         for position, item in enumerate(ids, start=1):
@@ -30,5 +33,5 @@ def reciprocal_rank_fusion(
             ranks.setdefault(item, {})[name] = position
     return sorted(
         ((item, score, ranks[item]) for item, score in scores.items()),
-        key=lambda t: (-t[1], min(t[2].values()), t[0]),
+        key=lambda t: (-t[1], min(t[2].values()), str(t[0])),
     )

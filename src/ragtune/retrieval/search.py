@@ -1,25 +1,35 @@
-"""Search a knowledge base: BM25 (the store's lexical index), dense (exact cosine) or hybrid (RRF).
+"""Search a knowledge base: BM25, dense (exact cosine) or hybrid (reciprocal rank fusion).
 
-    >>> result = search(kb, "how do I rotate keys", k=5, mode="hybrid")
+    >>> result = search(kb, "how do I rotate keys", k=5, mode="hybrid", groups=["staff"])
     >>> result.hits[0].doc_id, result.degraded
+
+Access groups and metadata filters are applied inside retrieval, before ranking, in every mode.
+If dense search cannot run, hybrid falls back to BM25 and says so in `degraded`.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-import numpy as np
+from typing import Any
 
 from ragtune.errors import InputError, ModelError
 from ragtune.kb import KnowledgeBase
-from ragtune.retrieval.fusion import reciprocal_rank_fusion
+from ragtune.retrieval.filters import Filters
+from ragtune.retrieval.index import Ranking, SearchIndex
+from ragtune.retrieval.retrievers import (
+    BM25Retriever,
+    DenseRetriever,
+    HybridRetriever,
+    Reranker,
+    Retriever,
+)
 
-Mode = Literal["bm25", "dense", "hybrid"]
 MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
-CANDIDATES = 100  # per-retriever depth fused by hybrid
+DUPLICATE_COSINE = 0.98  # chunks at least this similar to a better hit are collapsed
 
 
 @dataclass(frozen=True)
@@ -53,44 +63,119 @@ class SearchResult:
         }
 
 
-class DenseIndex:
-    """Exact cosine search over the store's vectors, reloaded when the store changes."""
+class Searcher:
+    """Searches one knowledge base, keeping its `SearchIndex` fresh across store writes."""
 
-    def __init__(self, kb: KnowledgeBase) -> None:
+    def __init__(self, kb: KnowledgeBase, rrf_k: float = 60.0,
+                 weights: dict[str, float] | None = None, depth: int = 100) -> None:
         self.kb = kb
-        self._generation = -1
-        self._chunk_ids: list[str] = []
-        self._doc_ids = np.zeros(0, dtype=object)
-        self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self.bm25 = BM25Retriever()
+        self.dense = DenseRetriever(kb.embedder)
+        self.hybrid = HybridRetriever(self.bm25, self.dense, rrf_k, weights, depth)
+        self._index: SearchIndex | None = None
+        self._lock = threading.Lock()
 
-    def _refresh(self) -> None:
-        generation = self.kb.store.stats().generation
-        if generation != self._generation:
-            vm = self.kb.store.vector_matrix()
-            self._chunk_ids, self._matrix = vm.chunk_ids, vm.matrix
-            self._doc_ids = np.array(vm.doc_ids, dtype=object)
-            self._generation = vm.generation
+    def index(self) -> SearchIndex:
+        """The current index, rebuilt if the store changed since it was built."""
+        generation = self.kb.store.generation()
+        with self._lock:
+            if self._index is None or self._index.generation != generation:
+                self._index = SearchIndex(self.kb.store.index_snapshot())
+            return self._index
+
+    def retriever(self, mode: str) -> Retriever:
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        return {"bm25": self.bm25, "dense": self.dense, "hybrid": self.hybrid}[mode]
 
     def search(
-        self, query: str, k: int, groups: Iterable[str] | None = None
-    ) -> list[tuple[str, float]]:
-        """Top-k chunks by cosine; with `groups`, invisible documents are masked before ranking."""
-        self._refresh()
-        if not self._chunk_ids:
-            raise ModelError("no vectors stored in this knowledge base")
-        q = self.kb.embedder.embed([query])[0]
-        scores = self._matrix @ q
-        if groups is not None:
-            visible = self.kb.store.visible_documents(groups)
-            mask = np.fromiter((d in visible for d in self._doc_ids), bool, len(self._doc_ids))
-            scores = np.where(mask, scores, -np.inf)
-            k = min(k, int(mask.sum()))
-        k = min(k, len(scores))
+        self,
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        groups: Iterable[str] | None = None,
+        filters: Filters | None = None,
+        per_doc: int | None = None,
+        dedupe: bool = True,
+        reranker: Reranker | None = None,
+    ) -> SearchResult:
+        """Search; `groups=None` is an unrestricted local caller (see `search`)."""
+        if not query.strip():
+            raise InputError("query is empty")
         if k <= 0:
-            return []
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(self._chunk_ids[i], float(scores[i])) for i in top]
+            raise InputError(f"k must be > 0, got {k}")
+        if per_doc is not None and per_doc <= 0:
+            raise InputError(f"per_doc must be > 0, got {per_doc}")
+        retriever = self.retriever(mode)
+        t0 = time.perf_counter()
+        index = self.index()
+        mask = index.mask(groups, filters)
+        t1 = time.perf_counter()
+        degraded: str | None = None
+        used = mode
+        fetch = k if not dedupe else max(2 * k, k + 10)
+        try:
+            ranking = retriever.retrieve(query, index, fetch, mask, per_doc)
+        except ModelError as exc:
+            if mode != "hybrid":
+                raise
+            degraded = f"dense search unavailable ({exc}); results are BM25 only"
+            used = "bm25"
+            ranking = self.bm25.retrieve(query, index, fetch, mask, per_doc)
+        if dedupe:
+            ranking = _collapse_duplicates(index, ranking)
+        if reranker is not None:
+            ranking = reranker.rerank(query, index, ranking)
+        t2 = time.perf_counter()
+        hits = self._hits(index, ranking, k, used)
+        t3 = time.perf_counter()
+        timings = {"index": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000,
+                   "fetch": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
+        return SearchResult(mode, hits, degraded, timings)
+
+    def _hits(self, index: SearchIndex, ranking: Ranking, k: int, used: str) -> list[Hit]:
+        rows = [int(r) for r in ranking.rows[:k]]
+        chunks = {c.id: c for c in self.kb.store.get_chunks([index.chunk_ids[r] for r in rows])}
+        hits: list[Hit] = []
+        for i, row in enumerate(rows):
+            chunk = chunks.get(index.chunk_ids[row])
+            if chunk is None:  # deleted after the index was built
+                continue
+            ranks = ranking.ranks[i] if ranking.ranks is not None else {used: i + 1}
+            hits.append(Hit(
+                rank=len(hits) + 1, score=float(ranking.scores[i]), doc_id=chunk.doc_id,
+                chunk_id=chunk.id, text=chunk.text, ranks=dict(ranks),
+                metadata={"title": chunk.title, "heading": chunk.heading, "page": chunk.page,
+                          "start": chunk.start, "end": chunk.end, "version": chunk.version},
+            ))
+        return hits
+
+
+def _collapse_duplicates(index: SearchIndex, ranking: Ranking) -> Ranking:
+    """Drop hits whose vector is near-identical to a better hit's (mirrored or copied text)."""
+    if len(ranking.rows) < 2 or not index.has_vector[ranking.rows].all():
+        return ranking
+    vectors = index.matrix[ranking.rows]
+    sims = vectors @ vectors.T
+    keep: list[int] = []
+    for i in range(len(ranking.rows)):
+        if all(sims[i, j] < DUPLICATE_COSINE for j in keep):
+            keep.append(i)
+    if len(keep) == len(ranking.rows):
+        return ranking
+    ranks = [ranking.ranks[i] for i in keep] if ranking.ranks is not None else None
+    return Ranking(ranking.rows[keep], ranking.scores[keep], ranks)
+
+
+_searchers: weakref.WeakKeyDictionary[KnowledgeBase, Searcher] = weakref.WeakKeyDictionary()
+
+
+def searcher_for(kb: KnowledgeBase) -> Searcher:
+    """The process-wide `Searcher` of a knowledge base object (its index is reused)."""
+    found = _searchers.get(kb)
+    if found is None:
+        found = _searchers[kb] = Searcher(kb)
+    return found
 
 
 def search(
@@ -99,60 +184,18 @@ def search(
     k: int = 10,
     mode: str = "hybrid",
     groups: Iterable[str] | None = None,
-    dense_index: DenseIndex | None = None,
+    filters: Filters | None = None,
+    per_doc: int | None = None,
+    dedupe: bool = True,
 ) -> SearchResult:
-    """Search `kb` for `query`; `groups=None` is an unrestricted local caller."""
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if not query.strip():
-        raise InputError("query is empty")
-    if k <= 0:
-        raise InputError(f"k must be > 0, got {k}")
-    timings: dict[str, float] = {}
-    degraded: str | None = None
-    rankings: dict[str, list[str]] = {}
-    scores: dict[str, float] = {}
-    depth = max(k, CANDIDATES) if mode == "hybrid" else k
+    """Search `kb` for `query`.
 
-    if mode in ("bm25", "hybrid"):
-        t = time.perf_counter()
-        lex = kb.store.lexical_search(query, depth, groups=groups)
-        rankings["bm25"] = lex.chunk_ids
-        if mode == "bm25":
-            scores = dict(zip(lex.chunk_ids, lex.scores, strict=True))
-        timings["bm25"] = (time.perf_counter() - t) * 1000
-    if mode in ("dense", "hybrid"):
-        t = time.perf_counter()
-        try:
-            index = dense_index or DenseIndex(kb)
-            dense = index.search(query, depth, groups)
-            rankings["dense"] = [cid for cid, _ in dense]
-            if mode == "dense":
-                scores = dict(dense)
-        except ModelError as exc:
-            if mode == "dense":
-                raise
-            degraded = f"dense search unavailable ({exc}); results are BM25 only"
-        timings["dense"] = (time.perf_counter() - t) * 1000
+    `groups=None` means an unrestricted, trusted local caller; pass the caller's groups
+    (possibly empty) to enforce access control. `filters` restrict document metadata (see
+    `ragtune.retrieval.filters`); `per_doc` caps hits per document; `dedupe` collapses
+    near-duplicate chunks.
+    """
+    return searcher_for(kb).search(query, k, mode, groups, filters, per_doc, dedupe)
 
-    if mode == "hybrid":
-        fused = reciprocal_rank_fusion(rankings)
-        ordered = [(cid, score, ranks) for cid, score, ranks in fused[:k]]
-    else:
-        ids = rankings[mode][:k]
-        ordered = [(cid, scores[cid], {mode: i + 1}) for i, cid in enumerate(ids)]
-    chunks = {c.id: c for c in kb.store.get_chunks([cid for cid, _, _ in ordered])}
-    hits = []
-    for cid, score, ranks in ordered:
-        chunk = chunks.get(cid)
-        if chunk is None:
-            continue
-        hits.append(
-            Hit(
-                rank=len(hits) + 1, score=float(score), doc_id=chunk.doc_id, chunk_id=cid,
-                text=chunk.text, ranks=ranks,
-                metadata={"title": chunk.title, "heading": chunk.heading, "page": chunk.page,
-                          "start": chunk.start, "end": chunk.end, "version": chunk.version},
-            )
-        )
-    return SearchResult(mode, hits, degraded, timings)
+
+__all__ = ["MODES", "Hit", "SearchResult", "Searcher", "search", "searcher_for"]

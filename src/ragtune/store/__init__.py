@@ -2,6 +2,7 @@
 
 from ragtune.store.base import (
     DocumentVersion,
+    IndexSnapshot,
     LexicalHits,
     Store,
     StoredDocument,
@@ -12,6 +13,7 @@ from ragtune.store.sqlite import SQLiteStore
 
 __all__ = [
     "DocumentVersion",
+    "IndexSnapshot",
     "LexicalHits",
     "SQLiteStore",
     "Store",

@@ -76,6 +76,24 @@ class VectorMatrix(NamedTuple):
     generation: int
 
 
+class IndexSnapshot(NamedTuple):
+    """What the in-memory search index is built from: every chunk, in one consistent read.
+
+    `terms[i]` are chunk i's BM25 term frequencies, or None for chunks stored before terms were
+    kept (then `untermed_texts[i]` holds the text to analyze). `documents` maps a document id to
+    its (groups, metadata), for access control and filters.
+    """
+
+    chunk_ids: list[str]
+    doc_ids: list[str]
+    matrix: np.ndarray
+    has_vector: np.ndarray
+    terms: list[dict[str, int] | None]
+    untermed_texts: list[str | None]
+    documents: dict[str, tuple[tuple[str, ...], dict[str, Any]]]
+    generation: int
+
+
 @runtime_checkable
 class Store(Protocol):
     """A knowledge base's documents, versions, chunks, vectors and lexical index."""
@@ -86,6 +104,8 @@ class Store(Protocol):
     def get_meta(self) -> dict[str, str]: ...
 
     def set_meta(self, values: Mapping[str, str]) -> None: ...
+
+    def generation(self) -> int: ...
 
     # documents and versions
     def document_hashes(self) -> dict[str, str]: ...
@@ -99,7 +119,11 @@ class Store(Protocol):
     def versions(self, doc_id: str) -> list[DocumentVersion]: ...
 
     def write_document(
-        self, document: Document, chunks: Sequence[Chunk], vectors: np.ndarray | None
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray | None,
+        terms: Sequence[Mapping[str, int]] | None = None,
     ) -> int: ...
 
     def delete_document(self, doc_id: str) -> bool: ...
@@ -112,6 +136,8 @@ class Store(Protocol):
     def vectors_by_text_hash(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]: ...
 
     def vector_matrix(self) -> VectorMatrix: ...
+
+    def index_snapshot(self) -> IndexSnapshot: ...
 
     def lexical_search(
         self, query: str, k: int, groups: Iterable[str] | None = None

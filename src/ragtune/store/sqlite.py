@@ -26,6 +26,7 @@ from ragtune.documents.records import Chunk, Document
 from ragtune.errors import StoreError
 from ragtune.store.base import (
     DocumentVersion,
+    IndexSnapshot,
     LexicalHits,
     StoredDocument,
     StoreStats,
@@ -109,6 +110,12 @@ MIGRATIONS: list[tuple[str, str]] = [
             INSERT INTO chunks_fts(rowid, title, heading, text)
             VALUES (new.rowid, new.title, new.heading, new.text);
         END;
+        """,
+    ),
+    (
+        "m002_chunk_terms",
+        """
+        ALTER TABLE chunks ADD COLUMN terms TEXT;
         """,
     ),
 ]
@@ -243,17 +250,23 @@ class SQLiteStore:
         return [DocumentVersion(*r) for r in rows]
 
     def write_document(
-        self, document: Document, chunks: Sequence[Chunk], vectors: np.ndarray | None
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray | None,
+        terms: Sequence[Mapping[str, int]] | None = None,
     ) -> int:
-        """Insert or replace a document with its chunks and vectors in one transaction.
+        """Insert or replace a document with its chunks, vectors and terms in one transaction.
 
         Returns the new version number (the store numbers versions; `chunk.version` is
-        ignored). `vectors[i]` belongs to `chunks[i]`.
+        ignored). `vectors[i]` and `terms[i]` (BM25 term frequencies) belong to `chunks[i]`.
         """
         if vectors is not None and len(vectors) != len(chunks):
             raise StoreError(
                 f"{document.id}: {len(chunks)} chunks but {len(vectors)} vectors"
             )
+        if terms is not None and len(terms) != len(chunks):
+            raise StoreError(f"{document.id}: {len(chunks)} chunks but {len(terms)} term lists")
         now = time.time()
         with self._transaction() as db:
             row = db.execute(
@@ -285,11 +298,13 @@ class SQLiteStore:
             for i, chunk in enumerate(chunks):
                 cur = db.execute(
                     'INSERT INTO chunks(id, doc_id, version, idx, start, "end", tokens, heading, '
-                    "page, title, text, text_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "page, title, text, text_hash, terms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         chunk.id, document.id, version, chunk.index, chunk.start, chunk.end,
                         chunk.tokens, chunk.heading, chunk.page, document.title, chunk.text,
                         chunk.text_hash,
+                        None if terms is None else json.dumps(terms[i], ensure_ascii=False),
                     ),
                 )
                 if vectors is not None:
@@ -381,6 +396,44 @@ class SQLiteStore:
             return VectorMatrix([], [], np.zeros((0, 0), dtype=np.float32), generation)
         matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
         return VectorMatrix([r[0] for r in rows], [r[1] for r in rows], matrix, generation)
+
+    def index_snapshot(self) -> IndexSnapshot:
+        """Every chunk with its document, vector and BM25 terms, read in one consistent pass."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                generation = self.generation()
+                rows = self._db.execute(
+                    "SELECT c.id, c.doc_id, v.vector, c.terms, "
+                    "CASE WHEN c.terms IS NULL THEN c.title || char(10) || c.heading || char(10) "
+                    "|| c.text END FROM chunks c LEFT JOIN vectors v ON v.chunk_rowid = c.rowid "
+                    "ORDER BY c.rowid"
+                ).fetchall()
+                documents = self._db.execute(
+                    "SELECT id, groups, metadata FROM documents ORDER BY id"
+                ).fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        dims = {len(r[2]) // 4 for r in rows if r[2] is not None}
+        if len(dims) > 1:
+            raise StoreError(f"{self.path}: vectors of different dimensions {sorted(dims)}")
+        dim = dims.pop() if dims else 0
+        matrix = np.zeros((len(rows), dim), dtype=np.float32)
+        has_vector = np.zeros(len(rows), dtype=bool)
+        for i, r in enumerate(rows):
+            if r[2] is not None:
+                matrix[i] = np.frombuffer(r[2], dtype="<f4")
+                has_vector[i] = True
+        return IndexSnapshot(
+            chunk_ids=[r[0] for r in rows],
+            doc_ids=[r[1] for r in rows],
+            matrix=matrix,
+            has_vector=has_vector,
+            terms=[json.loads(r[3]) if r[3] is not None else None for r in rows],
+            untermed_texts=[r[4] for r in rows],
+            documents={d[0]: (tuple(json.loads(d[1])), json.loads(d[2])) for d in documents},
+            generation=generation,
+        )
 
     def lexical_search(
         self, query: str, k: int, groups: Iterable[str] | None = None

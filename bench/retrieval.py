@@ -1,0 +1,158 @@
+"""Retrieval benchmark on BEIR SciFact (test split): quality, latency and BM25 speed.
+
+    .venv/bin/python bench/retrieval.py [--home DIR] [--json OUT]
+
+In one run on this machine, on the same corpus and queries:
+- nDCG@10, recall@100, MRR@10 and latency p50/p95 of ragtune's bm25, dense and hybrid search
+  (each query one `search` call, query embedding included, model load excluded), with nDCG@10
+  re-checked by pytrec_eval on the same run;
+- BM25 queries/s, single thread: ragtune (analysis + scoring + top-100 documents, one query at a
+  time) against bm25s (batch retrieval, n_threads=1) and rank_bm25 (get_scores + sort), and their
+  nDCG@10 with the same tokenization (Snowball stemming, English stopwords, title + text).
+
+The knowledge base is kept in --home (default .bench-home/) and synced incrementally, so a second
+run does not re-embed the corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from ragtune import KnowledgeBase, Settings, __version__  # noqa: E402
+from ragtune.documents.terms import analyze  # noqa: E402
+from ragtune.evaluation import evaluate_run, load_beir, run_beir  # noqa: E402
+from ragtune.retrieval import BM25Retriever, searcher_for  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = REPO.parent / "shared" / "data" / "scifact"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--home", type=Path, default=REPO / ".bench-home")
+    parser.add_argument("--modes", default="bm25,dense,hybrid")
+    parser.add_argument("--skip-peers", action="store_true", help="skip bm25s and rank_bm25")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    settings = Settings.load(home=args.home)
+    kb = KnowledgeBase("scifact", settings)
+    results: dict = {
+        "command": "python bench/retrieval.py",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+        "versions": _versions(),
+        "modes": {},
+    }
+    data = load_beir(args.dataset, "test")
+    for mode in args.modes.split(","):
+        log(f"ragtune {mode} ...")
+        report = run_beir(args.dataset, mode, kb, progress=None)
+        row = report.to_dict()
+        row["ndcg@10_pytrec_eval"] = round(_pytrec_ndcg(data.qrels, report.run), 4)
+        results["modes"][mode] = row
+        log(json.dumps(row))
+
+    log("BM25 speed, ragtune ...")
+    searcher = searcher_for(kb)
+    index = searcher.index()
+    bm25 = BM25Retriever()
+    query_ids = sorted(data.qrels)
+    texts = [data.queries[q] for q in query_ids]
+    timings = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for text in texts:
+            bm25.retrieve(text, index, 100, None, 1)
+        timings.append(time.perf_counter() - t)
+    ours_qps = len(texts) / float(np.median(timings))
+    results["bm25_speed"] = {"ragtune_qps": round(ours_qps, 1),
+                             "ragtune_index_chunks": len(index)}
+    if not args.skip_peers:
+        results["bm25_speed"].update(_peers(args.dataset, data, query_ids, texts))
+        results["bm25_speed"]["ragtune_vs_bm25s"] = round(
+            ours_qps / results["bm25_speed"]["bm25s_qps"], 3)
+    kb.close()
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _peers(dataset: Path, data, query_ids: list[str], texts: list[str]) -> dict:
+    import bm25s
+    import Stemmer
+    from rank_bm25 import BM25Okapi
+
+    rows = [json.loads(line) for line in (dataset / "corpus.jsonl").read_text().splitlines()
+            if line.strip()]
+    doc_ids = [str(r["_id"]) for r in rows]
+    corpus = [(r.get("title") or "") + " " + r["text"] for r in rows]
+    stemmer = Stemmer.Stemmer("english")
+    out: dict = {}
+
+    log("bm25s ...")
+    tokens = bm25s.tokenize(corpus, stopwords="en", stemmer=stemmer, show_progress=False)
+    model = bm25s.BM25()
+    model.index(tokens, show_progress=False)
+    timings = []
+    for _ in range(5):
+        t = time.perf_counter()
+        q_tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
+        docs, scores = model.retrieve(q_tokens, k=100, n_threads=1, show_progress=False)
+        timings.append(time.perf_counter() - t)
+    out["bm25s_qps"] = round(len(texts) / float(np.median(timings)), 1)
+    run = {q: {doc_ids[int(d)]: float(s) for d, s in zip(docs[i], scores[i], strict=True)}
+           for i, q in enumerate(query_ids)}
+    out["bm25s_ndcg@10"] = round(evaluate_run(data.qrels, run)["ndcg@10"], 4)
+
+    log("rank_bm25 ...")
+    okapi = BM25Okapi([analyze(c) for c in corpus])
+    t = time.perf_counter()
+    run = {}
+    for q, text in zip(query_ids, texts, strict=True):
+        s = okapi.get_scores(analyze(text))
+        top = np.argsort(-s)[:100]
+        run[q] = {doc_ids[i]: float(s[i]) for i in top}
+    out["rank_bm25_qps"] = round(len(texts) / (time.perf_counter() - t), 1)
+    out["rank_bm25_ndcg@10"] = round(evaluate_run(data.qrels, run)["ndcg@10"], 4)
+    return out
+
+
+def _pytrec_ndcg(qrels, run) -> float:
+    import pytrec_eval
+
+    scores = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
+    judged = [q for q, r in qrels.items() if any(g > 0 for g in r.values())]
+    return sum(scores.get(q, {}).get("ndcg_cut_10", 0.0) for q in judged) / len(judged)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"ragtune": __version__, "python": platform.python_version()}
+    for name in ("torch", "sentence-transformers", "bm25s", "rank-bm25", "numpy", "scipy"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[name] = md.version(name)
+    return out
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

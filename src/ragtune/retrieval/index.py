@@ -1,0 +1,163 @@
+"""`SearchIndex`: what search needs in memory, built from one store snapshot.
+
+Row i of every array is chunk i. The index is rebuilt when the store's generation moves, from the
+stored vectors and term frequencies (nothing is re-embedded or re-tokenized, except chunks stored
+before term frequencies were kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ragtune.documents.terms import term_frequencies
+from ragtune.retrieval.bm25 import BM25Index
+from ragtune.retrieval.filters import Filters, matches, validate_filters
+from ragtune.store import IndexSnapshot
+
+
+class Ranking(NamedTuple):
+    """Chunk rows of a `SearchIndex`, best first, with their scores; a fusion also gives each
+    row's 1-based rank in every ranking it fused."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    ranks: list[dict[str, int]] | None = None
+
+
+class SearchIndex:
+    """In-memory arrays for BM25, dense search, access groups and metadata filters."""
+
+    def __init__(self, snapshot: IndexSnapshot) -> None:
+        self.generation = snapshot.generation
+        self.doc_ids = sorted(snapshot.documents)
+        doc_pos = {d: i for i, d in enumerate(self.doc_ids)}
+        chunk_doc = np.fromiter((doc_pos[d] for d in snapshot.doc_ids), np.int64,
+                                len(snapshot.doc_ids))
+        # Rows are ordered by document so each document's chunks are one contiguous segment:
+        # per-document maxima are then one `np.maximum.reduceat`.
+        order = np.argsort(chunk_doc, kind="stable")
+        self.chunk_doc = chunk_doc[order]
+        self.chunk_ids = [snapshot.chunk_ids[i] for i in order]
+        self.matrix = snapshot.matrix[order]
+        self.has_vector = snapshot.has_vector[order]
+        terms = [
+            snapshot.terms[i] if snapshot.terms[i] is not None
+            else term_frequencies(snapshot.untermed_texts[i] or "")
+            for i in order
+        ]
+        self.bm25 = BM25Index.build(terms)
+        self._segment_starts = np.flatnonzero(np.diff(self.chunk_doc, prepend=-1))
+        self._segment_ends = np.append(self._segment_starts[1:], len(self.chunk_doc))
+        self.doc_metadata: list[dict[str, Any]] = [snapshot.documents[d][1] for d in self.doc_ids]
+        doc_groups = [snapshot.documents[d][0] for d in self.doc_ids]
+        self._public = np.array([not g for g in doc_groups], dtype=bool)
+        self._by_group: dict[str, np.ndarray] = {}
+        for i, groups in enumerate(doc_groups):
+            for g in groups:
+                self._by_group.setdefault(g, np.zeros(len(self.doc_ids), dtype=bool))[i] = True
+        self._filter_cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    @property
+    def dense_ready(self) -> bool:
+        """Whether every chunk has a vector (dense search is exact over all of them)."""
+        return len(self.chunk_ids) > 0 and bool(self.has_vector.all())
+
+    def doc_of(self, row: int) -> str:
+        return self.doc_ids[self.chunk_doc[row]]
+
+    def mask(self, groups: Iterable[str] | None, filters: Filters | None) -> np.ndarray | None:
+        """Chunk rows a caller may see and that pass the filters (None = every row)."""
+        doc_mask: np.ndarray | None = None
+        if groups is not None:
+            doc_mask = self._public.copy()
+            for g in set(groups):
+                if g in self._by_group:
+                    doc_mask |= self._by_group[g]
+        if filters:
+            normalized = validate_filters(filters)
+            key = repr(sorted((k, sorted(v.items(), key=str)) for k, v in normalized.items()))
+            fmask = self._filter_cache.get(key)
+            if fmask is None:
+                fmask = np.fromiter((matches(m, normalized) for m in self.doc_metadata), bool,
+                                    len(self.doc_ids))
+                if len(self._filter_cache) > 64:
+                    self._filter_cache.clear()
+                self._filter_cache[key] = fmask
+            doc_mask = fmask if doc_mask is None else doc_mask & fmask
+        return None if doc_mask is None else doc_mask[self.chunk_doc]
+
+    def top(
+        self,
+        scores: np.ndarray,
+        k: int,
+        mask: np.ndarray | None = None,
+        per_doc: int | None = None,
+        accept: Callable[[int, list[int]], bool] | None = None,
+    ) -> Ranking:
+        """The k best rows by score among finite scores in `mask`.
+
+        `per_doc` caps hits per document; `accept(row, kept)` may veto a row (near-duplicates).
+        Both are applied before truncation, so the result is full whenever enough rows qualify.
+        """
+        scores = np.asarray(scores, dtype=np.float32)
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        finite = int(np.isfinite(scores).sum())
+        k = min(k, finite)
+        if k <= 0:
+            return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        if per_doc is None and accept is None:
+            rows = _top_k(scores, k)
+            return Ranking(rows, scores[rows])
+        if per_doc == 1 and accept is None:
+            return self._top_documents(scores, k)
+        pool = min(finite, max(4 * k, k + 32))
+        while True:
+            candidates = _top_k(scores, pool)
+            kept: list[int] = []
+            per: dict[int, int] = {}
+            for row in candidates.tolist():
+                doc = int(self.chunk_doc[row])
+                if per_doc is not None and per.get(doc, 0) >= per_doc:
+                    continue
+                if accept is not None and not accept(row, kept):
+                    continue
+                kept.append(row)
+                per[doc] = per.get(doc, 0) + 1
+                if len(kept) == k:
+                    break
+            if len(kept) == k or pool >= finite:
+                rows = np.asarray(kept, dtype=np.int64)
+                return Ranking(rows, scores[rows])
+            pool = min(finite, pool * 4)
+
+
+    def _top_documents(self, scores: np.ndarray, k: int) -> Ranking:
+        """The best chunk of each of the k best documents (document score = best chunk's)."""
+        best = np.maximum.reduceat(scores, self._segment_starts)
+        segments = _top_k(best, k)
+        rows = np.fromiter(
+            (self._segment_starts[s] + int(np.argmax(scores[self._segment_starts[s]:
+                                                            self._segment_ends[s]]))
+             for s in segments.tolist()),
+            np.int64, len(segments),
+        )
+        return Ranking(rows, scores[rows])
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first; ties broken by lower index (stable)."""
+    if k >= len(scores):
+        order = np.argsort(-scores, kind="stable")
+    else:
+        part = np.argpartition(-scores, k - 1)[:k]
+        order = part[np.lexsort((part, -scores[part]))]
+        return order[np.isfinite(scores[order])]
+    return order[np.isfinite(scores[order])][:k]
+
