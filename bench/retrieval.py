@@ -4,6 +4,7 @@
 
 In one run on this machine, on the same corpus and queries:
 - nDCG@10, recall@100, MRR@10 and latency p50/p95 of ragtune's bm25, dense and hybrid search
+  (z-score fusion, the default, and reciprocal rank fusion)
   (each query one `search` call, query embedding included, model load excluded), with nDCG@10
   re-checked by pytrec_eval on the same run;
 - BM25 queries/s, single thread: ragtune (analysis + scoring + top-100 documents, one query at a
@@ -43,7 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--home", type=Path, default=REPO / ".bench-home")
-    parser.add_argument("--modes", default="bm25,dense,hybrid")
+    parser.add_argument("--modes", default="bm25,dense,hybrid,hybrid-rrf",
+                        help="hybrid-rrf = hybrid with reciprocal rank fusion (k=60)")
     parser.add_argument("--skip-peers", action="store_true", help="skip bm25s and rank_bm25")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -60,7 +62,8 @@ def main() -> None:
     data = load_beir(args.dataset, "test")
     for mode in args.modes.split(","):
         log(f"ragtune {mode} ...")
-        report = run_beir(args.dataset, mode, kb, progress=None)
+        base_mode, _, fusion = mode.partition("-")
+        report = run_beir(args.dataset, base_mode, kb, fusion=fusion or "zscore")
         row = report.to_dict()
         row["ndcg@10_pytrec_eval"] = round(_pytrec_ndcg(data.qrels, report.run), 4)
         results["modes"][mode] = row

@@ -61,6 +61,7 @@ HomeOpt = Annotated[
 ]
 KbOpt = Annotated[str | None, typer.Option("--kb", help="Knowledge base name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+FusionOpt = Annotated[str, typer.Option(help="Hybrid fusion: zscore (default) or rrf (k=60).")]
 
 
 def _open(home: Path | None, kb: str | None) -> KnowledgeBase:
@@ -195,18 +196,19 @@ def search_cmd(
     allow_fallback: Annotated[
         bool, typer.Option(help="Exit 0 even if hybrid had to fall back to BM25.")
     ] = False,
+    fusion: FusionOpt = "zscore",
     kb: KbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search a knowledge base (BM25, dense, or hybrid reciprocal rank fusion)."""
+    """Search a knowledge base (BM25, dense, or hybrid: fused BM25 and dense)."""
     filters = parse_filter_args(filter_args or [])
     with _open(home, kb) as base:
         if not base.exists():
             raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
         result = search(base, query, k=k, mode=mode,
                         groups=groups.split(",") if groups is not None else None,
-                        filters=filters, per_doc=per_doc, dedupe=dedupe)
+                        filters=filters, per_doc=per_doc, dedupe=dedupe, fusion=fusion)
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -231,6 +233,7 @@ def bench_beir(
                                                  "qrels/<split>.tsv.")],
     mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "hybrid",
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
+    fusion: FusionOpt = "zscore",
     kb: Annotated[str | None, typer.Option(
         "--kb", help="Reuse (and sync) this knowledge base; default: a temporary one.")] = None,
     home: HomeOpt = None,
@@ -248,14 +251,14 @@ def bench_beir(
         with KnowledgeBase.open(kb or "beir", settings) as base, _progress(
             f"{dataset.name} {mode}", as_json
         ) as progress:
-            report = run_beir(dataset, mode, base, split=split, progress=progress)
+            report = run_beir(dataset, mode, base, split=split, progress=progress, fusion=fusion)
     data = report.to_dict()
     if as_json:
         _print_json(data)
         return
     table = Table("mode", "nDCG@10", "recall@100", "MRR@10", "p50 ms", "p95 ms", "queries",
                   "documents", box=None)
-    table.add_row(mode, f"{data['ndcg@10']:.4f}", f"{data['recall@100']:.4f}",
+    table.add_row(data["mode"], f"{data['ndcg@10']:.4f}", f"{data['recall@100']:.4f}",
                   f"{data['mrr@10']:.4f}", f"{data['latency_ms']['p50']:.1f}",
                   f"{data['latency_ms']['p95']:.1f}", str(data["queries"]),
                   str(data["documents"]))

@@ -262,8 +262,10 @@ class KnowledgeBase:
         for item in pending:
             matrix = np.stack([vectors[c.text_hash] for c in item.chunks])
             terms = [term_frequencies(c.embedding_text) for c in item.chunks]
+            doc = item.document
+            doc_terms = term_frequencies(f"{doc.title}\n{doc.text}")
             try:
-                self.store.write_document(item.document, item.chunks, matrix, terms)
+                self.store.write_document(doc, item.chunks, matrix, terms, doc_terms)
             except StoreError as exc:
                 report.failed.append(LoadFailure(item.document.source, str(exc)))
                 notify(1, None)

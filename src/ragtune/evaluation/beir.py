@@ -98,6 +98,7 @@ def run_beir(
     split: str = "test",
     depth: int = 100,
     progress: Callable[[int, int | None], None] | None = None,
+    fusion: str = "zscore",
 ) -> BeirReport:
     """Ingest (incrementally) the corpus into `kb`, search every judged query, score the run."""
     from ragtune.retrieval import searcher_for
@@ -109,7 +110,7 @@ def run_beir(
         raise InputError(f"{len(ingest.failed)} corpus rows failed ({first.path}: {first.error})")
     searcher = searcher_for(kb)
     query_ids = sorted(dataset.qrels)
-    searcher.search(dataset.queries[query_ids[0]], k=depth, mode=mode)  # warm-up: load, index
+    searcher.search(dataset.queries[query_ids[0]], k=depth, mode=mode, fusion=fusion)  # warm-up
     run: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
     notify = progress or (lambda done, total: None)
@@ -117,7 +118,7 @@ def run_beir(
     for qid in query_ids:
         t = time.perf_counter()
         result = searcher.search(dataset.queries[qid], k=depth, mode=mode, per_doc=1,
-                                 dedupe=False)
+                                 dedupe=False, fusion=fusion)
         latencies.append((time.perf_counter() - t) * 1000)
         if result.degraded:
             raise InputError(f"search degraded: {result.degraded}")
@@ -125,5 +126,6 @@ def run_beir(
         notify(1, None)
     qrels: Qrels = dataset.qrels
     metrics = evaluate_run(qrels, run, ndcg_ks=(10,), recall_ks=(100,), mrr_ks=(10,))
-    return BeirReport(mode, metrics, latencies, len(query_ids), kb.store.stats().documents,
+    label = f"hybrid-{fusion}" if mode == "hybrid" and fusion != "zscore" else mode
+    return BeirReport(label, metrics, latencies, len(query_ids), kb.store.stats().documents,
                       ingest, run)

@@ -5,6 +5,7 @@ from ragtune.retrieval.filters import matches, parse_filter_args
 from ragtune.retrieval.fusion import reciprocal_rank_fusion
 from ragtune.retrieval.index import Ranking, SearchIndex
 from ragtune.retrieval.retrievers import (
+    FUSIONS,
     BM25Retriever,
     DenseRetriever,
     HybridRetriever,
@@ -14,6 +15,7 @@ from ragtune.retrieval.retrievers import (
 from ragtune.retrieval.search import MODES, Hit, Searcher, SearchResult, search, searcher_for
 
 __all__ = [
+    "FUSIONS",
     "MODES",
     "BM25Index",
     "BM25Retriever",

@@ -3,7 +3,8 @@
 Scores are Lucene's BM25 (idf = ln(1 + (N - df + 0.5) / (df + 0.5)), tf / (tf + k1 * (1 - b +
 b * dl / avgdl)) without the constant (k1 + 1) factor, as Lucene 8+ and bm25s compute it;
 k1 = 1.5, b = 0.75 by default). The per-term weights of every chunk are precomputed into a
-sparse term × chunk matrix, so a query is a sum of a few sparse rows: no Python loop over chunks.
+sparse term × chunk matrix (CSR), so a query gathers a few rows and sums them with one
+`np.bincount`: no Python loop over chunks.
 The index is rebuilt from the store's stored terms (no re-tokenization) whenever the store changes.
 
     >>> index = BM25Index.build([{"cat": 1}, {"dog": 2, "cat": 1}])
@@ -65,5 +66,11 @@ class BM25Index:
         ids = [self.vocabulary[t] for t in query_terms if t in self.vocabulary]
         if not ids:
             return np.zeros(self.n_docs, dtype=np.float32)
-        rows = self.weights[ids]
-        return np.asarray(rows.sum(axis=0), dtype=np.float32).ravel()
+        w = self.weights
+        if len(ids) == 1:
+            spans = [slice(w.indptr[ids[0]], w.indptr[ids[0] + 1])]
+        else:
+            spans = [slice(w.indptr[i], w.indptr[i + 1]) for i in ids]
+        cols = np.concatenate([w.indices[s] for s in spans])
+        vals = np.concatenate([w.data[s] for s in spans])
+        return np.bincount(cols, weights=vals, minlength=self.n_docs).astype(np.float32)

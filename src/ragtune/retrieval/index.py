@@ -49,8 +49,16 @@ class SearchIndex:
             for i in order
         ]
         self.bm25 = BM25Index.build(terms)
-        self._segment_starts = np.flatnonzero(np.diff(self.chunk_doc, prepend=-1))
-        self._segment_ends = np.append(self._segment_starts[1:], len(self.chunk_doc))
+        # Segment s = the chunks of document self.segment_doc[s], rows starts[s]:ends[s].
+        self.segment_starts = np.flatnonzero(np.diff(self.chunk_doc, prepend=-1))
+        self.segment_ends = np.append(self.segment_starts[1:], len(self.chunk_doc))
+        self.segment_doc = self.chunk_doc[self.segment_starts]
+        doc_terms = []
+        for d in (self.doc_ids[i] for i in self.segment_doc.tolist()):
+            found = snapshot.document_terms.get(d)
+            doc_terms.append(found if found is not None
+                             else term_frequencies(snapshot.untermed_documents.get(d, "")))
+        self.document_bm25 = BM25Index.build(doc_terms)
         self.doc_metadata: list[dict[str, Any]] = [snapshot.documents[d][1] for d in self.doc_ids]
         doc_groups = [snapshot.documents[d][0] for d in self.doc_ids]
         self._public = np.array([not g for g in doc_groups], dtype=bool)
@@ -115,8 +123,6 @@ class SearchIndex:
         if per_doc is None and accept is None:
             rows = _top_k(scores, k)
             return Ranking(rows, scores[rows])
-        if per_doc == 1 and accept is None:
-            return self._top_documents(scores, k)
         pool = min(finite, max(4 * k, k + 32))
         while True:
             candidates = _top_k(scores, pool)
@@ -138,17 +144,41 @@ class SearchIndex:
             pool = min(finite, pool * 4)
 
 
-    def _top_documents(self, scores: np.ndarray, k: int) -> Ranking:
-        """The best chunk of each of the k best documents (document score = best chunk's)."""
-        best = np.maximum.reduceat(scores, self._segment_starts)
-        segments = _top_k(best, k)
+    def segment_mask(self, mask: np.ndarray | None) -> np.ndarray | None:
+        """A chunk mask as a document (segment) mask (masks are per document anyway)."""
+        return None if mask is None else mask[self.segment_starts]
+
+    def segment_max(self, scores: np.ndarray) -> np.ndarray:
+        """The best chunk score of every document segment."""
+        return np.maximum.reduceat(scores, self.segment_starts)
+
+    def segment_first(self, scores: np.ndarray) -> np.ndarray:
+        """The score of every document's first chunk (it carries the title and opening)."""
+        return scores[self.segment_starts]
+
+    def top_documents(
+        self, doc_scores: np.ndarray, chunk_scores: np.ndarray, k: int,
+        mask: np.ndarray | None = None,
+    ) -> Ranking:
+        """The k best documents by `doc_scores` (one per segment), each shown by its best chunk.
+
+        Returned rows are chunk rows; scores are the documents' scores.
+        """
+        seg_mask = self.segment_mask(mask)
+        doc_scores = np.asarray(doc_scores, dtype=np.float32)
+        if seg_mask is not None:
+            doc_scores = np.where(seg_mask, doc_scores, -np.inf)
+        k = min(k, int(np.isfinite(doc_scores).sum()))
+        if k <= 0:
+            return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        segments = _top_k(doc_scores, k)
+        starts, ends = self.segment_starts, self.segment_ends
         rows = np.fromiter(
-            (self._segment_starts[s] + int(np.argmax(scores[self._segment_starts[s]:
-                                                            self._segment_ends[s]]))
-             for s in segments.tolist()),
+            (starts[s] + int(np.argmax(chunk_scores[starts[s]:ends[s]]))
+             if ends[s] - starts[s] > 1 else starts[s] for s in segments.tolist()),
             np.int64, len(segments),
         )
-        return Ranking(rows, scores[rows])
+        return Ranking(rows, doc_scores[segments])
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

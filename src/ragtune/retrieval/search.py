@@ -1,4 +1,4 @@
-"""Search a knowledge base: BM25, dense (exact cosine) or hybrid (reciprocal rank fusion).
+"""Search a knowledge base: BM25, dense (exact cosine) or hybrid (z-score or rank fusion).
 
     >>> result = search(kb, "how do I rotate keys", k=5, mode="hybrid", groups=["staff"])
     >>> result.hits[0].doc_id, result.degraded
@@ -21,6 +21,7 @@ from ragtune.kb import KnowledgeBase
 from ragtune.retrieval.filters import Filters
 from ragtune.retrieval.index import Ranking, SearchIndex
 from ragtune.retrieval.retrievers import (
+    FUSIONS,
     BM25Retriever,
     DenseRetriever,
     HybridRetriever,
@@ -66,12 +67,12 @@ class SearchResult:
 class Searcher:
     """Searches one knowledge base, keeping its `SearchIndex` fresh across store writes."""
 
-    def __init__(self, kb: KnowledgeBase, rrf_k: float = 60.0,
-                 weights: dict[str, float] | None = None, depth: int = 100) -> None:
+    def __init__(self, kb: KnowledgeBase, depth: int = 100) -> None:
         self.kb = kb
         self.bm25 = BM25Retriever()
         self.dense = DenseRetriever(kb.embedder)
-        self.hybrid = HybridRetriever(self.bm25, self.dense, rrf_k, weights, depth)
+        self.hybrids = {f: HybridRetriever(self.bm25, self.dense, f, depth=depth)
+                        for f in FUSIONS}
         self._index: SearchIndex | None = None
         self._lock = threading.Lock()
 
@@ -83,10 +84,13 @@ class Searcher:
                 self._index = SearchIndex(self.kb.store.index_snapshot())
             return self._index
 
-    def retriever(self, mode: str) -> Retriever:
+    def retriever(self, mode: str, fusion: str = "zscore") -> Retriever:
+        """The retriever of a mode (`fusion` picks the hybrid's method)."""
         if mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        return {"bm25": self.bm25, "dense": self.dense, "hybrid": self.hybrid}[mode]
+        if fusion not in FUSIONS:
+            raise InputError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        return {"bm25": self.bm25, "dense": self.dense, "hybrid": self.hybrids[fusion]}[mode]
 
     def search(
         self,
@@ -98,6 +102,7 @@ class Searcher:
         per_doc: int | None = None,
         dedupe: bool = True,
         reranker: Reranker | None = None,
+        fusion: str = "zscore",
     ) -> SearchResult:
         """Search; `groups=None` is an unrestricted local caller (see `search`)."""
         if not query.strip():
@@ -106,7 +111,7 @@ class Searcher:
             raise InputError(f"k must be > 0, got {k}")
         if per_doc is not None and per_doc <= 0:
             raise InputError(f"per_doc must be > 0, got {per_doc}")
-        retriever = self.retriever(mode)
+        retriever = self.retriever(mode, fusion)
         t0 = time.perf_counter()
         index = self.index()
         mask = index.mask(groups, filters)
@@ -187,15 +192,17 @@ def search(
     filters: Filters | None = None,
     per_doc: int | None = None,
     dedupe: bool = True,
+    fusion: str = "zscore",
 ) -> SearchResult:
     """Search `kb` for `query`.
 
     `groups=None` means an unrestricted, trusted local caller; pass the caller's groups
     (possibly empty) to enforce access control. `filters` restrict document metadata (see
     `ragtune.retrieval.filters`); `per_doc` caps hits per document; `dedupe` collapses
-    near-duplicate chunks.
+    near-duplicate chunks; `fusion` is the hybrid's method (`zscore` or `rrf`).
     """
-    return searcher_for(kb).search(query, k, mode, groups, filters, per_doc, dedupe)
+    return searcher_for(kb).search(query, k, mode, groups, filters, per_doc, dedupe,
+                                   fusion=fusion)
 
 
 __all__ = ["MODES", "Hit", "SearchResult", "Searcher", "search", "searcher_for"]

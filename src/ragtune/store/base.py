@@ -81,7 +81,9 @@ class IndexSnapshot(NamedTuple):
 
     `terms[i]` are chunk i's BM25 term frequencies, or None for chunks stored before terms were
     kept (then `untermed_texts[i]` holds the text to analyze). `documents` maps a document id to
-    its (groups, metadata), for access control and filters.
+    its (groups, metadata), for access control and filters; `document_terms` its whole-text BM25
+    term frequencies (None for documents stored before they were kept: then
+    `untermed_documents` holds the text to analyze).
     """
 
     chunk_ids: list[str]
@@ -92,6 +94,8 @@ class IndexSnapshot(NamedTuple):
     untermed_texts: list[str | None]
     documents: dict[str, tuple[tuple[str, ...], dict[str, Any]]]
     generation: int
+    document_terms: dict[str, dict[str, int] | None] = {}
+    untermed_documents: dict[str, str] = {}
 
 
 @runtime_checkable
@@ -124,6 +128,7 @@ class Store(Protocol):
         chunks: Sequence[Chunk],
         vectors: np.ndarray | None,
         terms: Sequence[Mapping[str, int]] | None = None,
+        document_terms: Mapping[str, int] | None = None,
     ) -> int: ...
 
     def delete_document(self, doc_id: str) -> bool: ...

@@ -118,6 +118,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE chunks ADD COLUMN terms TEXT;
         """,
     ),
+    (
+        "m003_document_terms",
+        """
+        ALTER TABLE documents ADD COLUMN terms TEXT;
+        """,
+    ),
 ]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -255,11 +261,13 @@ class SQLiteStore:
         chunks: Sequence[Chunk],
         vectors: np.ndarray | None,
         terms: Sequence[Mapping[str, int]] | None = None,
+        document_terms: Mapping[str, int] | None = None,
     ) -> int:
         """Insert or replace a document with its chunks, vectors and terms in one transaction.
 
         Returns the new version number (the store numbers versions; `chunk.version` is
-        ignored). `vectors[i]` and `terms[i]` (BM25 term frequencies) belong to `chunks[i]`.
+        ignored). `vectors[i]` and `terms[i]` (BM25 term frequencies) belong to `chunks[i]`;
+        `document_terms` are the whole document's (for document-level BM25).
         """
         if vectors is not None and len(vectors) != len(chunks):
             raise StoreError(
@@ -280,8 +288,8 @@ class SQLiteStore:
             if row:
                 self._delete_rows(db, document.id)
             db.execute(
-                f"INSERT INTO documents({_DOC_COLUMNS}, text, pages) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO documents({_DOC_COLUMNS}, text, pages, terms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     document.id, document.source, document.title, document.format,
                     version, document.content_hash, len(chunks),
@@ -289,6 +297,8 @@ class SQLiteStore:
                     json.dumps(dict(document.metadata), ensure_ascii=False, default=str),
                     created, now, document.text,
                     json.dumps([[p.number, p.start, p.end] for p in document.pages]),
+                    None if document_terms is None
+                    else json.dumps(dict(document_terms), ensure_ascii=False),
                 ),
             )
             db.executemany(
@@ -410,7 +420,9 @@ class SQLiteStore:
                     "ORDER BY c.rowid"
                 ).fetchall()
                 documents = self._db.execute(
-                    "SELECT id, groups, metadata FROM documents ORDER BY id"
+                    "SELECT id, groups, metadata, terms, "
+                    "CASE WHEN terms IS NULL THEN title || char(10) || text END "
+                    "FROM documents ORDER BY id"
                 ).fetchall()
             finally:
                 self._db.execute("COMMIT")
@@ -432,6 +444,9 @@ class SQLiteStore:
             terms=[json.loads(r[3]) if r[3] is not None else None for r in rows],
             untermed_texts=[r[4] for r in rows],
             documents={d[0]: (tuple(json.loads(d[1])), json.loads(d[2])) for d in documents},
+            document_terms={d[0]: json.loads(d[3]) if d[3] is not None else None
+                            for d in documents},
+            untermed_documents={d[0]: d[4] for d in documents if d[3] is None},
             generation=generation,
         )
 
