@@ -4,7 +4,8 @@
 
 In one run on this machine, on the same corpus and queries:
 - nDCG@10, recall@100, MRR@10 and latency p50/p95 of ragtune's bm25, dense and hybrid search
-  (z-score fusion, the default, and reciprocal rank fusion)
+  (z-score fusion, the default, and reciprocal rank fusion), each BEIR query one
+  `search(k=100, per_doc=1)` call; and the interactive `search(k=10)` latency per mode;
   (each query one `search` call, query embedding included, model load excluded), with nDCG@10
   re-checked by pytrec_eval on the same run;
 - BM25 queries/s, single thread: ragtune (analysis + scoring + top-100 documents, one query at a
@@ -69,12 +70,26 @@ def main() -> None:
         results["modes"][mode] = row
         log(json.dumps(row))
 
-    log("BM25 speed, ragtune ...")
     searcher = searcher_for(kb)
-    index = searcher.index()
-    bm25 = BM25Retriever()
     query_ids = sorted(data.qrels)
     texts = [data.queries[q] for q in query_ids]
+    log("interactive latency: search(k=10), one query at a time ...")
+    results["query_backend"] = getattr(kb.embedder, "query_backend", "?")
+    results["search_k10_latency_ms"] = {}
+    for mode in ("bm25", "dense", "hybrid"):
+        ms = []
+        for text in texts:
+            t = time.perf_counter()
+            searcher.search(text, k=10, mode=mode)
+            ms.append((time.perf_counter() - t) * 1000)
+        results["search_k10_latency_ms"][mode] = {
+            "p50": round(float(np.percentile(ms, 50)), 2),
+            "p95": round(float(np.percentile(ms, 95)), 2)}
+    log(json.dumps(results["search_k10_latency_ms"]))
+
+    log("BM25 speed, ragtune ...")
+    index = searcher.index()
+    bm25 = BM25Retriever()
     timings = []
     for _ in range(5):
         t = time.perf_counter()

@@ -31,11 +31,11 @@ def counter():
 
 
 @pytest.fixture(scope="session")
-def embedder():
-    """The real bundled all-MiniLM-L6-v2, loaded once per test session."""
+def embedder(tmp_path_factory: pytest.TempPathFactory):
+    """The real bundled all-MiniLM-L6-v2 (with its ONNX query encoder), loaded once per session."""
     from ragtune.models import get_embedder
 
-    emb = get_embedder("local:minilm")
+    emb = get_embedder("local:minilm", 16, tmp_path_factory.mktemp("model-cache"))
     emb.warm_up()
     return emb
 

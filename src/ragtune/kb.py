@@ -114,7 +114,7 @@ class KnowledgeBase:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             s = self.settings.embedder
-            self._embedder = get_embedder(s.name, s.batch_size)
+            self._embedder = get_embedder(s.name, s.batch_size, self.settings.home / "cache")
         return self._embedder
 
     @property

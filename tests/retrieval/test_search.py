@@ -132,12 +132,18 @@ def test_index_follows_store_writes(kb: KnowledgeBase, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_query_fast_path_equals_batch_embedding(embedder) -> None:
+def test_query_fast_paths_equal_batch_embedding(embedder) -> None:
+    from ragtune.models import LocalEmbedder
+
+    torch_only = LocalEmbedder(embedder.path, embedder.name)  # no cache dir: no ONNX export
+    assert embedder.query_backend == "onnxruntime"
+    assert torch_only.query_backend == "torch"
     for text in ["short query", "A longer query about descaling kettles with citric acid."]:
-        fast = embedder.embed_query(text)
         batch = embedder.embed([text])[0]
-        assert float(fast @ batch) > 0.9999
-        np.testing.assert_allclose(fast, batch, atol=2e-4)
+        for fast in (embedder.embed_query(text), torch_only.embed_query(text)):
+            assert float(fast @ batch) > 0.9999
+            np.testing.assert_allclose(fast, batch, atol=2e-4)
+    assert list(embedder.cache_dir.glob("minilm-*.onnx"))  # exported once, cached
 
 
 @pytest.fixture

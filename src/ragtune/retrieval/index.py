@@ -172,13 +172,22 @@ class SearchIndex:
         if k <= 0:
             return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         segments = _top_k(doc_scores, k)
-        starts, ends = self.segment_starts, self.segment_ends
-        rows = np.fromiter(
-            (starts[s] + int(np.argmax(chunk_scores[starts[s]:ends[s]]))
-             if ends[s] - starts[s] > 1 else starts[s] for s in segments.tolist()),
-            np.int64, len(segments),
-        )
-        return Ranking(rows, doc_scores[segments])
+        return Ranking(self.best_rows(chunk_scores, segments), doc_scores[segments])
+
+    def best_rows(self, chunk_scores: np.ndarray, segments: np.ndarray) -> np.ndarray:
+        """For each given segment, the row of its best chunk (the first one on ties)."""
+        starts = self.segment_starts[segments]
+        lengths = self.segment_ends[segments] - starts
+        if len(segments) == 0 or lengths.max() == 1:
+            return starts
+        offsets = np.cumsum(lengths) - lengths  # where each segment begins in `rows`
+        rows = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+        values = chunk_scores[rows]
+        best = np.maximum.reduceat(values, offsets)
+        winners = np.flatnonzero(values >= np.repeat(best, lengths))[::-1]
+        out = starts.copy()  # all -inf in a segment: show its first chunk
+        out[np.searchsorted(offsets, winners, side="right") - 1] = rows[winners]
+        return out
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -79,11 +80,11 @@ class BM25Retriever(_Scored):
     name = "bm25"
 
     def chunk_scores(self, query: str, index: SearchIndex) -> np.ndarray:
-        return _matched(index.bm25.scores(analyze(query)))
+        return _matched(index.bm25.scores(_query_terms(query)))
 
     def document_scores(self, query: str, index: SearchIndex, chunk_scores: np.ndarray
                         ) -> np.ndarray:
-        return _matched(index.document_bm25.scores(analyze(query)))
+        return _matched(index.document_bm25.scores(_query_terms(query)))
 
 
 class DenseRetriever(_Scored):
@@ -202,6 +203,12 @@ class HybridRetriever:
         rows = np.asarray([best_row[doc][1] for doc, _, _ in fused], dtype=np.int64)
         scores = np.asarray([score for _, score, _ in fused], dtype=np.float32)
         return Ranking(rows, scores, [ranks for _, _, ranks in fused])
+
+
+@lru_cache(maxsize=256)
+def _query_terms(query: str) -> tuple[str, ...]:
+    """A query's BM25 terms (cached: chunk- and document-level scoring both need them)."""
+    return tuple(analyze(query))
 
 
 def _matched(scores: np.ndarray) -> np.ndarray:
