@@ -119,7 +119,7 @@ def docs_list(kb: KbOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) 
         return
     table = Table("id", "title", "version", "chunks", "groups", box=None)
     for d in docs:
-        table.add_row(escape(_short(d.id, 60)), escape(_short(d.title, 40)), str(d.version),
+        table.add_row(escape(d.id), escape(_short(d.title, 40)), str(d.version),
                       str(d.chunks), ",".join(d.groups))
     out.print(table)
     err.print(f"{len(docs)} documents")

@@ -174,6 +174,20 @@ def test_hybrid_without_vectors_degrades_loudly(vectorless_kb: KnowledgeBase) ->
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("per_doc", [None, 1])
+def test_empty_knowledge_base_gives_no_hits_and_no_degradation(
+    settings: Settings, embedder, tmp_path: Path, per_doc: int | None
+) -> None:
+    with KnowledgeBase("empty", settings, embedder=embedder) as base:
+        path = write_jsonl(tmp_path / "one.jsonl", [{"_id": "x", "text": "hello world"}])
+        base.ingest([path])
+        base.remove(["x"])
+        for mode in MODES:
+            result = search(base, "hello", mode=mode, per_doc=per_doc)
+            assert result.hits == [] and result.degraded is None
+
+
+@pytest.mark.slow
 def test_bad_arguments(kb: KnowledgeBase) -> None:
     with pytest.raises(InputError, match="mode"):
         search(kb, "x", mode="fuzzy")

@@ -7,7 +7,7 @@ before term frequencies were kept).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -76,9 +76,6 @@ class SearchIndex:
         """Whether every chunk has a vector (dense search is exact over all of them)."""
         return len(self.chunk_ids) > 0 and bool(self.has_vector.all())
 
-    def doc_of(self, row: int) -> str:
-        return self.doc_ids[self.chunk_doc[row]]
-
     def mask(self, groups: Iterable[str] | None, filters: Filters | None) -> np.ndarray | None:
         """Chunk rows a caller may see and that pass the filters (None = every row)."""
         doc_mask: np.ndarray | None = None
@@ -106,12 +103,11 @@ class SearchIndex:
         k: int,
         mask: np.ndarray | None = None,
         per_doc: int | None = None,
-        accept: Callable[[int, list[int]], bool] | None = None,
     ) -> Ranking:
         """The k best rows by score among finite scores in `mask`.
 
-        `per_doc` caps hits per document; `accept(row, kept)` may veto a row (near-duplicates).
-        Both are applied before truncation, so the result is full whenever enough rows qualify.
+        `per_doc` caps hits per document before truncation, so the result is full whenever
+        enough rows qualify.
         """
         scores = np.asarray(scores, dtype=np.float32)
         if mask is not None:
@@ -120,7 +116,7 @@ class SearchIndex:
         k = min(k, finite)
         if k <= 0:
             return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-        if per_doc is None and accept is None:
+        if per_doc is None:
             rows = _top_k(scores, k)
             return Ranking(rows, scores[rows])
         pool = min(finite, max(4 * k, k + 32))
@@ -130,9 +126,7 @@ class SearchIndex:
             per: dict[int, int] = {}
             for row in candidates.tolist():
                 doc = int(self.chunk_doc[row])
-                if per_doc is not None and per.get(doc, 0) >= per_doc:
-                    continue
-                if accept is not None and not accept(row, kept):
+                if per.get(doc, 0) >= per_doc:
                     continue
                 kept.append(row)
                 per[doc] = per.get(doc, 0) + 1
@@ -143,13 +137,14 @@ class SearchIndex:
                 return Ranking(rows, scores[rows])
             pool = min(finite, pool * 4)
 
-
     def segment_mask(self, mask: np.ndarray | None) -> np.ndarray | None:
         """A chunk mask as a document (segment) mask (masks are per document anyway)."""
         return None if mask is None else mask[self.segment_starts]
 
     def segment_max(self, scores: np.ndarray) -> np.ndarray:
         """The best chunk score of every document segment."""
+        if len(scores) == 0:
+            return np.zeros(0, dtype=np.float32)
         return np.maximum.reduceat(scores, self.segment_starts)
 
     def segment_first(self, scores: np.ndarray) -> np.ndarray:

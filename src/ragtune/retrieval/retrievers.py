@@ -96,6 +96,8 @@ class DenseRetriever(_Scored):
         self.embedder = embedder
 
     def chunk_scores(self, query: str, index: SearchIndex) -> np.ndarray:
+        if len(index) == 0:  # an empty knowledge base is not a degraded one
+            return np.zeros(0, dtype=np.float32)
         if not index.dense_ready:
             missing = int((~index.has_vector).sum()) if len(index) else 0
             raise ModelError(
