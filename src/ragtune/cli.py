@@ -85,7 +85,8 @@ def ingest(
 ) -> None:
     """Add or update documents; unchanged ones are skipped by content hash."""
     base = _open(home, kb)
-    with base, _progress(base.name, as_json) as progress:
+    with base, _progress(as_json) as bar:
+        progress = bar(f"ingest {base.name}")
         report = base.ingest(
             paths, sync=sync, groups=groups.split(",") if groups else (),
             include=include or (), exclude=exclude, progress=progress,
@@ -248,10 +249,10 @@ def bench_beir(
     with tempfile.TemporaryDirectory(prefix="ragtune-beir-") as tmp:
         if kb is None:
             settings = settings.model_copy(update={"home": Path(tmp)})
-        with KnowledgeBase.open(kb or "beir", settings) as base, _progress(
-            f"{dataset.name} {mode}", as_json
-        ) as progress:
-            report = run_beir(dataset, mode, base, split=split, progress=progress, fusion=fusion)
+        with KnowledgeBase.open(kb or "beir", settings) as base, _progress(as_json) as bar:
+            report = run_beir(dataset, mode, base, split=split, fusion=fusion,
+                              ingest_progress=bar(f"ingest {dataset.name}"),
+                              progress=bar(f"{mode} queries"))
     data = report.to_dict()
     if as_json:
         _print_json(data)
@@ -265,22 +266,30 @@ def bench_beir(
     out.print(table)
 
 
+ProgressFn = Callable[[int, int | None], None]
+
+
 @contextmanager
-def _progress(label: str, transient: bool) -> Iterator[Callable[[int, int | None], None]]:
-    """A rich progress bar on stderr, driven by the library's (done, total) callbacks."""
+def _progress(transient: bool) -> Iterator[Callable[[str], ProgressFn]]:
+    """Rich progress bars on stderr; `bar(label)` adds one and returns the library callback
+    (done in this step, new total or None)."""
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err, transient=transient,
-    ) as bar:
-        task = bar.add_task(label, total=None)
+    ) as bars:
 
-        def update(done: int, total: int | None) -> None:
-            if total is not None:
-                bar.update(task, total=total)
-            if done:
-                bar.advance(task, done)
+        def new_bar(label: str) -> ProgressFn:
+            task = bars.add_task(label, total=None)
 
-        yield update
+            def update(done: int, total: int | None) -> None:
+                if total is not None:
+                    bars.update(task, total=total)
+                if done:
+                    bars.advance(task, done)
+
+            return update
+
+        yield new_bar
 
 
 def _short(text: str, n: int) -> str:

@@ -99,12 +99,16 @@ def run_beir(
     depth: int = 100,
     progress: Callable[[int, int | None], None] | None = None,
     fusion: str = "zscore",
+    ingest_progress: Callable[[int, int | None], None] | None = None,
 ) -> BeirReport:
-    """Ingest (incrementally) the corpus into `kb`, search every judged query, score the run."""
+    """Ingest (incrementally) the corpus into `kb`, search every judged query, score the run.
+
+    `ingest_progress` and `progress` receive (done, total) for ingestion and for the queries.
+    """
     from ragtune.retrieval import searcher_for
 
     dataset = load_beir(root, split)
-    ingest = kb.ingest([dataset.corpus], sync=True, progress=progress)
+    ingest = kb.ingest([dataset.corpus], sync=True, progress=ingest_progress)
     if ingest.failed:
         first = ingest.failed[0]
         raise InputError(f"{len(ingest.failed)} corpus rows failed ({first.path}: {first.error})")
