@@ -36,6 +36,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src/ragtune
 
 bench-ingest: install
 	$(PY) bench/ingest.py --json bench/results/ingest.json

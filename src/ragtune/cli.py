@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -35,7 +34,7 @@ err = Console(stderr=True, soft_wrap=True)
 class _Group(TyperGroup):
     """Turns a `RagtuneError` into one line on stderr and exit status 1 (a traceback is a bug)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except RagtuneError as exc:

@@ -192,7 +192,7 @@ def _load_html(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tu
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup.find_all(_HTML_DROP):
         tag.decompose()
-    for tag in soup.find_all(attrs={"role": ["navigation", "banner", "contentinfo"]}):
+    for tag in soup.select('[role="navigation"], [role="banner"], [role="contentinfo"]'):
         tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
     blocks: list[str] = []

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -67,9 +67,9 @@ class LocalEmbedder:
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self._onnx: OnnxEncoder | None = None
-        self._model = None
-        self._transformer = None
-        self._tokenizer = None
+        self._model: Any = None  # SentenceTransformer, once loaded
+        self._transformer: Any = None  # its Hugging Face encoder
+        self._tokenizer: Any = None  # tokenizers.Tokenizer
         self._lock = threading.Lock()
         config = json.loads((path / "config.json").read_text())
         self._dim = int(config.get("hidden_size", 0))
@@ -100,7 +100,7 @@ class LocalEmbedder:
             model.eval()
             self._check_pipeline(model)
             tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-            tokenizer.enable_truncation(model.max_seq_length)
+            tokenizer.enable_truncation(model.max_seq_length or 256)
             tokenizer.no_padding()
             self._tokenizer = tokenizer
             self._transformer = model[0].auto_model

@@ -50,12 +50,12 @@ class BM25Index:
             return cls(vocabulary, sparse.csr_matrix((0, n), dtype=np.float32), n)
         row_idx = np.asarray(rows, dtype=np.int64)
         col_idx = np.asarray(cols, dtype=np.int64)
-        tf = np.asarray(tfs, dtype=np.float32)
+        tf_values = np.asarray(tfs, dtype=np.float32)
         df = np.bincount(row_idx, minlength=len(vocabulary)).astype(np.float32)
         idf = np.log1p((n - df + 0.5) / (df + 0.5))
         avg_len = float(lengths.mean()) or 1.0
         norm = k1 * (1.0 - b + b * lengths[col_idx] / avg_len)
-        values = idf[row_idx] * tf / (tf + norm)
+        values = idf[row_idx] * tf_values / (tf_values + norm)
         weights = sparse.csr_matrix(
             (values.astype(np.float32), (row_idx, col_idx)), shape=(len(vocabulary), n)
         )

@@ -202,9 +202,9 @@ class HybridRetriever:
                 if doc not in best_row or rank < best_row[doc][0]:
                     best_row[doc] = (rank, row)
         fused = reciprocal_rank_fusion(by_doc, k=self.rrf_k, weights=self.weights)[:k]
-        rows = np.asarray([best_row[doc][1] for doc, _, _ in fused], dtype=np.int64)
+        shown = np.asarray([best_row[doc][1] for doc, _, _ in fused], dtype=np.int64)
         scores = np.asarray([score for _, score, _ in fused], dtype=np.float32)
-        return Ranking(rows, scores, [ranks for _, _, ranks in fused])
+        return Ranking(shown, scores, [ranks for _, _, ranks in fused])
 
 
 @lru_cache(maxsize=256)

@@ -90,7 +90,9 @@ class Searcher:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if fusion not in FUSIONS:
             raise InputError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
-        return {"bm25": self.bm25, "dense": self.dense, "hybrid": self.hybrids[fusion]}[mode]
+        retrievers: dict[str, Retriever] = {
+            "bm25": self.bm25, "dense": self.dense, "hybrid": self.hybrids[fusion]}
+        return retrievers[mode]
 
     def search(
         self,
