@@ -12,7 +12,6 @@ first chunk's cosine (measured better than either alone on SciFact train, see BE
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
@@ -239,9 +238,11 @@ def _ranks(keys: np.ndarray, lists: dict[str, tuple[np.ndarray, np.ndarray | Non
 
 
 def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """matrix @ vector; through torch when torch is loaded (numpy's BLAS threads and torch's
-    OpenMP threads contend after a forward pass, measured 60 ms instead of 0.3 ms)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return matrix @ vector
-    return torch.mv(torch.from_numpy(matrix), torch.from_numpy(vector)).numpy()
+    """matrix @ vector, single-threaded on purpose.
+
+    Right after the query encoder ran, a threaded product contends with the encoder's thread
+    pool (numpy's BLAS after a PyTorch pass: 40-60 ms instead of 0.2). `einsum` needs no thread
+    pool; in the hybrid search loop it measured 10.8 ms per query against 12.1 (torch.mv) and
+    12.4 (numpy BLAS) (BENCHMARKS.md).
+    """
+    return np.einsum("ij,j->i", matrix, vector)
