@@ -3,10 +3,11 @@
     .venv/bin/python bench/query_latency.py [--home DIR] [--queries N] [--json OUT]
 
 On the SciFact knowledge base in --home (default .bench-home/, built by bench/retrieval.py), for
-the first N test queries one at a time, medians in ms: the MiniLM forward pass in PyTorch (eager
-and `jit.freeze`), PyTorch int8 dynamic quantization (with its cosine to fp32), ONNX Runtime with
-2 and 1 threads; the dense matrix-vector product; BM25 scoring and per-document selection;
-fetching 100 hits; whole hybrid `search(k=10)` and `search(k=100, per_doc=1)`.
+the first N test queries one at a time, medians in ms: the MiniLM forward pass in PyTorch (eager,
+3 vs 30 tokens, and `jit.freeze`), PyTorch int8 dynamic quantization (with its cosine to fp32),
+ONNX Runtime with 2 and 1 threads; the dense matrix-vector product three ways, alone, right after
+a PyTorch pass, and inside the search loop; BM25 scoring and per-document selection; fetching 100
+hits; whole hybrid `search(k=10)` and `search(k=100, per_doc=1)`.
 """
 
 from __future__ import annotations
@@ -67,6 +68,18 @@ def main() -> None:
 
     with torch.inference_mode():
         out["torch eager forward"] = median(lambda i: model(**feed(i)))
+        for length in (3, 30):
+            x = torch.randint(1000, 20000, (1, length))
+            out[f"torch eager forward, {length} tokens"] = median(
+                lambda i, x=x: model(input_ids=x, attention_mask=torch.ones_like(x),
+                                     token_type_ids=torch.zeros_like(x)))
+        after: list[float] = []
+        for i in range(len(texts)):  # the product alone, timed right after a PyTorch pass
+            model(**feed(i))
+            t = time.perf_counter()
+            index.matrix @ index.matrix[i]
+            after.append((time.perf_counter() - t) * 1000)
+        out["numpy BLAS product right after a PyTorch pass"] = round(float(np.median(after)), 2)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
 
@@ -117,6 +130,22 @@ def main() -> None:
     ranking = searcher.bm25.retrieve(texts[0], index, 100, None, 1)
     out["fetch and build 100 hits"] = median(lambda i: searcher._hits(index, ranking, 100,
                                                                       "bm25"))
+    import ragtune.retrieval.retrievers as retrievers
+
+    used = retrievers._matvec
+    variants = {"einsum (used)": used, "torch.mv": lambda m, v: torch.mv(
+        torch.from_numpy(m), torch.from_numpy(v)).numpy(), "numpy BLAS": lambda m, v: m @ v}
+    rounds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(2):  # alternate the variants so drifts of the machine hit all of them
+        for name, fn in variants.items():
+            retrievers._matvec = fn
+            for text in texts:
+                t = time.perf_counter()
+                searcher.search(text, k=10)
+                rounds[name].append((time.perf_counter() - t) * 1000)
+    retrievers._matvec = used
+    for name, ms in rounds.items():
+        out[f"hybrid search(k=10), dense product by {name}"] = round(float(np.median(ms)), 2)
     out["hybrid search(k=10)"] = median(lambda i: searcher.search(texts[i], k=10))
     out["hybrid search(k=100, per_doc=1)"] = median(
         lambda i: searcher.search(texts[i], k=100, per_doc=1, dedupe=False))
