@@ -12,28 +12,23 @@ the one bench/retrieval.py builds).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from common import BENCH_HOME, SCIFACT, write_json
+from ragtune import KnowledgeBase, Settings
+from ragtune.evaluation import evaluate_run, load_beir
+from ragtune.retrieval import reciprocal_rank_fusion, searcher_for
 
-from ragtune import KnowledgeBase, Settings  # noqa: E402
-from ragtune.evaluation import evaluate_run, load_beir  # noqa: E402
-from ragtune.retrieval import reciprocal_rank_fusion, searcher_for  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-DATASET = REPO.parent / "shared" / "data" / "scifact"
+DATASET = SCIFACT
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, default=DATASET)
-    parser.add_argument("--home", type=Path, default=REPO / ".bench-home")
+    parser.add_argument("--home", type=Path, default=BENCH_HOME)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     kb = KnowledgeBase("scifact", Settings.load(home=args.home))
@@ -74,9 +69,7 @@ def main() -> None:
     print(f"{'variant':{width}}  train   test")
     for name, row in results.items():
         print(f"{name:{width}}  {row['train']:.4f}  {row['test']:.4f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
 
 
 LEX, SEM = "bm25 document-level", "dense mean of best and first"

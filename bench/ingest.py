@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -26,14 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from common import SCIFACT, log, machine, versions, write_json
+from ragtune import KnowledgeBase, Settings
+from ragtune.config import EmbedderSettings
 
-from ragtune import KnowledgeBase, Settings, __version__  # noqa: E402
-from ragtune.config import EmbedderSettings  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+CORPUS = SCIFACT / "corpus.jsonl"
 
 
 def main() -> None:
@@ -50,9 +46,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
@@ -117,8 +111,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "command": "python bench/ingest.py" + (f" --limit {args.limit}" if args.limit else "")
         + (f" --batch-size {args.batch_size}" if args.batch_size != 16 else ""),
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, {_ram_gib():.0f} GiB RAM, {platform.machine()}",
-        "versions": _versions(),
+        "machine": machine(),
+        "versions": versions(),
         "documents": docs,
         "chunks": chunks,
         "embedder_load_s": round(load_s, 2),
@@ -143,25 +137,6 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "store_bytes": stats.bytes_on_disk,
         "store_mib": round(stats.bytes_on_disk / 2**20, 1),
     }
-
-
-def _ram_gib() -> float:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        return 0.0
-
-
-def _versions() -> dict[str, str]:
-    import sentence_transformers
-    import torch
-
-    return {"ragtune": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "sentence-transformers": sentence_transformers.__version__}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -13,28 +13,23 @@ hits; whole hybrid `search(k=10)` and `search(k=100, per_doc=1)`.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from common import BENCH_HOME, SCIFACT, write_json
+from ragtune import KnowledgeBase, Settings
+from ragtune.evaluation import load_beir
+from ragtune.retrieval import searcher_for
 
-from ragtune import KnowledgeBase, Settings  # noqa: E402
-from ragtune.evaluation import load_beir  # noqa: E402
-from ragtune.retrieval import searcher_for  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-DATASET = REPO.parent / "shared" / "data" / "scifact"
+DATASET = SCIFACT
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--home", type=Path, default=REPO / ".bench-home")
+    parser.add_argument("--home", type=Path, default=BENCH_HOME)
     parser.add_argument("--queries", type=int, default=150)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -100,7 +95,7 @@ def main() -> None:
                                                        dtype=torch.qint8)
         out["torch int8 dynamic forward"] = median(lambda i: quant(**feed(i)))
         cos = []
-        for i in range(20):
+        for i in range(min(20, len(texts))):
             a = model(**feed(i)).last_hidden_state[0].mean(0)
             b = quant(**feed(i)).last_hidden_state[0].mean(0)
             cos.append(float(torch.nn.functional.cosine_similarity(a, b, dim=0)))
@@ -151,9 +146,7 @@ def main() -> None:
         lambda i: searcher.search(texts[i], k=100, per_doc=1, dedupe=False))
     for name, value in out.items():
         print(f"{name:40} {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -19,32 +19,25 @@ run does not re-embed the corpus.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from common import BENCH_HOME, SCIFACT, log, machine, versions, write_json
+from ragtune import KnowledgeBase, Settings
+from ragtune.documents.terms import analyze
+from ragtune.evaluation import evaluate_run, load_beir, run_beir
+from ragtune.retrieval import BM25Retriever, searcher_for
 
-from ragtune import KnowledgeBase, Settings, __version__  # noqa: E402
-from ragtune.documents.terms import analyze  # noqa: E402
-from ragtune.evaluation import evaluate_run, load_beir, run_beir  # noqa: E402
-from ragtune.retrieval import BM25Retriever, searcher_for  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-DATASET = REPO.parent / "shared" / "data" / "scifact"
+DATASET = SCIFACT
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, default=DATASET)
-    parser.add_argument("--home", type=Path, default=REPO / ".bench-home")
+    parser.add_argument("--home", type=Path, default=BENCH_HOME)
     parser.add_argument("--modes", default="bm25,dense,hybrid,hybrid-rrf",
                         help="hybrid-rrf = hybrid with reciprocal rank fusion (k=60)")
     parser.add_argument("--skip-peers", action="store_true", help="skip bm25s and rank_bm25")
@@ -56,8 +49,8 @@ def main() -> None:
     results: dict = {
         "command": "python bench/retrieval.py",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-        "versions": _versions(),
+        "machine": machine(),
+        "versions": versions(),
         "modes": {},
     }
     data = load_beir(args.dataset, "test")
@@ -105,9 +98,7 @@ def main() -> None:
             ours_qps / results["bm25_speed"]["bm25s_qps"], 3)
     kb.close()
     print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
 
 
 def _peers(dataset: Path, data, query_ids: list[str], texts: list[str]) -> dict:
@@ -156,20 +147,6 @@ def _pytrec_ndcg(qrels, run) -> float:
     scores = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
     judged = [q for q, r in qrels.items() if any(g > 0 for g in r.values())]
     return sum(scores.get(q, {}).get("ndcg_cut_10", 0.0) for q in judged) / len(judged)
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"ragtune": __version__, "python": platform.python_version()}
-    for name in ("torch", "sentence-transformers", "bm25s", "rank-bm25", "numpy", "scipy"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[name] = md.version(name)
-    return out
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
