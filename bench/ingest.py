@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     chunks = first.chunks_written
 
     log("embedder ceiling on the same chunk texts ...")
-    vm = kb.store.vector_matrix()
+    vm = kb.store.index_snapshot()
     texts = [c.embedding_text for c in kb.store.get_chunks(vm.chunk_ids)]
     t = time.perf_counter()
     kb.embedder.embed(texts)

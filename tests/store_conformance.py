@@ -67,9 +67,11 @@ class StoreConformance:
         assert all(c.version == 1 and doc.text[c.start:c.end] == c.text for c in back)
         assert [c.id for c in store.get_chunks([chunks[-1].id, "missing", chunks[0].id])] == [
             chunks[-1].id, chunks[0].id]
-        vm = store.vector_matrix()
-        assert vm.chunk_ids == [c.id for c in chunks]
-        np.testing.assert_allclose(vm.matrix, vectors)
+        snapshot = store.index_snapshot()
+        assert snapshot.chunk_ids == [c.id for c in chunks]
+        assert snapshot.doc_ids == ["a"] * len(chunks) and snapshot.has_vector.all()
+        np.testing.assert_allclose(snapshot.matrix, vectors)
+        assert snapshot.documents == {"a": (("staff",), {"k": "a"})}
         assert store.check() == []
 
     def test_replace_bumps_version_and_replaces_chunks(self, store: Store, write) -> None:

@@ -134,7 +134,7 @@ def test_groups_changes_make_a_version_but_reuse_vectors(kb: KnowledgeBase, six_
 def test_stored_vectors_match_a_fresh_embedding(kb: KnowledgeBase, six_docs: Path, embedder
                                                 ) -> None:
     kb.ingest([six_docs])
-    vm = kb.store.vector_matrix()
+    vm = kb.store.index_snapshot()
     chunks = kb.store.get_chunks(vm.chunk_ids)
     fresh = embedder.embed([c.embedding_text for c in chunks])
     np.testing.assert_allclose(vm.matrix, fresh, atol=1e-5)

@@ -7,7 +7,6 @@ from ragtune.store.base import (
     Store,
     StoredDocument,
     StoreStats,
-    VectorMatrix,
 )
 from ragtune.store.sqlite import SQLiteStore
 
@@ -19,5 +18,4 @@ __all__ = [
     "Store",
     "StoreStats",
     "StoredDocument",
-    "VectorMatrix",
 ]

@@ -67,15 +67,6 @@ class LexicalHits(NamedTuple):
     scores: list[float]
 
 
-class VectorMatrix(NamedTuple):
-    """All stored chunk vectors as one matrix; row i belongs to `chunk_ids[i]`."""
-
-    chunk_ids: list[str]
-    doc_ids: list[str]
-    matrix: np.ndarray
-    generation: int
-
-
 class IndexSnapshot(NamedTuple):
     """What the in-memory search index is built from: every chunk, in one consistent read.
 
@@ -139,8 +130,6 @@ class Store(Protocol):
     def get_chunks(self, chunk_ids: Iterable[str]) -> list[Chunk]: ...
 
     def vectors_by_text_hash(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]: ...
-
-    def vector_matrix(self) -> VectorMatrix: ...
 
     def index_snapshot(self) -> IndexSnapshot: ...
 

@@ -30,7 +30,6 @@ from ragtune.store.base import (
     LexicalHits,
     StoredDocument,
     StoreStats,
-    VectorMatrix,
 )
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -393,19 +392,6 @@ class SQLiteStore:
                 ):
                     out[text_hash] = np.frombuffer(blob, dtype="<f4")
         return out
-
-    def vector_matrix(self) -> VectorMatrix:
-        """Every chunk vector as one (n, dim) float32 matrix, with chunk and document ids."""
-        with self._lock:
-            generation = self.generation()
-            rows = self._db.execute(
-                "SELECT c.id, c.doc_id, v.vector FROM chunks c "
-                "JOIN vectors v ON v.chunk_rowid = c.rowid ORDER BY c.rowid"
-            ).fetchall()
-        if not rows:
-            return VectorMatrix([], [], np.zeros((0, 0), dtype=np.float32), generation)
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
-        return VectorMatrix([r[0] for r in rows], [r[1] for r in rows], matrix, generation)
 
     def index_snapshot(self) -> IndexSnapshot:
         """Every chunk with its document, vector and BM25 terms, read in one consistent pass."""
