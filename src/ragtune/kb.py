@@ -58,6 +58,8 @@ class IngestReport:
     chunks_written: int = 0
     chunks_embedded: int = 0
     chunks_reused: int = 0
+    flagged: list[dict[str, Any]] = field(default_factory=list)
+    """Chunks with instruction-like text: doc_id, source, chunk index, flags."""
     seconds: float = 0.0
 
     @property
@@ -114,7 +116,8 @@ class KnowledgeBase:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             s = self.settings.embedder
-            self._embedder = get_embedder(s.name, s.batch_size, self.settings.home / "cache")
+            self._embedder = get_embedder(s.name, s.batch_size, self.settings.cache_dir,
+                                          s.base_url, s.api_key_env)
         return self._embedder
 
     @property
@@ -275,6 +278,10 @@ class KnowledgeBase:
             else:
                 report.added += 1
             report.chunks_written += len(item.chunks)
+            report.flagged.extend(
+                {"doc_id": doc.id, "source": doc.source, "chunk": c.index, "flags": list(c.flags)}
+                for c in item.chunks if c.flags
+            )
             report.chunks_reused += sum(1 for c in item.chunks if c.text_hash not in missing_set)
             notify(1, None)
 

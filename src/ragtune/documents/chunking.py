@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ragtune.config import ChunkingSettings
+from ragtune.documents.injection import instruction_flags
 from ragtune.documents.records import Chunk, Document, sha256_text
 from ragtune.errors import ModelError
 
@@ -126,6 +127,7 @@ def chunk_document(
                     heading=section.heading,
                     page=section.page,
                     title=document.title,
+                    flags=instruction_flags(piece),
                 )
             )
     return chunks

@@ -73,6 +73,8 @@ class Chunk:
     heading: str = ""
     page: int | None = None
     title: str = ""
+    flags: tuple[str, ...] = ()
+    """Instruction-like content found at ingest (`ragtune.documents.injection`)."""
 
     @property
     def embedding_text(self) -> str:

@@ -123,10 +123,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE documents ADD COLUMN terms TEXT;
         """,
     ),
+    (
+        "m004_chunk_flags",
+        """
+        ALTER TABLE chunks ADD COLUMN flags TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_CHUNK_COLUMNS = 'id, doc_id, version, idx, start, "end", text, tokens, heading, page, title'
+_CHUNK_COLUMNS = (
+    'id, doc_id, version, idx, start, "end", text, tokens, heading, page, title, flags'
+)
+
+
+def _chunk(row: tuple) -> Chunk:
+    flags = tuple(f for f in row[-1].split(",") if f)
+    return Chunk(*row[:-1], flags=flags)  # type: ignore[misc]
 
 
 class SQLiteStore:
@@ -307,13 +320,14 @@ class SQLiteStore:
             for i, chunk in enumerate(chunks):
                 cur = db.execute(
                     'INSERT INTO chunks(id, doc_id, version, idx, start, "end", tokens, heading, '
-                    "page, title, text, text_hash, terms) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "page, title, text, text_hash, terms, flags) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         chunk.id, document.id, version, chunk.index, chunk.start, chunk.end,
                         chunk.tokens, chunk.heading, chunk.page, document.title, chunk.text,
                         chunk.text_hash,
                         None if terms is None else json.dumps(terms[i], ensure_ascii=False),
+                        ",".join(chunk.flags),
                     ),
                 )
                 if vectors is not None:
@@ -363,7 +377,7 @@ class SQLiteStore:
             rows = self._db.execute(
                 f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY idx", (doc_id,)
             ).fetchall()
-        return [Chunk(*r) for r in rows]
+        return [_chunk(r) for r in rows]
 
     def get_chunks(self, chunk_ids: Iterable[str]) -> list[Chunk]:
         """Chunks by id, in the order asked (missing ids are skipped)."""
@@ -375,7 +389,7 @@ class SQLiteStore:
                 for r in self._db.execute(
                     f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", batch
                 ):
-                    found[r[0]] = Chunk(*r)
+                    found[r[0]] = _chunk(r)
         return [found[i] for i in ids if i in found]
 
     def vectors_by_text_hash(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
