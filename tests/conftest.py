@@ -11,11 +11,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of derived model files (ONNX export, converted SmolLM2) for the session."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
 @pytest.fixture(autouse=True)
-def ragtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point RAGTUNE_HOME at a fresh temp folder so no test writes outside it."""
+def ragtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> Path:
+    """Point RAGTUNE_HOME at a fresh temp folder so no test writes outside it; the model cache
+    is shared (RAGTUNE_CACHE) so the models load once per session."""
     home = tmp_path / "home"
     monkeypatch.setenv("RAGTUNE_HOME", str(home))
+    monkeypatch.setenv("RAGTUNE_CACHE", str(model_cache))
     return home
 
 
@@ -28,13 +36,26 @@ def counter():
 
 
 @pytest.fixture(scope="session")
-def embedder(tmp_path_factory: pytest.TempPathFactory):
+def embedder(model_cache: Path):
     """The real bundled all-MiniLM-L6-v2 (with its ONNX query encoder), loaded once per session."""
     from ragtune.models import get_embedder
 
-    emb = get_embedder("local:minilm", 16, tmp_path_factory.mktemp("model-cache"))
+    emb = get_embedder("local:minilm", 16, model_cache)
     emb.warm_up()
     return emb
+
+
+@pytest.fixture(scope="session")
+def generator(model_cache: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The real bundled SmolLM2-135M-Instruct, converted once into the session cache and loaded
+    once; the same instance `ragtune ask` gets in-process (get_generator is cached)."""
+    from ragtune import Settings
+    from ragtune.answering import generator_for
+
+    home = tmp_path_factory.mktemp("generator-home")
+    gen = generator_for(Settings.load(home=home, cache=model_cache))
+    gen.warm_up()
+    return gen
 
 
 @pytest.fixture

@@ -98,3 +98,87 @@ def test_console_script_json_stdout_is_pure(six_docs: Path, ragtune_home: Path) 
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["added"] == 6  # stdout holds exactly one JSON document
+
+
+def test_ask_json_citations_resolve_to_stored_chunks(six_docs: Path, generator) -> None:
+    from ragtune import KnowledgeBase, Settings
+
+    run("ingest", str(six_docs), "--kb", "c")
+    result = run("ask", "How often should the chain be oiled?", "--kb", "c", "-k", "3",
+                 "--json", "--show-context")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"question", "answer", "refused", "citations", "passages", "prompt", "search",
+            "raw_output", "generation", "timings_ms", "signals"} <= set(data)
+    with KnowledgeBase.open("c", Settings.load()) as kb:
+        for c in data["citations"]:
+            [chunk] = kb.store.get_chunks([c["chunk_id"]])
+            assert (chunk.doc_id, chunk.version, chunk.start, chunk.end) == (
+                c["doc_id"], c["version"], c["start"], c["end"])
+            assert kb.store.document_text(c["doc_id"])[c["start"]:c["end"]] == chunk.text
+            assert c["number"] in [p["number"] for p in data["passages"]]
+    assert not data["refused"] and data["citations"], data["raw_output"]
+    plain = json.loads(run("ask", "How often should the chain be oiled?", "--kb", "c", "-k", "3",
+                           "--json").stdout)
+    assert "prompt" not in plain and "text" not in plain["passages"][0]
+
+
+def test_ask_refuses_without_relevant_content(six_docs: Path, generator) -> None:
+    run("ingest", str(six_docs), "--kb", "c")
+    result = run("ask", "What is the boiling point of tungsten in kelvin?", "--kb", "c",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["refused"] and data["citations"] == []
+    assert data["answer"] == "I don't know based on the provided documents."
+    text = run("ask", "What is the boiling point of tungsten in kelvin?", "--kb", "c")
+    assert "I don't know based on the provided documents." in text.stdout
+    assert "refused" in text.stderr
+
+
+def test_ask_human_output_lists_sources(six_docs: Path, generator) -> None:
+    run("ingest", str(six_docs), "--kb", "c")
+    result = run("ask", "How often should the chain be oiled?", "--kb", "c", "-k", "2",
+                 "--show-context")
+    assert result.exit_code == 0, result.output
+    assert "Sources" in result.stdout and "bikes.txt" in result.stdout
+    assert "[1]" in result.stdout and "oil the chain every 300" in result.stdout  # the snippet
+    assert "Context" in result.stdout and "refused" not in result.stderr
+
+
+def test_ask_errors(six_docs: Path) -> None:
+    empty = run("ask", "anything", "--kb", "never-made")
+    assert empty.exit_code == 1 and "run `ragtune ingest` first" in empty.stderr
+    run("ingest", str(six_docs), "--kb", "c")
+    bad = run("ask", "anything", "--kb", "c", "--generator", "mystery:x")
+    assert bad.exit_code == 1 and "unknown generator" in bad.stderr
+
+
+def test_calibrate_stores_a_policy_that_ask_uses(six_docs: Path, tmp_path: Path,
+                                                 generator) -> None:
+    from ragtune import KnowledgeBase, Settings
+    from ragtune.answering import Answerer
+
+    run("ingest", str(six_docs), "--kb", "c")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("\n".join(json.dumps(c) for c in [
+        {"question": "How long does green tea steep?", "answers": ["two minutes"]},
+        {"question": "Which planet is the largest?", "answers": ["Jupiter"]},
+        {"question": "How many moons does Saturn have?", "answers": []},
+        {"question": "What temperature is black tea brewed at in Japan?", "answers": []},
+    ]) + "\n")
+    dry = run("calibrate", str(cases), "--kb", "c", "--json", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    report = json.loads(dry.stdout)
+    assert report["stored"] is False and report["cases"] == 4 and report["answerable"] == 2
+    assert 0 < report["policy"]["min_similarity"] < 1
+    with KnowledgeBase.open("c", Settings.load()) as kb:
+        assert Answerer(kb, generator).policy.calibrated_on == "settings"
+    stored = run("calibrate", str(cases), "--kb", "c")
+    assert stored.exit_code == 0 and "stored in the knowledge base" in stored.stderr
+    with KnowledgeBase.open("c", Settings.load()) as kb:
+        assert Answerer(kb, generator).policy.calibrated_on == "4 cases"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q"}\n')
+    failed = run("calibrate", str(bad), "--kb", "c")
+    assert failed.exit_code == 1 and "bad.jsonl:1: 'answers' is missing" in failed.stderr

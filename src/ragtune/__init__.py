@@ -6,20 +6,55 @@ The public API lives here and stays put:
     >>> kb = KnowledgeBase.open("docs", Settings.load())
     >>> kb.ingest([Path("handbook/")]).added
     >>> search(kb, "vacation policy", k=5, mode="hybrid").hits[0].text
+    >>> answer = ask("How many vacation days do I get?", kb)
+    >>> answer.text, [(c.doc_id, c.start, c.end) for c in answer.citations]
 """
 
-from ragtune.config import ChunkingSettings, EmbedderSettings, IngestSettings, Settings
+from ragtune.answering import REFUSAL, Answer, Answerer, Citation, RefusalPolicy, ask
+from ragtune.config import (
+    AnswerSettings,
+    ChunkingSettings,
+    EmbedderSettings,
+    GeneratorSettings,
+    IngestSettings,
+    Settings,
+)
 from ragtune.documents import Chunk, Document, Page, chunk_document, load_path
 from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError, StoreError
 from ragtune.kb import IngestReport, KnowledgeBase
-from ragtune.models import Embedder, get_embedder
+from ragtune.models import (
+    Embedder,
+    Generation,
+    GenerationConfig,
+    Generator,
+    LocalGenerator,
+    OpenAIEmbedder,
+    OpenAIGenerator,
+    get_embedder,
+    get_generator,
+)
 from ragtune.retrieval import Hit, SearchResult, reciprocal_rank_fusion, search
 from ragtune.store import SQLiteStore, Store, StoredDocument
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "REFUSAL",
+    "Answer",
+    "AnswerSettings",
+    "Answerer",
     "Chunk",
+    "Citation",
+    "Generation",
+    "GenerationConfig",
+    "Generator",
+    "GeneratorSettings",
+    "LocalGenerator",
+    "OpenAIEmbedder",
+    "OpenAIGenerator",
+    "RefusalPolicy",
+    "ask",
+    "get_generator",
     "ChunkingSettings",
     "ConfigError",
     "Document",

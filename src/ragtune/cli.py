@@ -92,6 +92,10 @@ def ingest(
         )
     for failure in report.failed:
         err.print(f"[red]failed[/] {escape(failure.path)}: {escape(failure.error)}")
+    for flagged in report.flagged:
+        err.print(f"[yellow]flagged[/] {escape(flagged['source'])} chunk {flagged['chunk']}: "
+                  f"instruction-like text ({', '.join(flagged['flags'])}); "
+                  "it stays data in answer prompts")
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -144,7 +148,8 @@ def docs_show(
             "metadata": dict(doc.metadata),
             "versions": [v.__dict__ for v in versions],
             "chunks": [{"chunk_id": c.id, "index": c.index, "start": c.start, "end": c.end,
-                        "tokens": c.tokens, "heading": c.heading, "page": c.page}
+                        "tokens": c.tokens, "heading": c.heading, "page": c.page,
+                        "flags": list(c.flags)}
                        for c in chunks],
         })
         return
@@ -155,7 +160,8 @@ def docs_show(
         out.print(f"  v{v.version} {v.event:8} {v.chunks} chunks {v.chars} chars")
     for c in chunks:
         where = f"p.{c.page} " if c.page else ""
-        out.print(f"  [{c.index}] {where}{escape(c.heading)} ({c.tokens} tokens) "
+        flags = f"[yellow]flagged: {', '.join(c.flags)}[/] " if c.flags else ""
+        out.print(f"  [{c.index}] {where}{escape(c.heading)} ({c.tokens} tokens) {flags}"
                   f"{escape(_short(c.text, 80))}")
 
 
@@ -227,6 +233,135 @@ def search_cmd(
             raise typer.Exit(1)
 
 
+@app.command("ask")
+def ask_cmd(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    k: Annotated[int | None, typer.Option("-k", help="Passages to retrieve (default: "
+                                                    "answer.k).")] = None,
+    mode: Annotated[str | None, typer.Option(help=f"One of {', '.join(MODES)}.")] = None,
+    groups: Annotated[
+        str | None, typer.Option(help="Answer as a caller holding these groups (comma-separated).")
+    ] = None,
+    generator: Annotated[str | None, typer.Option(
+        help="local:smollm2 (bundled), local:PATH or openai:MODEL (default: generator.name).")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="Base URL for openai:MODEL.")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder for a local model.")
+                       ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Most new tokens to generate.")] = None,
+    show_context: Annotated[bool, typer.Option(
+        "--show-context", help="Also print the passages the model saw.")] = False,
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from a knowledge base, with citations, or refuse."""
+    from ragtune.answering import Answerer
+
+    overrides: dict[str, Any] = {}
+    if generator or base_url or adapter:
+        current = Settings.load(home=home).generator.model_dump(exclude_unset=True)
+        overrides["generator"] = current | {
+            k_: v for k_, v in {"name": generator, "base_url": base_url,
+                                "adapter": adapter}.items() if v is not None}
+    settings = Settings.load(home=home, **overrides)
+    with KnowledgeBase.open(kb, settings) as base:
+        if not base.exists():
+            raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
+        answerer = Answerer(base)
+        streaming = not as_json and out.is_terminal
+        with _status(not as_json and err.is_terminal, "loading the model"):
+            answerer.generator.warm_up()
+        answer = answerer.ask(
+            question, k=k, mode=mode, groups=groups.split(",") if groups is not None else None,
+            max_new_tokens=max_tokens,
+            on_token=(lambda piece: out.print(escape(piece), end="", style="dim"))
+            if streaming else None,
+        )
+    if as_json:
+        _print_json(answer.to_dict(context=show_context))
+        return
+    if streaming:
+        out.print()
+        if answer.refused or answer.text != answer.raw_output:
+            out.print("[bold]final:[/]", end=" ")
+    out.print(escape(answer.text), highlight=False)
+    if answer.refused:
+        err.print(f"[yellow]refused[/] ({_REFUSAL_REASONS[answer.refusal_reason or 'model']})")
+    if answer.invalid_citations:
+        err.print(f"[yellow]removed[/] {answer.invalid_citations} citation(s) to passages that "
+                  "were not in the prompt")
+    if answer.citations:
+        out.print("\n[bold]Sources[/]")
+    for c in answer.citations:
+        where = f", p. {c.page}" if c.page else ""
+        how = " [dim](attributed: the model cited nothing)[/]" if c.inferred else ""
+        out.print(f"[{c.number}] [bold]{escape(c.title or c.doc_id)}[/] — "
+                  f"{escape(c.source)}{where} (v{c.version}, chars {c.start}-{c.end}){how}")
+        out.print(f"    [italic]“{escape(c.snippet)}”[/]")
+    flagged = answer.flagged_passages
+    if flagged:
+        err.print(f"[yellow]flagged[/] passage(s) {', '.join(map(str, flagged))} contain "
+                  "instruction-like text; they were treated as data")
+    if show_context:
+        out.print("\n[bold]Context[/]")
+        for p in answer.prompt.passages:
+            out.print(f"[{p.number}] {escape(p.title)} (score {p.score:.3f}, {p.tokens} tokens"
+                      f"{', flagged' if p.flags else ''})\n{escape(p.text)}\n")
+        if answer.prompt.dropped:
+            out.print(f"[dim]{len(answer.prompt.dropped)} lower-ranked passage(s) left out "
+                      "for the token budget[/]")
+    g = answer.generation
+    stats = f"{answer.timings_ms['total'] / 1000:.1f}s"
+    if g is not None:
+        stats += f", {g.prompt_tokens} prompt + {g.output_tokens} output tokens"
+    err.print(f"[dim]{stats}[/]")
+
+
+_REFUSAL_REASONS = {
+    "no-passages": "no passages were found",
+    "retrieval": "no passage is similar enough to the question",
+    "model": "the model said the passages do not answer it",
+    "confidence": "the model's confidence was under the calibrated threshold",
+    "unsupported": "the model cited nothing and no passage contains its answer",
+}
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    cases: Annotated[Path, typer.Argument(help="Cases JSONL: question, answers ([] = "
+                                               "unanswerable).")],
+    keep_answerable: Annotated[float, typer.Option(
+        help="Share of answerable questions the retrieval threshold lets through.")] = 0.97,
+    dry_run: Annotated[bool, typer.Option(help="Report, do not store the thresholds.")] = False,
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Calibrate the refusal thresholds of a knowledge base on answerable and unanswerable
+    questions, and store them for `ask`."""
+    from ragtune.answering.ask import calibrate_refusal
+    from ragtune.evaluation.cases import load_cases
+
+    loaded = load_cases(cases)
+    with _open(home, kb) as base:
+        if not base.exists():
+            raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
+        with _progress(as_json) as bar:
+            result = calibrate_refusal(base, loaded, keep_answerable=keep_answerable,
+                                       progress=bar("calibrate"), save=not dry_run)
+    if as_json:
+        _print_json(result.to_dict() | {"stored": not dry_run})
+        return
+    p = result.policy
+    out.print(f"min_similarity {p.min_similarity:.4f}  min_confidence "
+              f"{'-' if p.min_confidence is None else f'{p.min_confidence:.4f}'}")
+    out.print(f"on {result.cases} cases ({result.answerable} answerable): balanced accuracy "
+              f"{result.balanced_accuracy:.3f}, refusal precision {result.refusal_precision:.3f}"
+              f", recall {result.refusal_recall:.3f}")
+    err.print("stored in the knowledge base" if not dry_run else "not stored (--dry-run)")
+
+
 @bench_app.command("beir")
 def bench_beir(
     dataset: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, "
@@ -289,6 +424,15 @@ def _progress(transient: bool) -> Iterator[Callable[[str], ProgressFn]]:
             return update
 
         yield new_bar
+
+
+@contextmanager
+def _status(show: bool, message: str) -> Iterator[None]:
+    if not show:
+        yield
+        return
+    with err.status(message):
+        yield
 
 
 def _short(text: str, n: int) -> str:

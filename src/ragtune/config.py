@@ -45,12 +45,15 @@ class ChunkingSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
-    """Which embedder a knowledge base uses. `local:minilm` is the bundled all-MiniLM-L6-v2."""
+    """Which embedder a knowledge base uses. `local:minilm` is the bundled all-MiniLM-L6-v2;
+    `openai:MODEL` an OpenAI-compatible `/embeddings` endpoint at `base_url`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "local:minilm"
     batch_size: int = Field(16, gt=0)
+    base_url: str | None = Field(None, description="for openai:MODEL embedders")
+    api_key_env: str = "OPENAI_API_KEY"
 
 
 class IngestSettings(BaseModel):
@@ -63,16 +66,61 @@ class IngestSettings(BaseModel):
     exclude: tuple[str, ...] = (".*", "**/.*", "**/__pycache__/**", "**/node_modules/**")
 
 
+class GeneratorSettings(BaseModel):
+    """Which model writes answers.
+
+    `local:smollm2` is the bundled SmolLM2-135M-Instruct; `local:/path` any local Hugging Face
+    causal-LM folder; `openai:MODEL` an OpenAI-compatible server at `base_url`, with the API key
+    read from the environment variable named by `api_key_env` (never from this file).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "local:smollm2"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    dtype: str = Field("auto", pattern="^(auto|float32|bfloat16)$")
+    adapter: Path | None = None
+    batch_size: int = Field(8, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+
+
+class AnswerSettings(BaseModel):
+    """How `ask` builds its prompt and when it refuses (see `ragtune.answering.refusal`).
+
+    The refusal thresholds default to those calibrated on the SQuAD 2.0 sample
+    (`bench/answer_squad.py`, calibration split) for the bundled generator; `ragtune calibrate`
+    stores a knowledge base's own, which win. `min_confidence` is a log-probability of the model
+    named by `min_confidence_generator` and is not applied to other generators.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int = Field(4, gt=0, description="passages retrieved for the prompt")
+    mode: str = Field("hybrid", pattern="^(bm25|dense|hybrid)$")
+    context_tokens: int = Field(1024, ge=64, description="token budget of the passage blocks")
+    min_similarity: float | None = 0.30
+    min_confidence: float | None = -0.87
+    min_confidence_generator: str = "local:smollm2"
+
+
 class Settings(BaseModel):
     """Every setting ragtune reads, in one place."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     home: Path = DEFAULT_HOME
+    cache: Path | None = Field(
+        None, description="derived model files (default <home>/cache; env RAGTUNE_CACHE); "
+        "several homes may share one")
     kb: str = "default"
     chunking: ChunkingSettings = ChunkingSettings()
     embedder: EmbedderSettings = EmbedderSettings()
     ingest: IngestSettings = IngestSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    answer: AnswerSettings = AnswerSettings()
 
     @classmethod
     def load(cls, home: str | Path | None = None, **overrides: object) -> Settings:
@@ -87,6 +135,8 @@ class Settings(BaseModel):
                 raise ConfigError(f"{config_file}: invalid TOML ({exc})") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
         data["home"] = root
+        if "cache" not in data and os.environ.get("RAGTUNE_CACHE"):
+            data["cache"] = Path(os.environ["RAGTUNE_CACHE"]).expanduser()
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -100,6 +150,11 @@ class Settings(BaseModel):
                 f"knowledge base name must be letters, digits, '_', '.', '-' (got {name!r})"
             )
         return self.home / "kb" / name
+
+    @property
+    def cache_dir(self) -> Path:
+        """Derived model artifacts (ONNX export, converted checkpoints) live here."""
+        return self.cache or self.home / "cache"
 
 
 def _describe(exc: ValidationError, where: str) -> str:

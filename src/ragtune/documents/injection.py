@@ -22,10 +22,14 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"\b(instructions?|rules|prompts?|directions|guidelines|context)\b",
         re.IGNORECASE,
     ),
-    # "you are now ...", "new instructions:", "from now on you ..."
+    # "you are now DAN", "new instructions:", "from now on you will answer ..." (but not prose
+    # like "from now on, you should pay more for oil" or "you are now ready to install")
     "role-reassignment": re.compile(
-        r"\b(you are now|from now on,? you|new instructions?\s*:|act as (an? )?(unrestricted|"
-        r"jailbroken|different))",
+        r"\b(you are now (an? )?(dan|unrestricted|jailbroken|uncensored|evil|different|new)\b"
+        r"|from now on,? you (will|must|shall|are to) (only )?(act|respond|answer|reply|behave|"
+        r"ignore|obey|say)\b"
+        r"|new (system )?instructions?\s*:"
+        r"|act as (an? )?(unrestricted|jailbroken|uncensored|different)\b)",
         re.IGNORECASE,
     ),
     # chat template tokens and role tags of common formats

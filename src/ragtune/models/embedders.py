@@ -197,16 +197,28 @@ EMBEDDERS: dict[str, Callable[[int, Path | None], Embedder]] = {"local:minilm": 
 
 @lru_cache(maxsize=8)
 def get_embedder(
-    name: str = "local:minilm", batch_size: int = 16, cache_dir: Path | None = None
+    name: str = "local:minilm",
+    batch_size: int = 16,
+    cache_dir: Path | None = None,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
 ) -> Embedder:
     """The embedder registered under `name`, one instance per process and settings.
 
-    `cache_dir` holds derived artifacts (the ONNX export of the query encoder).
+    `cache_dir` holds derived artifacts (the ONNX export of the query encoder); `openai:MODEL`
+    names an OpenAI-compatible endpoint at `base_url`.
     """
+    if name.startswith("openai:"):
+        from ragtune.models.openai import OpenAIEmbedder
+
+        if not base_url:
+            raise ConfigError("an openai: embedder needs embedder.base_url")
+        return OpenAIEmbedder(name.removeprefix("openai:"), base_url, api_key_env,
+                              batch_size=batch_size)
     try:
         factory = EMBEDDERS[name]
     except KeyError:
         raise ConfigError(
-            f"unknown embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}"
+            f"unknown embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}, openai:MODEL"
         ) from None
     return factory(batch_size, cache_dir)

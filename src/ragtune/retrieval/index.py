@@ -8,6 +8,7 @@ before term frequencies were kept).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -70,6 +71,20 @@ class SearchIndex:
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """Chunk id → row."""
+        return {chunk_id: row for row, chunk_id in enumerate(self.chunk_ids)}
+
+    def similarities(self, query_vector: np.ndarray, chunk_ids: Iterable[str]) -> list[float]:
+        """Cosine similarity of the query to each chunk (0.0 for chunks without a vector)."""
+        out = []
+        for chunk_id in chunk_ids:
+            row = self.row_of.get(chunk_id)
+            ok = row is not None and bool(self.has_vector[row])
+            out.append(float(np.einsum("i,i->", self.matrix[row], query_vector)) if ok else 0.0)
+        return out
 
     @property
     def dense_ready(self) -> bool:

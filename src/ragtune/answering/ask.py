@@ -1,0 +1,294 @@
+"""`ask`: retrieve, prompt, generate, cite, and refuse when the evidence is insufficient.
+
+    >>> answer = ask("How often are API keys rotated?", kb)
+    >>> answer.text, [c.doc_id for c in answer.citations]
+    ('Every 90 days [1].', ['security.md'])
+
+Every `Answer` keeps its whole trace: the hits, the prompt, the raw output, timings, token counts
+and the refusal signals, so an answer can be audited (and evaluated) after the fact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ragtune.answering.citations import Citation, best_supporting, parse_citations, strip_citations
+from ragtune.answering.prompt import REFUSAL, Prompt, build_prompt, unescape_output
+from ragtune.answering.refusal import Calibration, RefusalPolicy, Signal, calibrate
+from ragtune.config import Settings
+from ragtune.errors import InputError
+from ragtune.evaluation.cases import EvalCase
+from ragtune.kb import KnowledgeBase
+from ragtune.models.generators import (
+    Generation,
+    GenerationConfig,
+    Generator,
+    TokenCallback,
+    get_generator,
+)
+from ragtune.retrieval import SearchResult, searcher_for
+from ragtune.retrieval.filters import Filters
+
+POLICY_META_KEY = "refusal_policy"
+
+
+@dataclass
+class Answer:
+    """A grounded answer (or the refusal) with its citations and full trace."""
+
+    question: str
+    text: str
+    refused: bool
+    refusal_reason: str | None
+    citations: list[Citation]
+    invalid_citations: int
+    prompt: Prompt
+    search: SearchResult
+    raw_output: str
+    generation: Generation | None
+    similarity: float | None  # best passage's cosine similarity to the question
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def plain(self) -> str:
+        """The answer without citation markers."""
+        return strip_citations(self.text)
+
+    @property
+    def flagged_passages(self) -> list[int]:
+        """Numbers of prompt passages whose chunks hold instruction-like text."""
+        return [p.number for p in self.prompt.passages if p.flags]
+
+    def to_dict(self, context: bool = True) -> dict[str, Any]:
+        """The `ragtune ask --json` shape; `context=False` leaves out the prompt and hits."""
+        gen = self.generation
+        out: dict[str, Any] = {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "refusal_reason": self.refusal_reason,
+            "citations": [c.to_dict() for c in self.citations],
+            "invalid_citations": self.invalid_citations,
+            "flagged_passages": self.flagged_passages,
+            "signals": {"similarity": self.similarity,
+                        "confidence": gen.mean_logprob if gen else None},
+            "generation": None if gen is None else {
+                "model": gen.model, "prompt_tokens": gen.prompt_tokens,
+                "output_tokens": gen.output_tokens, "finish_reason": gen.finish_reason,
+                "seconds": round(gen.seconds, 3),
+                "first_token_seconds": None if gen.first_token_seconds is None
+                else round(gen.first_token_seconds, 3),
+                "tokens_per_second": round(gen.tokens_per_second, 2),
+            },
+            "raw_output": self.raw_output,
+            "passages": [
+                {k: v for k, v in asdict(p).items() if context or k != "text"}
+                for p in self.prompt.passages
+            ],
+            "dropped_passages": self.prompt.dropped,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+        if context:
+            out["prompt"] = self.prompt.messages
+            out["search"] = self.search.to_dict()
+        return out
+
+
+@dataclass
+class _Prepared:
+    question: str
+    search: SearchResult
+    prompt: Prompt
+    similarity: float | None
+    started: float
+    retrieve_ms: float
+    prompt_ms: float
+
+
+class Answerer:
+    """Answers questions from one knowledge base with one generator (reuse it across calls)."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        generator: Generator | None = None,
+        policy: RefusalPolicy | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.kb = kb
+        self.settings = settings or kb.settings
+        self.generator = generator or generator_for(self.settings)
+        chosen = policy or stored_policy(kb) or default_policy(self.settings)
+        self.policy = chosen.for_generator(self.generator.name)
+        self.searcher = searcher_for(kb)
+
+    def config(self, max_new_tokens: int | None = None) -> GenerationConfig:
+        return GenerationConfig(max_new_tokens=max_new_tokens
+                                or self.settings.generator.max_new_tokens)
+
+    def prepare(self, question: str, k: int | None = None, mode: str | None = None,
+                groups: Iterable[str] | None = None, filters: Filters | None = None
+                ) -> _Prepared:
+        """Retrieve and build the prompt (no generation)."""
+        if not question.strip():
+            raise InputError("question is empty")
+        s = self.settings.answer
+        started = time.perf_counter()
+        if not self.kb.exists():
+            raise InputError(f"knowledge base {self.kb.name!r} does not exist; ingest first")
+        result = self.searcher.search(question, k=k or s.k, mode=mode or s.mode, groups=groups,
+                                      filters=filters)
+        t1 = time.perf_counter()
+        chunks = {c.id: c for c in self.kb.store.get_chunks(h.chunk_id for h in result.hits)}
+        flags = {cid: c.flags for cid, c in chunks.items() if c.flags}
+        prompt = build_prompt(question, result.hits, self.generator.count_tokens,
+                              s.context_tokens, flags)
+        similarity = None
+        if prompt.passages:
+            vector = self.kb.embedder.embed_query(question)
+            index = self.searcher.index()
+            similarity = max(index.similarities(vector, [p.chunk_id for p in prompt.passages]))
+        t2 = time.perf_counter()
+        return _Prepared(question, result, prompt, similarity, started,
+                         (t1 - started) * 1000, (t2 - t1) * 1000)
+
+    def ask(self, question: str, *, k: int | None = None, mode: str | None = None,
+            groups: Iterable[str] | None = None, filters: Filters | None = None,
+            max_new_tokens: int | None = None, on_token: TokenCallback | None = None) -> Answer:
+        """Answer one question; `on_token` streams the model's raw text as it is generated."""
+        prep = self.prepare(question, k, mode, groups, filters)
+        generation = None
+        if self.policy.retrieval_reason(prep.similarity) is None:
+            generation = self.generator.generate(prep.prompt.messages,
+                                                 self.config(max_new_tokens), on_token)
+        return self.finish(prep, generation)
+
+    def ask_batch(self, questions: Sequence[str], *, k: int | None = None,
+                  mode: str | None = None, groups: Iterable[str] | None = None,
+                  max_new_tokens: int | None = None) -> list[Answer]:
+        """Answer many questions with batched generation (evaluation throughput)."""
+        groups = list(groups) if groups is not None else None
+        prepared = [self.prepare(q, k, mode, groups) for q in questions]
+        todo = [i for i, p in enumerate(prepared)
+                if self.policy.retrieval_reason(p.similarity) is None]
+        generations: dict[int, Generation] = {}
+        if todo:
+            outs = self.generator.generate_batch([prepared[i].prompt.messages for i in todo],
+                                                 self.config(max_new_tokens))
+            generations = dict(zip(todo, outs, strict=True))
+        return [self.finish(p, generations.get(i)) for i, p in enumerate(prepared)]
+
+    def finish(self, prep: _Prepared, generation: Generation | None) -> Answer:
+        """Parse citations, apply the refusal policy, resolve citations to stored chunks."""
+        raw = generation.text if generation is not None else ""
+        passages = prep.prompt.numbers
+        text, cited, invalid = parse_citations(unescape_output(raw), passages)
+        confidence = generation.mean_logprob if generation is not None else None
+        reason = self.policy.decide(prep.similarity, strip_citations(text), confidence)
+        inferred = False
+        if reason is None and not cited:
+            # No marker: attribute the passage that contains the answer; an answer that no
+            # passage supports is not grounded, and is refused.
+            support = best_supporting(text, {n: p.text for n, p in passages.items()})
+            if support is None:
+                reason = "unsupported"
+            else:
+                cited, inferred = [support], True
+        citations: list[Citation] = []
+        if reason is not None:
+            text = REFUSAL
+        else:
+            citations = self._resolve(prep.prompt, cited, inferred)
+        done = time.perf_counter()
+        timings = {
+            "retrieve": prep.retrieve_ms,
+            "prompt": prep.prompt_ms,
+            "generate": generation.seconds * 1000 if generation is not None else 0.0,
+            "total": (done - prep.started) * 1000,
+        }
+        return Answer(prep.question, text, reason is not None, reason, citations, len(invalid),
+                      prep.prompt, prep.search, raw, generation, prep.similarity, timings)
+
+    def _resolve(self, prompt: Prompt, numbers: list[int], inferred: bool) -> list[Citation]:
+        passages = prompt.numbers
+        chunks = {c.id: c for c in self.kb.store.get_chunks(passages[n].chunk_id
+                                                            for n in numbers)}
+        out = []
+        for n in numbers:
+            chunk = chunks.get(passages[n].chunk_id)
+            if chunk is None:  # deleted while answering: cannot be verified, so not cited
+                continue
+            doc = self.kb.store.get_document(chunk.doc_id)
+            out.append(Citation(
+                number=n, chunk_id=chunk.id, doc_id=chunk.doc_id, version=chunk.version,
+                start=chunk.start, end=chunk.end, title=chunk.title,
+                source=doc.source if doc is not None else "", page=chunk.page,
+                snippet=_snippet(chunk.text), flags=chunk.flags, inferred=inferred,
+            ))
+        return out
+
+
+def _snippet(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def generator_for(settings: Settings) -> Generator:
+    """The generator the settings name (one instance per process and settings)."""
+    g = settings.generator
+    return get_generator(g.name, settings.cache_dir, g.dtype, g.adapter, g.batch_size,
+                         g.base_url, g.api_key_env, g.timeout_s, g.max_retries)
+
+
+def default_policy(settings: Settings) -> RefusalPolicy:
+    """The `[answer]` thresholds; the default `min_confidence` was calibrated for the bundled
+    SmolLM2 and is dropped for any other generator (see `RefusalPolicy.for_generator`)."""
+    s = settings.answer
+    return RefusalPolicy(s.min_similarity, s.min_confidence, "settings",
+                         s.min_confidence_generator)
+
+
+def stored_policy(kb: KnowledgeBase) -> RefusalPolicy | None:
+    """The policy `ragtune calibrate` stored in this knowledge base, if any."""
+    if not kb.exists():
+        return None
+    raw = kb.store.get_meta().get(POLICY_META_KEY)
+    return RefusalPolicy.from_json(raw) if raw else None
+
+
+def calibrate_refusal(
+    kb: KnowledgeBase,
+    cases: Sequence[EvalCase],
+    generator: Generator | None = None,
+    keep_answerable: float = 0.97,
+    batch: int = 16,
+    progress: Callable[[int, int | None], None] | None = None,
+    save: bool = True,
+) -> Calibration:
+    """Measure the refusal signals on `cases` (answerable and unanswerable) with no thresholds,
+    choose thresholds (`refusal.calibrate`), and store them in the knowledge base (`save`)."""
+    answerer = Answerer(kb, generator, RefusalPolicy(None, None, "none"))
+    notify = progress or (lambda done, total: None)
+    notify(0, len(cases))
+    signals: list[Signal] = []
+    for start in range(0, len(cases), batch):
+        part = cases[start:start + batch]
+        for case, answer in zip(part, answerer.ask_batch([c.question for c in part]),
+                                strict=True):
+            gen = answer.generation
+            signals.append(Signal(case.answerable, answer.similarity, answer.raw_output,
+                                  gen.mean_logprob if gen else None))
+        notify(len(part), None)
+    result = calibrate(signals, keep_answerable, label=f"{len(cases)} cases",
+                       generator=answerer.generator.name)
+    if save:
+        kb.store.set_meta({POLICY_META_KEY: result.policy.to_json()})
+    return result
+
+
+def ask(question: str, kb: KnowledgeBase, **options: Any) -> Answer:
+    """One-call convenience: `Answerer(kb).ask(question, **options)` with a cached generator."""
+    return Answerer(kb).ask(question, **options)

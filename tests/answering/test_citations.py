@@ -1,0 +1,35 @@
+"""Citation markers: parsing, invalid-number removal, stripping, attribution."""
+
+from __future__ import annotations
+
+from ragtune.answering.citations import best_supporting, parse_citations, strip_citations
+
+
+def test_valid_markers_are_kept_and_invalid_ones_removed_and_counted() -> None:
+    text, cited, invalid = parse_citations("Paris [1][3]. Also Lyon [2, 7].", valid={1, 2})
+    assert text == "Paris [1]. Also Lyon [2]."
+    assert cited == [1, 2]
+    assert invalid == [3, 7]
+
+
+def test_marker_variants_are_normalized() -> None:
+    text, cited, invalid = parse_citations("Yes [Passage 2] and [1; 2].", valid={1, 2})
+    assert text == "Yes [2] and [1] [2]."
+    assert cited == [2, 1] and invalid == []
+
+
+def test_no_markers() -> None:
+    assert parse_citations("Plain answer.", valid={1}) == ("Plain answer.", [], [])
+
+
+def test_strip_citations() -> None:
+    assert strip_citations("Every 90 days [1] [2].") == "Every 90 days."
+    assert strip_citations("[3] 1886") == "1886"
+
+
+def test_best_supporting_prefers_verbatim_then_overlap() -> None:
+    passages = {1: "Lisbon lies on the Tagus.", 2: "The bridge opened in 1886 in Porto."}
+    assert best_supporting("1886", passages) == 2
+    assert best_supporting("the bridge opened 1886", passages) == 2
+    assert best_supporting("Madrid", passages) is None
+    assert best_supporting("", passages) is None
