@@ -32,6 +32,7 @@ from ragtune.documents import (
     load_token_counter,
 )
 from ragtune.documents.chunking import TokenCounter
+from ragtune.documents.injection import RULES_VERSION, instruction_flags
 from ragtune.documents.loaders import normalized_source
 from ragtune.documents.terms import term_frequencies
 from ragtune.errors import ConfigError, InputError, StoreError
@@ -41,6 +42,7 @@ from ragtune.store import SQLiteStore, Store, StoredDocument
 # Chunks collected before one embedding call: large enough that sorting by length keeps padding
 # low, small enough that progress and commits stay frequent.
 EMBED_FLUSH_CHUNKS = 512
+INJECTION_RULES_KEY = "injection_rules"
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (documents done in this step, new total or None)."""
@@ -163,7 +165,8 @@ class KnowledgeBase:
         wanted = self.provenance()
         recorded = self.store.get_meta()
         if "embedder" not in recorded:
-            self.store.set_meta({**wanted, "created_at": str(time.time())})
+            self.store.set_meta({**wanted, "created_at": str(time.time()),
+                                 INJECTION_RULES_KEY: RULES_VERSION})
             return
         for key, value in wanted.items():
             if key == "ragtune_version" or key not in recorded:
@@ -176,6 +179,9 @@ class KnowledgeBase:
         missing = {k: v for k, v in wanted.items() if k not in recorded}
         if missing:
             self.store.set_meta(missing)
+        if recorded.get(INJECTION_RULES_KEY) != RULES_VERSION:
+            self.store.reflag_chunks(instruction_flags)
+            self.store.set_meta({INJECTION_RULES_KEY: RULES_VERSION})
 
     # --- ingestion --------------------------------------------------------------------------
 

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import re
 
+RULES_VERSION = "2"
+"""Bump when PATTERNS change: knowledge bases flagged with other rules are re-flagged on the
+next ingest (`KnowledgeBase`), without re-chunking or re-embedding anything."""
+
 PATTERNS: dict[str, re.Pattern[str]] = {
     # "ignore/disregard/forget (all) (the) previous/prior/above instructions/rules/prompts"
     "override-instructions": re.compile(

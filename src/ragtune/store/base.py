@@ -8,7 +8,7 @@ lexical index, version record) or fully absent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -130,6 +130,10 @@ class Store(Protocol):
     def get_chunks(self, chunk_ids: Iterable[str]) -> list[Chunk]: ...
 
     def vectors_by_text_hash(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]: ...
+
+    def reflag_chunks(self, flagger: Callable[[str], tuple[str, ...]]) -> int:
+        """Recompute every chunk's flags from its text; returns how many changed."""
+        ...
 
     def index_snapshot(self) -> IndexSnapshot: ...
 

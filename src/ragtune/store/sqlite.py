@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -406,6 +406,17 @@ class SQLiteStore:
                 ):
                     out[text_hash] = np.frombuffer(blob, dtype="<f4")
         return out
+
+    def reflag_chunks(self, flagger: Callable[[str], tuple[str, ...]]) -> int:
+        """Recompute every chunk's flags from its text (after the rules changed)."""
+        with self._lock:
+            rows = self._db.execute("SELECT rowid, text, flags FROM chunks").fetchall()
+        changed = [(",".join(new), rowid) for rowid, text, old in rows
+                   if ",".join(new := flagger(text)) != old]
+        if changed:
+            with self._transaction() as db:
+                db.executemany("UPDATE chunks SET flags = ? WHERE rowid = ?", changed)
+        return len(changed)
 
     def index_snapshot(self) -> IndexSnapshot:
         """Every chunk with its document, vector and BM25 terms, read in one consistent pass."""
