@@ -246,7 +246,8 @@ def main() -> None:
         "refusal_never_refuses": refusal_scores([False] * len(rows),
                                                 [q.answerable for q in test]),
         "refusal_reasons": {k: sum(1 for r in rows if r["reason"] == k)
-                            for k in ("retrieval", "model", "confidence", "no-passages")},
+                            for k in ("retrieval", "model", "confidence", "unsupported",
+                                      "no-passages")},
         "citation_accuracy": float(np.mean(cited)) if cited else None,
         "citations": len(cited),
         "citation_accuracy_model_written": float(np.mean(model_cited)) if model_cited else None,
