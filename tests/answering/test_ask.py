@@ -89,6 +89,8 @@ def test_an_answer_no_passage_supports_is_refused(answerer) -> None:
                                              logprobs=[-0.1] * 5))
     assert not found.refused and [c.inferred for c in found.citations] == [True]
     assert found.citations[0].doc_id.endswith("tea.html")
+    # the quoted snippet is the sentence that supports the answer, not the chunk's start
+    assert found.citations[0].snippet == "Green tea steeps for two minutes at 80 degrees."
 
 
 def test_model_refusal_and_low_confidence_give_the_fixed_refusal(kb, generator) -> None:

@@ -33,3 +33,10 @@ def test_best_supporting_prefers_verbatim_then_overlap() -> None:
     assert best_supporting("the bridge opened 1886", passages) == 2
     assert best_supporting("Madrid", passages) is None
     assert best_supporting("", passages) is None
+
+
+def test_support_needs_every_number_of_the_answer() -> None:
+    passages = {1: "Backups are encrypted and kept for 35 days.", 2: "Invoices are due in 30 days."}
+    assert best_supporting("The backups are kept for 35 days.", passages) == 1
+    # most words match passage 1, but the figure is invented
+    assert best_supporting("The backups are kept for 90 days.", passages) is None

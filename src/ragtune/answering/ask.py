@@ -10,6 +10,7 @@ and the refusal signals, so an answer can be audited (and evaluated) after the f
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -201,7 +202,7 @@ class Answerer:
         if reason is not None:
             text = REFUSAL
         else:
-            citations = self._resolve(prep.prompt, cited, inferred)
+            citations = self._resolve(prep.prompt, cited, inferred, strip_citations(text))
         done = time.perf_counter()
         timings = {
             "retrieve": prep.retrieve_ms,
@@ -212,7 +213,8 @@ class Answerer:
         return Answer(prep.question, text, reason is not None, reason, citations, len(invalid),
                       prep.prompt, prep.search, raw, generation, prep.similarity, timings)
 
-    def _resolve(self, prompt: Prompt, numbers: list[int], inferred: bool) -> list[Citation]:
+    def _resolve(self, prompt: Prompt, numbers: list[int], inferred: bool, answer: str
+                 ) -> list[Citation]:
         passages = prompt.numbers
         chunks = {c.id: c for c in self.kb.store.get_chunks(passages[n].chunk_id
                                                             for n in numbers)}
@@ -226,14 +228,23 @@ class Answerer:
                 number=n, chunk_id=chunk.id, doc_id=chunk.doc_id, version=chunk.version,
                 start=chunk.start, end=chunk.end, title=chunk.title,
                 source=doc.source if doc is not None else "", page=chunk.page,
-                snippet=_snippet(chunk.text), flags=chunk.flags, inferred=inferred,
+                snippet=_snippet(chunk.text, answer), flags=chunk.flags, inferred=inferred,
             ))
         return out
 
 
-def _snippet(text: str, limit: int = 240) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+def _snippet(text: str, answer: str = "", limit: int = 240) -> str:
+    """The chunk's sentence that shares most words with the answer (the quote a reader
+    checks), or the chunk's start when none does."""
+    flat = " ".join(text.split())
+    words = {w for w in re.findall(r"\w+", answer.lower()) if len(w) > 2}
+    best, best_overlap = flat, 0
+    for piece in re.split(r"(?<=[.!?])\s+|\n+", text):
+        sentence = " ".join(piece.split())
+        overlap = len(words & set(re.findall(r"\w+", sentence.lower())))
+        if overlap > best_overlap:
+            best, best_overlap = sentence, overlap
+    return best if len(best) <= limit else best[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def generator_for(settings: Settings) -> Generator:

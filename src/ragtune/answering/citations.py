@@ -80,7 +80,8 @@ def strip_citations(text: str) -> str:
 
 def best_supporting(answer: str, passages: dict[int, str]) -> int | None:
     """The passage that contains the answer: verbatim if one does, else the one sharing most
-    of the answer's words (at least half of them). None when no passage supports it."""
+    of the answer's words (more than half of them, and every number in it: a wrong figure is
+    the commonest invention). None when no passage supports it."""
     plain = strip_citations(answer).strip(" .").lower()
     if not plain:
         return None
@@ -90,9 +91,11 @@ def best_supporting(answer: str, passages: dict[int, str]) -> int | None:
     words = set(_WORD.findall(plain))
     if not words:
         return None
+    figures = {w for w in words if any(ch.isdigit() for ch in w)}
     best, best_share = None, 0.5
     for number, text in passages.items():
-        share = len(words & set(_WORD.findall(text.lower()))) / len(words)
-        if share > best_share:
+        found = set(_WORD.findall(text.lower()))
+        share = len(words & found) / len(words)
+        if share > best_share and figures <= found:
             best, best_share = number, share
     return best
