@@ -29,9 +29,9 @@ SYSTEM_PROMPT = (
     "Paris [2]. If the passages do not contain the answer, reply exactly: I don't know."
 )
 
-# Two worked exchanges before the real question: small models follow a shown format far better
-# than a described one (SmolLM2-135M on 10 SQuAD questions with the gold paragraph: token F1
-# 0.17-0.20 with instructions alone, 0.30 with these examples).
+# Two worked exchanges before the real question: small models follow a shown format better than
+# a described one (an informal trial with SmolLM2-135M on a few SQuAD questions; the measured
+# effect of prompt formats belongs in the evaluation and lab benchmarks).
 EXAMPLE_PASSAGES = (
     ("Lisbon", "Lisbon is the capital of Portugal. It lies on the Tagus estuary."),
     ("Porto", "Porto is Portugal's second city, known for port wine. Its bridge opened in 1886."),
