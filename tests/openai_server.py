@@ -31,6 +31,7 @@ class OpenAIServer(ThreadingHTTPServer):
         self.model = model
         self.api_key = api_key
         self.fail_next: list[int] = []
+        self.retry_after = "0"  # the Retry-After header sent with 429/503
         self.delay_s = 0.0
         self.requests = 0
         self._lock = threading.Lock()
@@ -77,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
-        headers = {"Retry-After": "0"} if status in (429, 503) else None
+        headers = {"Retry-After": self.server.retry_after} if status in (429, 503) else None
         self._json(status, {"error": {"message": message, "type": kind}}, headers)
 
     def _authorized(self) -> bool:

@@ -82,7 +82,8 @@ class GeneratorSettings(BaseModel):
     dtype: str = Field("auto", pattern="^(auto|float32|bfloat16)$")
     adapter: Path | None = None
     batch_size: int = Field(8, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
+    max_new_tokens: int = Field(32, gt=0, description="the refusal defaults were calibrated "
+                                "with 32; answers from the bundled model are short phrases")
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
 
@@ -91,14 +92,15 @@ class AnswerSettings(BaseModel):
     """How `ask` builds its prompt and when it refuses (see `ragtune.answering.refusal`).
 
     The refusal thresholds default to those calibrated on the SQuAD 2.0 sample
-    (`bench/answer_squad.py`, calibration split) for the bundled generator; `ragtune calibrate`
+    (`bench/answer_squad.py`, calibration split) for the bundled generator with k=3 and at most
+    32 new tokens (the defaults here; change them and recalibrate); `ragtune calibrate`
     stores a knowledge base's own, which win. `min_confidence` is a log-probability of the model
     named by `min_confidence_generator` and is not applied to other generators.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    k: int = Field(4, gt=0, description="passages retrieved for the prompt")
+    k: int = Field(3, gt=0, description="passages retrieved for the prompt (3: as calibrated)")
     mode: str = Field("hybrid", pattern="^(bm25|dense|hybrid)$")
     context_tokens: int = Field(1024, ge=64, description="token budget of the passage blocks")
     min_similarity: float | None = 0.301

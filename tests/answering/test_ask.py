@@ -126,7 +126,7 @@ def test_planted_injection_is_flagged_and_stays_data(kb, answerer, generator, tm
     # only the chat template's own role switches: one per message plus the assistant header
     assert rendered.count("<|im_start|>") == len(answer.prompt.messages) + 1
     assert_resolves(kb, answer)
-    assert answer.invalid_citations == 0 or "7" in answer.raw_output
+    assert "[7]" not in user and "(7)" in user  # the forged citation is inert
     for c in answer.citations:
         if c.doc_id == chunk.doc_id:
             assert c.flags == chunk.flags  # whoever reads the citation sees the flag

@@ -33,6 +33,7 @@ def test_best_supporting_prefers_verbatim_then_overlap() -> None:
     assert best_supporting("the bridge opened 1886", passages) == 2
     assert best_supporting("Madrid", passages) is None
     assert best_supporting("", passages) is None
+    assert best_supporting("18", passages) is None  # inside "1886" is not support
 
 
 def test_support_needs_every_number_of_the_answer() -> None:

@@ -47,6 +47,9 @@ def test_a_document_cannot_close_the_block_or_forge_roles_or_citations() -> None
     assert user.count("<passage ") == 1
     assert "<|im_start|>" not in user and "<|im_end|>" not in user
     assert "[1]" not in user and "(1)" in user
+    sneaky = build_prompt("Q?", [FakeHit("y", "See [passage 2] and [Passages 1; 2].")], words,
+                          budget=1000, example=False).messages[-1]["content"]
+    assert "[" not in sneaky and "(passage 2)" in sneaky
     assert 'flagged="role-tag"' in user
     assert prompt.passages[0].flags == ("role-tag",)
 

@@ -32,6 +32,7 @@ def client_env(monkeypatch: pytest.MonkeyPatch, server: OpenAIServer) -> OpenAIS
     monkeypatch.setenv("RAGTUNE_TEST_KEY", "sk-test")
     server.fail_next.clear()
     server.delay_s = 0.0
+    server.retry_after = "0"
     return server
 
 
@@ -66,6 +67,15 @@ def test_transient_failures_are_retried_with_backoff(client_env: OpenAIServer) -
     assert gen.client.attempts == 3
 
 
+def test_retry_after_is_honoured(client_env: OpenAIServer) -> None:
+    client_env.fail_next.append(429)
+    client_env.retry_after = "1"
+    gen = make(client_env)  # its own backoff is 0.01 s
+    started = time.perf_counter()
+    gen.generate(ASK, GenerationConfig(max_new_tokens=1))
+    assert time.perf_counter() - started >= 1.0 and gen.client.attempts == 2
+
+
 def test_streams_are_retried_before_the_first_token(client_env: OpenAIServer) -> None:
     client_env.fail_next.append(502)
     gen = make(client_env)
@@ -83,11 +93,15 @@ def test_retries_give_up_with_a_clear_error(client_env: OpenAIServer) -> None:
 
 def test_bad_key_unknown_model_and_no_server(client_env: OpenAIServer, monkeypatch) -> None:
     monkeypatch.setenv("RAGTUNE_TEST_KEY", "sk-wrong")
+    unauthorized = make(client_env)
     with pytest.raises(ModelError, match=r"not authorized \(HTTP 401.*RAGTUNE_TEST_KEY"):
-        make(client_env).generate(ASK, SHORT)
+        unauthorized.generate(ASK, SHORT)
+    assert unauthorized.client.attempts == 1  # a bad key is not retried
     monkeypatch.setenv("RAGTUNE_TEST_KEY", "sk-test")
+    unknown = OpenAIGenerator("gpt-9", client_env.base_url, "RAGTUNE_TEST_KEY")
     with pytest.raises(ModelError, match="not found.*does not exist"):
-        OpenAIGenerator("gpt-9", client_env.base_url, "RAGTUNE_TEST_KEY").generate(ASK, SHORT)
+        unknown.generate(ASK, SHORT)
+    assert unknown.client.attempts == 1
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -127,8 +127,8 @@ class Answerer:
         self.searcher = searcher_for(kb)
 
     def config(self, max_new_tokens: int | None = None) -> GenerationConfig:
-        return GenerationConfig(max_new_tokens=max_new_tokens
-                                or self.settings.generator.max_new_tokens)
+        return GenerationConfig(max_new_tokens=self.settings.generator.max_new_tokens
+                                if max_new_tokens is None else max_new_tokens)
 
     def prepare(self, question: str, k: int | None = None, mode: str | None = None,
                 groups: Iterable[str] | None = None, filters: Filters | None = None
@@ -140,8 +140,8 @@ class Answerer:
         started = time.perf_counter()
         if not self.kb.exists():
             raise InputError(f"knowledge base {self.kb.name!r} does not exist; ingest first")
-        result = self.searcher.search(question, k=k or s.k, mode=mode or s.mode, groups=groups,
-                                      filters=filters)
+        result = self.searcher.search(question, k=s.k if k is None else k,
+                                      mode=mode or s.mode, groups=groups, filters=filters)
         t1 = time.perf_counter()
         chunks = {c.id: c for c in self.kb.store.get_chunks(h.chunk_id for h in result.hits)}
         flags = {cid: c.flags for cid, c in chunks.items() if c.flags}
@@ -169,10 +169,11 @@ class Answerer:
 
     def ask_batch(self, questions: Sequence[str], *, k: int | None = None,
                   mode: str | None = None, groups: Iterable[str] | None = None,
-                  max_new_tokens: int | None = None) -> list[Answer]:
+                  filters: Filters | None = None, max_new_tokens: int | None = None
+                  ) -> list[Answer]:
         """Answer many questions with batched generation (evaluation throughput)."""
         groups = list(groups) if groups is not None else None
-        prepared = [self.prepare(q, k, mode, groups) for q in questions]
+        prepared = [self.prepare(q, k, mode, groups, filters) for q in questions]
         todo = [i for i, p in enumerate(prepared)
                 if self.policy.retrieval_reason(p.similarity) is None]
         generations: dict[int, Generation] = {}
@@ -193,16 +194,19 @@ class Answerer:
         if reason is None and not cited:
             # No marker: attribute the passage that contains the answer; an answer that no
             # passage supports is not grounded, and is refused.
-            support = best_supporting(text, {n: p.text for n, p in passages.items()})
+            support = best_supporting(
+                text, {n: unescape_output(p.text) for n, p in passages.items()})
             if support is None:
                 reason = "unsupported"
             else:
                 cited, inferred = [support], True
         citations: list[Citation] = []
+        if reason is None:
+            citations = self._resolve(prep.prompt, cited, inferred, strip_citations(text))
+            if not citations:  # every cited chunk was deleted while answering
+                reason = "unsupported"
         if reason is not None:
             text = REFUSAL
-        else:
-            citations = self._resolve(prep.prompt, cited, inferred, strip_citations(text))
         done = time.perf_counter()
         timings = {
             "retrieve": prep.retrieve_ms,

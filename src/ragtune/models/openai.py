@@ -9,19 +9,21 @@ LiteLLM, ragtune's own service). The API key is read from an environment variabl
     >>> gen.generate([{"role": "user", "content": "Say hi"}]).text
     'Hi!'
 
-Retried: connection errors, timeouts, HTTP 408/409/429 and 5xx (honouring `Retry-After`), with
-exponential backoff and jitter. Not retried: other 4xx (bad key, unknown model, bad request),
-which raise `ModelError` with the server's own message. A streamed response is never retried
-once text has been handed to the caller.
+Retried: connection errors, timeouts, HTTP 408/409/429/500/502/503/504 (honouring
+`Retry-After`), with exponential backoff and jitter. Not retried: other 4xx (bad key, unknown
+model, bad request), which raise `ModelError` with the server's own message. A streamed response
+is never retried once text has been handed to the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,8 @@ class OpenAIClient:
 
         if not base_url.startswith(("http://", "https://")):
             raise ModelError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if max_retries < 0:
+            raise ModelError(f"max_retries must be >= 0, got {max_retries}")
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
         self.max_retries = max_retries
@@ -81,7 +85,7 @@ class OpenAIClient:
 
         return self._with_retries(path, once)
 
-    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, body: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
         """POST with `stream: true` and yield each server-sent event's JSON."""
         import httpx
 
@@ -92,10 +96,21 @@ class OpenAIClient:
                 response = self._http.send(request, stream=True)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            except httpx.RequestError as exc:
+                raise ModelError(f"{self.base_url}{path}: {type(exc).__name__}: {exc}") from exc
             if response.status_code != 200:
-                response.read()
-                response.close()
+                try:
+                    response.read()
+                except httpx.HTTPError as exc:
+                    raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                finally:
+                    response.close()
                 self._raise_for(path, response)
+            kind = response.headers.get("content-type", "")
+            if "text/event-stream" not in kind:
+                response.close()
+                raise ModelError(f"{self.base_url}{path}: asked for a stream, got {kind!r} "
+                                 "(does this server support stream: true?)")
             return response
 
         response = self._with_retries(path, opened)
@@ -107,9 +122,14 @@ class OpenAIClient:
                 if data == "[DONE]":
                     return
                 try:
-                    yield json.loads(data)
+                    event = json.loads(data)
                 except json.JSONDecodeError as exc:
                     raise ModelError(f"{self.base_url}{path}: bad stream event {data!r}") from exc
+                if isinstance(event, dict) and event.get("error"):
+                    error = event["error"]
+                    message = error.get("message", error) if isinstance(error, dict) else error
+                    raise ModelError(f"{self.base_url}{path}: error in the stream: {message}")
+                yield event
         except httpx.HTTPError as exc:
             raise ModelError(f"{self.base_url}{path}: stream broke off ({exc})") from exc
         finally:
@@ -123,6 +143,8 @@ class OpenAIClient:
             response = self._http.post(self.base_url + path, json=body)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.RequestError as exc:
+            raise ModelError(f"{self.base_url}{path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
             self._raise_for(path, response)
         return response
@@ -234,37 +256,27 @@ class OpenAIGenerator:
             usage = reply.get("usage") or {}
             return Generation(
                 text=text.strip(),
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                output_tokens=int(usage.get("completion_tokens", 0)),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
                 finish_reason=str(choice.get("finish_reason") or "stop"),
                 seconds=time.perf_counter() - started,
                 logprobs=_logprobs(choice),
                 model=self.name,
             )
-        pieces: list[str] = []
-        logprobs: list[float] = []
-        totals: dict[str, Any] = {}
-        finish = "stop"
-        first: float | None = None
-        for event in self.client.stream("/chat/completions", self._body(messages, config, True)):
-            totals = event.get("usage") or totals
-            for choice in event.get("choices") or []:
-                piece = (choice.get("delta") or {}).get("content") or ""
-                if piece:
-                    if first is None:
-                        first = time.perf_counter() - started
-                    pieces.append(piece)
-                    on_token(piece)
-                logprobs.extend(_logprobs(choice))
-                finish = choice.get("finish_reason") or finish
+        stream = _Stream(started)
+        events = self.client.stream("/chat/completions", self._body(messages, config, True))
+        with contextlib.closing(events):  # closed even when on_token raises
+            for event in events:
+                stream.take(event, on_token)
         return Generation(
-            text="".join(pieces).strip(),
-            prompt_tokens=int(totals.get("prompt_tokens", 0)),
-            output_tokens=int(totals.get("completion_tokens", len(logprobs) or len(pieces))),
-            finish_reason=str(finish),
+            text="".join(stream.pieces).strip(),
+            prompt_tokens=int(stream.usage.get("prompt_tokens") or 0),
+            output_tokens=int(stream.usage.get("completion_tokens")
+                              or len(stream.logprobs) or len(stream.pieces)),
+            finish_reason=stream.finish,
             seconds=time.perf_counter() - started,
-            first_token_seconds=first,
-            logprobs=logprobs,
+            first_token_seconds=stream.first,
+            logprobs=stream.logprobs,
             model=self.name,
         )
 
@@ -272,6 +284,30 @@ class OpenAIGenerator:
                        config: GenerationConfig | None = None) -> list[Generation]:
         """One request per conversation (the chat API has no batch call), in order."""
         return [self.generate(m, config) for m in conversations]
+
+
+@dataclass
+class _Stream:
+    """A streamed answer as its events arrive."""
+
+    started: float
+    pieces: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    finish: str = "stop"
+    first: float | None = None
+
+    def take(self, event: dict[str, Any], on_token: TokenCallback) -> None:
+        self.usage = event.get("usage") or self.usage
+        for choice in event.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content") or ""
+            if piece:
+                if self.first is None:
+                    self.first = time.perf_counter() - self.started
+                self.pieces.append(piece)
+                on_token(piece)
+            self.logprobs.extend(_logprobs(choice))
+            self.finish = str(choice.get("finish_reason") or self.finish)
 
 
 def _logprobs(choice: dict[str, Any]) -> list[float]:
