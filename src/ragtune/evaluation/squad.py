@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.errors import InputError
+from ragtune.evaluation.answers import normalize_answer
 
 
 @dataclass(frozen=True)
@@ -88,3 +91,93 @@ def load_squad(path: Path) -> SquadData:
     if not paragraphs:
         raise InputError(f"{path}: no paragraphs (is this SQuAD 2.0 JSON?)")
     return SquadData(paragraphs, questions)
+
+
+@dataclass(frozen=True)
+class SupportExample:
+    """One labelled (question, claim, context) triple for validating a support judge."""
+
+    question: str
+    claim: str
+    context: str
+    supported: bool
+    kind: str  # "gold" | "other-answer" | "entity-swap"
+    paragraph_id: str
+
+
+_NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
+_NAME = re.compile(r"[A-Z][\w'’-]*(?:\s+(?:of\s+|the\s+|de\s+|von\s+)?[A-Z][\w'’-]*)*")
+_NAME_STOP = frozenset({"The", "A", "An", "In", "On", "At", "It", "He", "She", "They", "This",
+                        "That", "These", "Those", "There", "After", "Before", "During", "When",
+                        "While", "However", "Although", "As", "By", "For", "From", "His", "Her",
+                        "Its", "Their", "Some", "Many", "Most", "Other", "With", "Since", "If"})
+
+
+def _differs(candidate: str, golds: Sequence[str]) -> bool:
+    """True when `candidate` shares no word with any gold answer (a clearly wrong answer)."""
+    words = set(normalize_answer(candidate).split())
+    return bool(words) and all(not words & set(normalize_answer(g).split()) for g in golds)
+
+
+def _entity_swap(answer: str, golds: Sequence[str], context: str, rng: random.Random
+                 ) -> str | None:
+    """`answer` with its figure or name replaced by another one from the same paragraph."""
+    numbers = _NUMBER.findall(answer)
+    if numbers:
+        gold_numbers = {n for g in golds for n in _NUMBER.findall(g)}
+        pool = sorted({n for n in _NUMBER.findall(context) if n not in gold_numbers})
+        if not pool:
+            return None
+        return answer.replace(numbers[0], rng.choice(pool), 1)
+    if not answer[:1].isupper():
+        return None
+    pool = sorted({m.group(0) for m in _NAME.finditer(context)
+                   if m.group(0) not in _NAME_STOP and _differs(m.group(0), golds)})
+    return rng.choice(pool) if pool else None
+
+
+def article_of(paragraph_id: str) -> str:
+    return paragraph_id.rsplit("-", 1)[0]
+
+
+def support_set(data: SquadData, questions: int, seed: int,
+                articles: Collection[str] | None = None) -> list[SupportExample]:
+    """A labelled support set from `questions` seeded answerable questions: each gives its
+    gold answer in its own paragraph (supported) and one unsupported claim in the same
+    paragraph, alternately a wrong answer taken from another question (same paragraph when it
+    has one, else same article) and a plausible entity swap (the answer's figure or name
+    replaced by another figure or name from the paragraph; when the answer has neither, a wrong
+    answer from another question is used and labelled so). `articles` limits the questions to
+    those articles (calibration and test sets from disjoint articles)."""
+    rng = random.Random(seed)
+    paragraphs = {p.id: p for p in data.paragraphs}
+    by_paragraph: dict[str, list[SquadQuestion]] = {}
+    for q in data.questions:
+        if q.answerable:
+            by_paragraph.setdefault(q.paragraph_id, []).append(q)
+    pool = [q for q in data.questions if q.answerable
+            and (articles is None or article_of(q.paragraph_id) in articles)]
+    if questions > len(pool):
+        raise InputError(f"asked for {questions} questions, have {len(pool)}")
+    chosen = rng.sample(pool, questions)
+    out: list[SupportExample] = []
+    for i, q in enumerate(chosen):
+        para = paragraphs[q.paragraph_id]
+        out.append(SupportExample(q.question, q.answers[0], para.text, True, "gold", para.id))
+        claim, kind = None, "entity-swap"
+        if i % 2:
+            claim = _entity_swap(q.answers[0], q.answers, para.text, rng)
+        if claim is None:
+            kind = "other-answer"
+            article = article_of(para.id)
+            same = [a for o in by_paragraph[para.id] for a in o.answers[:1]]
+            near = [a for pid, qs in by_paragraph.items() if article_of(pid) == article
+                    for o in qs for a in o.answers[:1]]
+            for pool in (same, near):
+                pool = sorted(a for a in set(pool) if _differs(a, q.answers))
+                if pool:
+                    claim = rng.choice(pool)
+                    break
+        if claim is not None:
+            out.append(SupportExample(q.question, claim, para.text, False, kind, para.id))
+    return out
