@@ -182,3 +182,72 @@ def test_calibrate_stores_a_policy_that_ask_uses(six_docs: Path, tmp_path: Path,
     bad.write_text('{"question": "q"}\n')
     failed = run("calibrate", str(bad), "--kb", "c")
     assert failed.exit_code == 1 and "bad.jsonl:1: 'answers' is missing" in failed.stderr
+
+
+def test_eval_json_saved_run_and_compare(six_docs: Path, generator, tmp_path: Path) -> None:
+    run("ingest", str(six_docs), "--kb", "c")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(
+        '{"id": "chain", "question": "How often should the chain be oiled?", '
+        '"answers": ["every 300 kilometres"]}\n'
+        '{"id": "tungsten", "question": "What is the boiling point of tungsten?", '
+        '"answers": []}\n', encoding="utf-8")
+    outputs = {}
+    for arch in ("base", "rag"):
+        result = run("eval", str(cases), "--kb", "c", "--arch", arch, "--json",
+                     "--out", str(tmp_path / arch))
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert {"cases", "metrics", "failure_causes", "remedies", "out"} <= set(data)
+        assert data["cases"] == 2 and data["out"] == str(tmp_path / arch)
+        assert 0.0 <= data["metrics"]["refusal_correct"] <= 1.0
+        traces = [json.loads(line) for line in
+                  (tmp_path / arch / "cases.jsonl").read_text().splitlines()]
+        assert [t["id"] for t in traces] == ["chain", "tungsten"]
+        assert json.loads((tmp_path / arch / "config.json").read_text())["arch"] == arch
+        outputs[arch] = data
+    assert outputs["base"]["metrics"]["recall@50"] is None
+    assert outputs["rag"]["metrics"]["recall@50"] == 1.0
+    diff = run("eval", "--compare", str(tmp_path / "base"), str(tmp_path / "rag"), "--json")
+    assert diff.exit_code == 0, diff.output
+    data = json.loads(diff.stdout)
+    assert (data["a"], data["b"], data["shared_cases"]) == ("base", "rag", 2)
+    human = run("eval", "--compare", str(tmp_path / "base"), str(tmp_path / "rag"))
+    assert human.exit_code == 0 and "refusal_correct" in human.stdout
+
+
+def test_eval_human_summary_and_errors(six_docs: Path, generator, tmp_path: Path) -> None:
+    run("ingest", str(six_docs), "--kb", "c")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"question": "What is the boiling point of tungsten?", "answers": []}\n',
+                     encoding="utf-8")
+    result = run("eval", str(cases), "--kb", "c", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "failure causes" in result.stdout and "pass_rate" in result.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x"}\nnot json\n', encoding="utf-8")
+    result = run("eval", str(bad), "--kb", "c")
+    assert result.exit_code == 1
+    assert "bad.jsonl:1: 'answers' is missing" in result.output
+    assert "bad.jsonl:2: invalid JSON" in result.output
+    assert run("eval", str(cases), "--kb", "c", "--arch", "tuned").exit_code == 1
+    assert run("eval", "--kb", "c").exit_code == 2  # neither CASES nor --compare
+    result = run("eval", "--compare", str(tmp_path), str(tmp_path / "r"))
+    assert result.exit_code == 1 and "not an evaluation run" in result.output
+
+
+def test_testset_writes_cases_eval_reads(six_docs: Path, tmp_path: Path) -> None:
+    run("ingest", str(six_docs), "--kb", "c")
+    target = tmp_path / "gen.jsonl"
+    result = run("testset", "--kb", "c", "-n", "4", "--unanswerable", "0.25", "--seed", "1",
+                 "--out", str(target), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["cases"] == data["answerable"] + data["unanswerable"] and data["answerable"] >= 1
+    from ragtune.evaluation.cases import load_cases
+
+    assert len(load_cases(target)) == data["cases"]
+    again = run("testset", "--kb", "c", "-n", "4", "--unanswerable", "0.25", "--seed", "1",
+                "--out", str(tmp_path / "again.jsonl"), "--json")
+    assert (tmp_path / "again.jsonl").read_text() == target.read_text()
+    assert again.exit_code == 0

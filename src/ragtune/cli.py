@@ -258,13 +258,8 @@ def ask_cmd(
     """Answer a question from a knowledge base, with citations, or refuse."""
     from ragtune.answering import Answerer
 
-    overrides: dict[str, Any] = {}
-    if generator or base_url or adapter:
-        current = Settings.load(home=home).generator.model_dump(exclude_unset=True)
-        overrides["generator"] = current | {
-            k_: v for k_, v in {"name": generator, "base_url": base_url,
-                                "adapter": adapter}.items() if v is not None}
-    settings = Settings.load(home=home, **overrides)
+    settings = Settings.load(home=home, **_generator_overrides(home, generator, base_url,
+                                                               adapter))
     with KnowledgeBase.open(kb, settings) as base:
         if not base.exists():
             raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
@@ -360,6 +355,178 @@ def calibrate_cmd(
               f"{result.balanced_accuracy:.3f}, refusal precision {result.refusal_precision:.3f}"
               f", recall {result.refusal_recall:.3f}")
     err.print("stored in the knowledge base" if not dry_run else "not stored (--dry-run)")
+
+
+def _generator_overrides(home: Path | None, generator: str | None, base_url: str | None,
+                         adapter: Path | None = None) -> dict[str, Any]:
+    """Settings overrides for `--generator/--base-url/--adapter` (none given: no override)."""
+    if not (generator or base_url or adapter):
+        return {}
+    current = Settings.load(home=home).generator.model_dump(exclude_unset=True)
+    return {"generator": current | {k: v for k, v in {"name": generator, "base_url": base_url,
+                                                      "adapter": adapter}.items()
+                                    if v is not None}}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+@app.command("eval")
+def eval_cmd(
+    cases: Annotated[Path | None, typer.Argument(
+        help="Cases JSONL: question, answers ([] = unanswerable), gold_doc_ids, schema.")] = None,
+    arch: Annotated[str, typer.Option(help="base (model alone) or rag (retrieve + answer).")
+                    ] = "rag",
+    compare: Annotated[tuple[Path, Path] | None, typer.Option(
+        "--compare", help="Diff two saved runs instead: --compare RUN_A RUN_B.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for config.json, cases.jsonl (per-case traces) and summary.json "
+                      "(default: <home>/runs/<time>-<kb>-<arch>).")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="Passages in the prompt (default: "
+                                                    "answer.k).")] = None,
+    mode: Annotated[str | None, typer.Option(help=f"One of {', '.join(MODES)}.")] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="offline (default, no API key) or an LLM judge: openai:MODEL (with "
+             "--judge-base-url) or local:...")] = None,
+    judge_base_url: Annotated[str | None, typer.Option(help="Base URL of the judge.")] = None,
+    generator: Annotated[str | None, typer.Option(
+        help="local:smollm2 (bundled), local:PATH or openai:MODEL (default: generator.name).")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="Base URL for openai:MODEL.")] = None,
+    batch: Annotated[int | None, typer.Option(
+        help="Questions generated together (default eval.batch_size = 1: true latency).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N cases.")] = None,
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate an architecture on a cases file: correctness, faithfulness, citations, format,
+    refusal, retrieval, latency, tokens, cost, and the cause of every failure."""
+    from ragtune.evaluation.cases import load_cases
+    from ragtune.evaluation.runner import Evaluator, compare_runs, load_run
+
+    if compare is not None:
+        if cases is not None:
+            raise typer.BadParameter("give either CASES or --compare RUN_A RUN_B, not both")
+        diff = compare_runs(load_run(compare[0]), load_run(compare[1]))
+        if as_json:
+            _print_json(diff)
+        else:
+            _render_compare(diff, compare)
+        return
+    if cases is None:
+        raise typer.BadParameter("CASES is required (or --compare RUN_A RUN_B)")
+    loaded = load_cases(cases)[:limit] if limit else load_cases(cases)
+    overrides = _generator_overrides(home, generator, base_url)
+    if judge or judge_base_url:
+        current = Settings.load(home=home).eval.model_dump(exclude_unset=True)
+        overrides["eval"] = current | {k_: v for k_, v in {
+            "judge": judge, "judge_base_url": judge_base_url}.items() if v is not None}
+    settings = Settings.load(home=home, **overrides)
+    with KnowledgeBase.open(kb, settings) as base:
+        if not base.exists():
+            raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
+        evaluator = Evaluator(base, arch=arch, k=k, mode=mode)
+        with _status(not as_json and err.is_terminal, "loading the model"):
+            evaluator.answerer.generator.warm_up()
+        with _progress(as_json) as bar:
+            run = evaluator.run(loaded, cases, progress=bar(f"eval {arch}"), batch=batch)
+    import time
+
+    target = out_dir or settings.home / "runs" / (
+        time.strftime("%Y%m%d-%H%M%S") + f"-{base.name}-{arch}")
+    run.save(target)
+    if as_json:
+        _print_json(run.summary | {"out": str(target)})
+        return
+    _render_summary(run.summary, run.config)
+    err.print(f"traces and summary in [bold]{escape(str(target))}[/]")
+
+
+def _render_summary(summary: dict[str, Any], config: dict[str, Any]) -> None:
+    table = Table(title=f"{config['arch']} on {config['kb']} — {summary['cases']} cases "
+                        f"({summary['unanswerable']} unanswerable), judge {config['judge']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in summary["metrics"].items():
+        table.add_row(name, _fmt(value))
+    out.print(table)
+    causes = Table(title="failure causes")
+    causes.add_column("cause")
+    causes.add_column("cases", justify="right")
+    for cause, n in summary["failure_causes"].items():
+        causes.add_row(cause, str(n))
+    out.print(causes)
+    for r in summary["remedies"]:
+        out.print(f"[bold]{r['remedy']}[/] ({r['cases']} cases): {escape(r['advice'])}")
+
+
+def _render_compare(diff: dict[str, Any], runs: tuple[Path, Path]) -> None:
+    table = Table(title=f"A = {runs[0]} ({diff['a']})   B = {runs[1]} ({diff['b']})")
+    for column in ("metric", "A", "B", "B - A"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, row in diff["metrics"].items():
+        table.add_row(name, _fmt(row["a"]), _fmt(row["b"]), _fmt(row["delta"]))
+    for cause, row in diff["failure_causes"].items():
+        table.add_row(f"cause: {cause}", str(row["a"]), str(row["b"]), f"{row['delta']:+d}")
+    out.print(table)
+    for key, row in diff["config"].items():
+        if key != "settings":
+            out.print(f"config [bold]{key}[/]: {escape(_fmt(row['a']))} → "
+                      f"{escape(_fmt(row['b']))}")
+    if "settings" in diff["config"]:
+        out.print("config [bold]settings[/] differ (see --json)")
+    out.print(f"{diff['shared_cases']} shared cases: {len(diff['fixed'])} fixed in B, "
+              f"{len(diff['broken'])} broken in B")
+    for row in diff["broken"][:10]:
+        out.print(f"  broken [{row['now']}] {escape(row['question'])}")
+
+
+@app.command("testset")
+def testset_cmd(
+    out_file: Annotated[Path, typer.Option("--out", help="Cases JSONL to write.")],
+    questions: Annotated[int, typer.Option("-n", help="Number of cases.")] = 50,
+    unanswerable: Annotated[float, typer.Option(help="Share of unanswerable cases.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same cases).")] = 0,
+    writer: Annotated[str | None, typer.Option(
+        help="An LLM that writes the questions (openai:MODEL with --base-url); default: "
+             "fill-in-the-blank questions, no model needed.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Base URL for openai:MODEL.")] = None,
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate an evaluation set from a knowledge base: questions with their gold document,
+    plus unanswerable ones."""
+    from ragtune.evaluation.testset import generate_testset, write_cases
+    from ragtune.models.generators import get_generator
+
+    settings = Settings.load(home=home)
+    llm = None
+    if writer:
+        g = settings.generator
+        llm = get_generator(writer, settings.cache_dir, g.dtype, None, g.batch_size, base_url,
+                            g.api_key_env, g.timeout_s, g.max_retries)
+    with KnowledgeBase.open(kb, settings) as base, _progress(as_json) as bar:
+        cases = generate_testset(base, questions, unanswerable, seed, llm,
+                                 progress=bar("generate"))
+    write_cases(cases, out_file)
+    answerable = sum(c.answerable for c in cases)
+    if as_json:
+        _print_json({"out": str(out_file), "cases": len(cases), "answerable": answerable,
+                     "unanswerable": len(cases) - answerable, "seed": seed})
+        return
+    out.print(f"wrote {len(cases)} cases ({answerable} answerable, "
+              f"{len(cases) - answerable} unanswerable) to {escape(str(out_file))}")
+    if len(cases) < questions:
+        err.print(f"[yellow]only {len(cases)} of {questions}[/]: the knowledge base has too "
+                  "few documents with a usable sentence")
 
 
 @bench_app.command("beir")

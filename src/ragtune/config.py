@@ -108,6 +108,37 @@ class AnswerSettings(BaseModel):
     min_confidence_generator: str = "local:smollm2"
 
 
+class PriceSettings(BaseModel):
+    """What one model costs, for the evaluation's cost per 1,000 queries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_million: float = Field(0.0, ge=0, description="per million prompt tokens")
+    output_per_million: float = Field(0.0, ge=0, description="per million output tokens")
+    per_hour: float = Field(0.0, ge=0, description="per hour of generation wall-clock time "
+                            "(a self-hosted model: what its machine costs)")
+
+
+class EvalSettings(BaseModel):
+    """How `ragtune eval` judges and scores (see `ragtune.evaluation`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judge: str = Field("offline", description="'offline' (no API key), or a generator name "
+                       "for an LLM judge: 'openai:MODEL' (with judge_base_url) or 'local:...'")
+    judge_base_url: str | None = None
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    correct_f1: float = Field(0.5, ge=0, le=1, description="token F1 at which an answer "
+                              "counts as correct (exact match always does)")
+    min_faithfulness: float = Field(0.5, ge=0, le=1, description="below this share of "
+                                    "supported claims an answer fails as unfaithful")
+    batch_size: int = Field(1, gt=0, description="questions generated together; 1 measures "
+                            "interactive latency, more gives throughput")
+    prices: dict[str, PriceSettings] = Field(
+        default_factory=dict, description="generator name -> price; a generator without one "
+        "has no cost figure")
+
+
 class Settings(BaseModel):
     """Every setting ragtune reads, in one place."""
 
@@ -123,6 +154,7 @@ class Settings(BaseModel):
     ingest: IngestSettings = IngestSettings()
     generator: GeneratorSettings = GeneratorSettings()
     answer: AnswerSettings = AnswerSettings()
+    eval: EvalSettings = EvalSettings()
 
     @classmethod
     def load(cls, home: str | Path | None = None, **overrides: object) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,37 @@ def test_corpus_rows(squad, tmp_path: Path) -> None:
     assert rows[0] == {"_id": "Normans-0", "title": "Normans", "text": squad.paragraphs[0].text}
     path = squad.write_corpus(tmp_path / "c.jsonl")
     assert len(path.read_text().splitlines()) == 646
+
+
+def test_support_set_labels_and_negatives() -> None:
+    from collections import Counter
+
+    from ragtune.evaluation.answers import normalize_answer
+    from ragtune.evaluation.squad import article_of, support_set
+
+    data = load_squad(SQUAD)
+    examples = support_set(data, 60, seed=1)
+    assert examples == support_set(data, 60, seed=1)
+    kinds = Counter((e.kind, e.supported) for e in examples)
+    assert kinds[("gold", True)] == 60
+    assert kinds[("other-answer", False)] + kinds[("entity-swap", False)] == 60
+    assert kinds[("entity-swap", False)] > 0
+    questions = {q.question: q for q in data.questions}
+    paragraphs = {p.id: p.text for p in data.paragraphs}
+    for e in examples:
+        gold = questions[e.question].answers
+        assert e.context == paragraphs[e.paragraph_id]
+        if e.supported:
+            assert e.claim == gold[0] and e.claim in e.context
+        elif e.kind == "other-answer":  # another question's answer: no word in common
+            words = set(normalize_answer(e.claim).split())
+            assert words and all(not words & set(normalize_answer(g).split()) for g in gold)
+        else:  # entity swap: a figure no gold answer has, or a name sharing no word with them
+            figures = set(re.findall(r"\d+", e.claim))
+            gold_figures = {f for g in gold for f in re.findall(r"\d+", g)}
+            words = set(normalize_answer(e.claim).split())
+            assert (figures - gold_figures) or all(
+                not words & set(normalize_answer(g).split()) for g in gold)
+            assert e.claim in e.context or figures - gold_figures
+    some = {article_of(examples[0].paragraph_id)}
+    assert {article_of(e.paragraph_id) for e in support_set(data, 10, 2, some)} == some

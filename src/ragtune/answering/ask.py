@@ -17,8 +17,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ragtune.answering.citations import Citation, best_supporting, parse_citations, strip_citations
-from ragtune.answering.prompt import REFUSAL, Prompt, build_prompt, unescape_output
-from ragtune.answering.refusal import Calibration, RefusalPolicy, Signal, calibrate
+from ragtune.answering.prompt import (
+    REFUSAL,
+    Prompt,
+    build_closed_book_prompt,
+    build_prompt,
+    unescape_output,
+)
+from ragtune.answering.refusal import Calibration, RefusalPolicy, Signal, calibrate, model_refused
 from ragtune.config import Settings
 from ragtune.errors import InputError
 from ragtune.evaluation.cases import EvalCase
@@ -110,7 +116,11 @@ class _Prepared:
 
 
 class Answerer:
-    """Answers questions from one knowledge base with one generator (reuse it across calls)."""
+    """Answers questions from one knowledge base with one generator (reuse it across calls).
+
+    `retrieve=False` answers closed-book (the `base` architecture of an evaluation): no
+    passages, no citations; the answer is refused only when the model says it cannot answer.
+    """
 
     def __init__(
         self,
@@ -118,8 +128,10 @@ class Answerer:
         generator: Generator | None = None,
         policy: RefusalPolicy | None = None,
         settings: Settings | None = None,
+        retrieve: bool = True,
     ) -> None:
         self.kb = kb
+        self.retrieve = retrieve
         self.settings = settings or kb.settings
         self.generator = generator or generator_for(self.settings)
         chosen = policy or stored_policy(kb) or default_policy(self.settings)
@@ -138,6 +150,11 @@ class Answerer:
             raise InputError("question is empty")
         s = self.settings.answer
         started = time.perf_counter()
+        if not self.retrieve:
+            prompt = build_closed_book_prompt(question)
+            t1 = time.perf_counter()
+            return _Prepared(question, SearchResult("none", []), prompt, None, started, 0.0,
+                             (t1 - started) * 1000)
         if not self.kb.exists():
             raise InputError(f"knowledge base {self.kb.name!r} does not exist; ingest first")
         result = self.searcher.search(question, k=s.k if k is None else k,
@@ -162,7 +179,7 @@ class Answerer:
         """Answer one question; `on_token` streams the model's raw text as it is generated."""
         prep = self.prepare(question, k, mode, groups, filters)
         generation = None
-        if self.policy.retrieval_reason(prep.similarity) is None:
+        if self._should_generate(prep):
             generation = self.generator.generate(prep.prompt.messages,
                                                  self.config(max_new_tokens), on_token)
         return self.finish(prep, generation)
@@ -174,8 +191,7 @@ class Answerer:
         """Answer many questions with batched generation (evaluation throughput)."""
         groups = list(groups) if groups is not None else None
         prepared = [self.prepare(q, k, mode, groups, filters) for q in questions]
-        todo = [i for i, p in enumerate(prepared)
-                if self.policy.retrieval_reason(p.similarity) is None]
+        todo = [i for i, p in enumerate(prepared) if self._should_generate(p)]
         generations: dict[int, Generation] = {}
         if todo:
             outs = self.generator.generate_batch([prepared[i].prompt.messages for i in todo],
@@ -183,15 +199,21 @@ class Answerer:
             generations = dict(zip(todo, outs, strict=True))
         return [self.finish(p, generations.get(i)) for i, p in enumerate(prepared)]
 
+    def _should_generate(self, prep: _Prepared) -> bool:
+        return not self.retrieve or self.policy.retrieval_reason(prep.similarity) is None
+
     def finish(self, prep: _Prepared, generation: Generation | None) -> Answer:
         """Parse citations, apply the refusal policy, resolve citations to stored chunks."""
         raw = generation.text if generation is not None else ""
         passages = prep.prompt.numbers
         text, cited, invalid = parse_citations(unescape_output(raw), passages)
         confidence = generation.mean_logprob if generation is not None else None
-        reason = self.policy.decide(prep.similarity, strip_citations(text), confidence)
+        if self.retrieve:
+            reason = self.policy.decide(prep.similarity, strip_citations(text), confidence)
+        else:
+            reason = "model" if model_refused(text) or not text.strip() else None
         inferred = False
-        if reason is None and not cited:
+        if reason is None and not cited and self.retrieve:
             # No marker: attribute the passage that contains the answer; an answer that no
             # passage supports is not grounded, and is refused.
             support = best_supporting(
@@ -201,7 +223,7 @@ class Answerer:
             else:
                 cited, inferred = [support], True
         citations: list[Citation] = []
-        if reason is None:
+        if reason is None and self.retrieve:
             citations = self._resolve(prep.prompt, cited, inferred, strip_citations(text))
             if not citations:  # every cited chunk was deleted while answering
                 reason = "unsupported"

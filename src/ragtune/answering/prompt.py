@@ -168,3 +168,24 @@ def build_prompt(
 
 def user_turn(blocks: Sequence[str], question: str) -> str:
     return "<passages>\n" + "\n".join(blocks) + "\n</passages>\n\nQuestion: " + question.strip()
+
+
+CLOSED_BOOK_PROMPT = (
+    "Answer the question with a short phrase, not a full sentence. If you do not know the "
+    "answer, reply exactly: I don't know."
+)
+CLOSED_BOOK_EXAMPLES = (
+    ("What is the capital of Portugal?", "Lisbon"),
+    ("What river flows through Lisbon?", "the Tagus"),
+)
+
+
+def build_closed_book_prompt(question: str) -> Prompt:
+    """The prompt without passages (the `base` architecture): the same answer format, shown by
+    the same kind of worked examples, from the model's own knowledge."""
+    messages = [{"role": "system", "content": CLOSED_BOOK_PROMPT}]
+    for q, a in CLOSED_BOOK_EXAMPLES:
+        messages += [{"role": "user", "content": f"Question: {q}"},
+                     {"role": "assistant", "content": a}]
+    messages.append({"role": "user", "content": "Question: " + question.strip()})
+    return Prompt(messages, [])

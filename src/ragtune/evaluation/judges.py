@@ -81,9 +81,9 @@ FEATURES = ("question_overlap", "question_proximity", "question_similarity",
 # Logistic weights over FEATURES, fitted by `python bench/judge.py --fit` on the SQuAD 2.0
 # calibration articles (bench/results/judge.json has the fit and its data); threshold = the
 # score that maximized balanced accuracy there.
-WEIGHTS = (-0.255, 3.254, 2.201, 2.725, -0.594)
-BIAS = -3.692
-THRESHOLD = 0.521
+WEIGHTS = (0.969, 2.23, 2.272, 2.836, -1.778)
+BIAS = -3.648
+THRESHOLD = 0.496
 
 
 @lru_cache(maxsize=1)
@@ -166,8 +166,9 @@ class OfflineJudge:
         figures = _figures(claim.text)
         # coverage of each place: a sentence with its neighbours in the same passage
         windows = [set(p.tokens) for p in places]
-        cover = []
+        cover, own = [], []
         for i, p in enumerate(places):
+            own.append(len(claim_terms & windows[i]) / len(claim_terms) if claim_terms else 1.0)
             near = set(windows[i])
             for j in (i - 1, i + 1):
                 if 0 <= j < len(places) and abs(places[j].start - p.start) < PASSAGE_GAP:
@@ -180,7 +181,10 @@ class OfflineJudge:
         best_cover = max(cover)
         if best_cover == 0.0:
             return Evidence(0.0, (0.0,) * len(FEATURES), "")
-        anchors = [i for i, c in enumerate(cover) if c == best_cover]
+        # the places: where the whole claim is found, preferring its own sentence to one
+        # that needs a neighbour's words
+        best_own = max(own[i] for i, c in enumerate(cover) if c == best_cover)
+        anchors = [i for i, c in enumerate(cover) if c == best_cover and own[i] == best_own]
         overlap = [len(question_terms & w) for w in windows]
         anchor = max(anchors, key=lambda i: overlap[i])
         if question_terms:
@@ -194,8 +198,10 @@ class OfflineJudge:
         q_sims, qa_sims = vectors @ q_vec, vectors @ qa_vec
         q_sim = float(max(q_sims[i] for i in anchors) - q_sims.max())
         qa_sim = float(max(qa_sims[i] for i in anchors))
-        asked = _content(_tokens(claim.question))
-        echo = len(claim_terms & asked) / len(claim_terms) if claim_terms else 0.0
+        # a claim that adds nothing to the question ("Hero of Alexandria" for "What was Hero
+        # of Alexandria's nationality?") answers nothing, whatever the context says
+        echo = float(bool(claim_terms) and claim_terms <= _content(_tokens(claim.question))
+                     and not figures - _figures(claim.question))
         return Evidence(best_cover, (q_overlap, proximity, q_sim, qa_sim, echo),
                         places[anchor].text)
 

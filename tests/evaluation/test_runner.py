@@ -1,0 +1,159 @@
+"""`Evaluator` end to end on the real bundled models and a real SQLite knowledge base: traces,
+metrics, attribution evidence, saved runs and their diff; gold-passage location."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragtune import KnowledgeBase, Settings
+from ragtune.answering import REFUSAL, RefusalPolicy
+from ragtune.errors import InputError
+from ragtune.evaluation.attribution import CAUSES
+from ragtune.evaluation.cases import EvalCase
+from ragtune.evaluation.runner import (
+    METRICS,
+    Evaluator,
+    _Gold,
+    compare_runs,
+    load_run,
+)
+
+pytestmark = pytest.mark.slow
+
+SCHEMA = {"type": "object", "required": ["answer"]}
+
+
+@pytest.fixture
+def kb(six_docs: Path, settings, embedder) -> KnowledgeBase:
+    base = KnowledgeBase.open("eval", settings)
+    base.ingest([six_docs])
+    yield base
+    base.close()
+
+
+def doc_id(kb: KnowledgeBase, name: str) -> str:
+    return next(d.id for d in kb.documents() if d.source.endswith(name))
+
+
+@pytest.fixture
+def cases(kb: KnowledgeBase) -> list[EvalCase]:
+    return [
+        EvalCase("How often should the chain be oiled?", ("every 300 kilometres",),
+                 (doc_id(kb, "bikes.txt"),), id="chain"),
+        EvalCase("What is the boiling point of tungsten?", (), id="tungsten"),
+        EvalCase("How long does green tea steep?", ("two minutes",), (doc_id(kb, "tea.html"),),
+                 SCHEMA, {"topic": "tea"}, id="tea-json"),
+    ]
+
+
+def test_rag_run_scores_every_case_and_keeps_the_trace(kb, cases, generator, tmp_path) -> None:
+    evaluator = Evaluator(kb, "rag", generator=generator,
+                          policy=RefusalPolicy(min_similarity=0.2, min_confidence=None))
+    seen: list[tuple[int, int | None]] = []
+    run = evaluator.run(cases, progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (0, 3) and sum(d for d, _ in seen) == 3
+    by_id = {r.id: r for r in run.results}
+    chain, tungsten, tea = by_id["chain"], by_id["tungsten"], by_id["tea-json"]
+    for r in run.results:
+        assert set(r.metrics) == set(METRICS)
+        assert r.metrics["refusal_correct"] == float(r.refused != bool(r.answers))
+        assert r.latency_ms > 0
+        assert r.passed == (r.attribution is None)
+        if r.attribution is not None:
+            assert r.attribution.cause in CAUSES and r.attribution.evidence
+    # retrieval found the gold documents, and the gold chunk went into the prompt
+    assert chain.gold_rank == 1 and chain.metrics["recall@50"] == 1.0
+    assert chain.metrics["mrr@10"] == 1.0 and chain.passages[0]["doc_id"] == doc_id(kb, "bikes.txt")
+    assert tea.metadata == {"topic": "tea"}
+    if not chain.refused:
+        assert chain.claims and chain.metrics["faithfulness"] is not None
+        assert all(0.0 <= c["score"] <= 1.0 for c in chain.claims)
+        assert chain.citations and chain.metrics["citation_precision"] is not None
+        assert chain.metrics["answer_relevance"] is not None
+    # tungsten: nothing relevant, refused before generating (similarity under 0.2)
+    assert tungsten.refused and tungsten.answer == REFUSAL and tungsten.passed
+    assert tungsten.metrics["exact_match"] is None and tungsten.metrics["recall@50"] is None
+    # the schema case is answered in plain text by the model, or refused
+    if not tea.refused:
+        assert tea.metrics["schema_valid"] == 0.0
+        assert tea.attribution.cause == "format violation"
+        assert tea.attribution.evidence.startswith("not JSON")
+    summary = run.summary
+    assert (summary["cases"], summary["answerable"], summary["unanswerable"]) == (3, 2, 1)
+    assert summary["metrics"]["pass_rate"] == sum(r.passed for r in run.results) / 3
+    assert summary["metrics"]["refusal_correct"] == pytest.approx(
+        sum(r.metrics["refusal_correct"] for r in run.results) / 3)
+    assert summary["metrics"]["cost_per_1k_queries"] is None  # no price configured
+    assert sum(summary["failure_causes"].values()) == sum(not r.passed for r in run.results)
+    assert run.config["arch"] == "rag" and run.config["judge"] == "offline"
+    assert run.config["generator"] == generator.name
+
+    saved = run.save(tmp_path / "run-rag")
+    assert sorted(p.name for p in saved.iterdir()) == ["cases.jsonl", "config.json",
+                                                       "summary.json"]
+    again = load_run(saved)
+    assert again.summary == json.loads(json.dumps(run.summary))
+    assert [r.to_dict() for r in again.results] == [json.loads(json.dumps(r.to_dict()))
+                                                    for r in run.results]
+
+
+def test_base_run_has_no_retrieval_and_compares_with_rag(kb, cases, generator, tmp_path
+                                                         ) -> None:
+    base = Evaluator(kb, "base", generator=generator).run(cases)
+    for r in base.results:
+        assert r.passages == [] and r.citations == [] and r.gold_rank is None
+        assert r.metrics["recall@50"] is None and r.metrics["faithfulness"] is None
+        if r.attribution is not None:
+            assert r.attribution.cause in {"knowledge gap", "missed refusal",
+                                           "format violation"}
+    rag = Evaluator(kb, "rag", generator=generator,
+                    policy=RefusalPolicy(min_similarity=0.2, min_confidence=None)).run(cases)
+    diff = compare_runs(base, rag)
+    assert (diff["a"], diff["b"], diff["shared_cases"]) == ("base", "rag", 3)
+    assert diff["config"]["arch"] == {"a": "base", "b": "rag"}
+    em = diff["metrics"]["refusal_correct"]
+    assert em["delta"] == pytest.approx(em["b"] - em["a"])
+    assert set(diff["failure_causes"]) == set(CAUSES)
+    flipped = {row["id"] for row in diff["fixed"] + diff["broken"]}
+    assert flipped == {r.id for r, o in zip(rag.results, base.results, strict=True)
+                       if r.passed != o.passed}
+
+
+def test_evaluator_refuses_bad_input(kb, settings) -> None:
+    with pytest.raises(InputError, match="arch must be one of"):
+        Evaluator(kb, "tuned")
+    with pytest.raises(InputError, match="does not exist"):
+        Evaluator(KnowledgeBase.open("nothing-here", settings), "rag")
+    with pytest.raises(InputError, match="not an evaluation run"):
+        load_run(Path(settings.home))
+
+
+def test_gold_passages_and_a_chunking_split(tmp_path, embedder) -> None:
+    """An answer that straddles a chunk boundary is a chunking split; one inside a chunk is
+    located in that chunk."""
+    text = " ".join(f"Sentence number {i} talks about topic {i} in some detail." for i in
+                    range(60))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "long.txt").write_text(text, encoding="utf-8")
+    settings = Settings.load(home=tmp_path / "home", chunking={"max_tokens": 64,
+                                                               "overlap_tokens": 0})
+    with KnowledgeBase.open("split", settings) as kb:
+        kb.ingest([tmp_path / "docs"])
+        [doc] = kb.documents()
+        chunks = kb.store.chunks_of(doc.id)
+        assert len(chunks) > 2
+        boundary = chunks[0].end
+        # the last five words of chunk 0 and the first three after it (unique: they hold numbers)
+        before = text[:boundary].split()[-5:]
+        after = text[boundary:].split()[:3]
+        straddling = " ".join(before + after)
+        assert not any(straddling in c.text for c in chunks)
+        gold = _Gold(kb, EvalCase("q", (straddling,), (doc.id,)))
+        assert gold.split and gold.chunks == {c.id for c in chunks}
+        inside = "topic 30 in some detail"
+        gold = _Gold(kb, EvalCase("q", (inside,), (doc.id,)))
+        holding = {c.id for c in chunks if inside in c.text}
+        assert not gold.split and holding and gold.chunks == holding
