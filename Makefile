@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint bench-ingest bench-retrieval bench-answer clean
+.PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval clean
 
 install: $(STAMP)
 
@@ -34,6 +34,8 @@ demo: install
 	@echo "Grounded answers (the first ask converts the bundled model once, ~30 s):"
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "How quickly must a Sev1 page be acknowledged?" --kb demo
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "what is the boiling point of tungsten" --kb demo
+	@echo "Evaluation: 12 sample cases (6 unanswerable), metrics and the cause of each failure:"
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune eval examples/sample-cases.jsonl --kb demo --arch rag --out demo-home/runs/rag
 
 test: install
 	$(PY) -m pytest -q
@@ -51,6 +53,12 @@ bench-retrieval: install
 bench-answer: install
 	$(PY) bench/answer_squad.py --json bench/results/answer_squad.json \
 		--cases bench/results/answer_squad_cases.jsonl
+
+bench-judge: install
+	$(PY) bench/judge.py --fit --json bench/results/judge.json
+
+bench-eval: install
+	$(PY) bench/eval_runs.py --json bench/results/eval_runs.json
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache .hypothesis

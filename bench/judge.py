@@ -14,7 +14,9 @@ The 16 articles are split once (seeded): 4 calibration articles, on which `--fit
 judge's logistic weights and picks its threshold (printed, to be pasted into
 `ragtune/evaluation/judges.py`), and 12 test articles on which the judge is measured (AUROC,
 accuracy at the threshold, per kind of negative, claims/s). The test never sees a calibration
-article.
+article. Two baselines are measured on the same test claims: token overlap (the share of the
+claim's words found in the context) and an embedding-only score (the bundled embedder's best
+cosine between "question claim" and a context sentence).
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from typing import Any
 import numpy as np
 
 from common import REPO, log, machine, versions, write_json
-from ragtune.evaluation.judges import FEATURES, Claim, Judge, LLMJudge, OfflineJudge
+from ragtune.evaluation.answers import normalize_answer
+from ragtune.evaluation.judges import (
+    FEATURES,
+    Claim,
+    Judge,
+    LLMJudge,
+    OfflineJudge,
+    Verdict,
+    sentences,
+)
 from ragtune.evaluation.metrics import auroc
 from ragtune.evaluation.squad import SupportExample, article_of, load_squad, support_set
 from ragtune.models.embedders import get_embedder
@@ -36,6 +47,42 @@ from ragtune.models.embedders import get_embedder
 SQUAD = REPO.parent / "shared" / "data" / "squad-v2-dev-subset" / "dev-v2.0.json"
 SPLIT_SEED, CALIB_SEED, TEST_SEED = 5, 7, 13
 CALIB_QUESTIONS, TEST_QUESTIONS = 300, 500
+
+
+class TokenOverlapJudge:
+    """Baseline: share of the claim's words found anywhere in the context (what simple
+    "is the answer in the context" checks do)."""
+
+    name, threshold = "baseline:token-overlap", 1.0
+
+    def judge(self, claims: list[Claim]) -> list[Verdict]:
+        out = []
+        for c in claims:
+            words = set(normalize_answer(c.text).split())
+            found = set(normalize_answer(" ".join(c.context)).split())
+            score = len(words & found) / len(words) if words else 0.0
+            out.append(Verdict(score, score >= self.threshold, ""))
+        return out
+
+
+class EmbeddingJudge:
+    """Baseline: the bundled embedder's best cosine between "question claim" and a context
+    sentence (an embedding-only groundedness score)."""
+
+    name, threshold = "baseline:embedding", 0.5
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+
+    def judge(self, claims: list[Claim]) -> list[Verdict]:
+        out = []
+        for c in claims:
+            parts = [s for passage in c.context for s in sentences(passage)]
+            sims = self.embedder.embed(parts) @ self.embedder.embed_query(
+                f"{c.question} {c.text}")
+            score = float(sims.max()) if len(parts) else 0.0
+            out.append(Verdict(score, score >= self.threshold, ""))
+        return out
 
 
 def split_articles(paragraph_ids: list[str]) -> tuple[set[str], set[str]]:
@@ -133,6 +180,10 @@ def main() -> None:
     result["judge"] = judge.name
     result["test"] = measure(judge, test)
     log(f"test: {result['test']}")
+    result["baselines"] = {}
+    for baseline in (TokenOverlapJudge(), EmbeddingJudge(embedder)):
+        result["baselines"][baseline.name] = measure(baseline, test)
+        log(f"{baseline.name}: AUROC {result['baselines'][baseline.name]['auroc']}")
     write_json(args.json, result)
 
 

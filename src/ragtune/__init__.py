@@ -8,6 +8,8 @@ The public API lives here and stays put:
     >>> search(kb, "vacation policy", k=5, mode="hybrid").hits[0].text
     >>> answer = ask("How many vacation days do I get?", kb)
     >>> answer.text, [(c.doc_id, c.start, c.end) for c in answer.citations]
+    >>> run = Evaluator(kb, arch="rag").run(load_cases(Path("cases.jsonl")))
+    >>> run.summary["metrics"]["faithfulness"], run.summary["failure_causes"]
 """
 
 from ragtune.answering import REFUSAL, Answer, Answerer, Citation, RefusalPolicy, ask
@@ -15,12 +17,18 @@ from ragtune.config import (
     AnswerSettings,
     ChunkingSettings,
     EmbedderSettings,
+    EvalSettings,
     GeneratorSettings,
     IngestSettings,
+    PriceSettings,
     Settings,
 )
 from ragtune.documents import Chunk, Document, Page, chunk_document, load_path
 from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError, StoreError
+from ragtune.evaluation.cases import EvalCase, load_cases
+from ragtune.evaluation.judges import Claim, Judge, LLMJudge, OfflineJudge, Verdict
+from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator, compare_runs, load_run
+from ragtune.evaluation.testset import generate_testset
 from ragtune.kb import IngestReport, KnowledgeBase
 from ragtune.models import (
     Embedder,
@@ -39,6 +47,21 @@ from ragtune.store import SQLiteStore, Store, StoredDocument
 __version__ = "0.1.0"
 
 __all__ = [
+    "CaseResult",
+    "Claim",
+    "EvalCase",
+    "EvalRun",
+    "EvalSettings",
+    "Evaluator",
+    "Judge",
+    "LLMJudge",
+    "OfflineJudge",
+    "PriceSettings",
+    "Verdict",
+    "compare_runs",
+    "generate_testset",
+    "load_cases",
+    "load_run",
     "REFUSAL",
     "Answer",
     "AnswerSettings",

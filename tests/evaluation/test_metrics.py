@@ -9,6 +9,7 @@ import pytest
 
 from ragtune.evaluation.metrics import (
     Price,
+    answer_relevance,
     auroc,
     citation_precision_recall,
     contains_answer,
@@ -51,10 +52,18 @@ def test_semantic_similarity_is_the_best_cosine() -> None:
     assert semantic_similarity(answer, np.zeros((0, 2))) == 0.0
 
 
+def test_answer_relevance_is_the_cosine() -> None:
+    q = np.array([1.0, 0.0, 0.0])
+    assert answer_relevance(q, np.array([0.8, 0.6, 0.0])) == pytest.approx(0.8)
+    assert answer_relevance(q, np.array([0.0, 1.0, 0.0])) == 0.0
+
+
 def test_contains_answer_normalizes_and_respects_word_bounds() -> None:
     assert contains_answer("Visit the Eiffel Tower, in Paris!", ["eiffel tower"])
     assert contains_answer("It costs $49 a month.", ["49"])
     assert not contains_answer("The catalogue is long.", ["cat"])
+    assert contains_answer("Three members (ADAR1-3) are known.", ["3"])  # punctuation splits
+    assert contains_answer("the U.S. Army", ["U.S."])
     assert not contains_answer("anything", [])
 
 

@@ -157,3 +157,89 @@ def test_gold_passages_and_a_chunking_split(tmp_path, embedder) -> None:
         gold = _Gold(kb, EvalCase("q", (inside,), (doc.id,)))
         holding = {c.id for c in chunks if inside in c.text}
         assert not gold.split and holding and gold.chunks == holding
+
+
+FILLERS = {f"fillers/tea-{i:02d}.txt": f"Tea note {i}: oolong blend number {i} is rolled by "
+           f"hand in village {i} and steeps for {i % 5 + 2} minutes." for i in range(55)}
+
+
+@pytest.fixture
+def big_kb(six_docs: Path, settings, embedder) -> KnowledgeBase:
+    """The six documents plus 55 tea notes: more than 50 chunks, so a document can be missed."""
+    for name, text in FILLERS.items():
+        path = six_docs / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    base = KnowledgeBase.open("big", settings)
+    base.ingest([six_docs])
+    yield base
+    base.close()
+
+
+def answered(evaluator: Evaluator, question: str, text: str):
+    """What the architecture returns when its model writes `text` (real retrieval, prompt,
+    citation parsing and refusal rules; only the model's words are chosen by the test)."""
+    from ragtune.models.generators import Generation
+
+    prep = evaluator.answerer.prepare(question, k=evaluator.k, mode=evaluator.mode)
+    return evaluator.answerer.finish(prep, Generation(text, 100, 8, "stop", 0.1,
+                                                      logprobs=[-0.1] * 8))
+
+
+def test_every_cause_from_real_retrieval_and_scoring(big_kb, generator, settings) -> None:
+    no_thresholds = RefusalPolicy(min_similarity=None, min_confidence=None)
+    ev = Evaluator(big_kb, "rag", generator=generator, policy=no_thresholds, k=1)
+    bikes = doc_id(big_kb, "bikes.txt")
+    chain = "How often should the chain be oiled?"
+
+    def cause(case: EvalCase, text: str, evaluator: Evaluator = ev) -> str | None:
+        result = evaluator.score(case, answered(evaluator, case.question, text))
+        return result.attribution.cause if result.attribution else None
+
+    good = EvalCase(chain, ("every 300 kilometres",), (bikes,))
+    assert cause(good, "every 300 kilometres [1]") is None
+    assert cause(good, "I don't know.") == "false refusal"
+    assert cause(good, "every 50 kilometres [1]") == "unfaithful"  # 50 is in no passage
+    assert cause(EvalCase(chain, (), ()), "every 300 kilometres [1]") == "missed refusal"
+    assert cause(EvalCase(chain, ("every 300 kilometres",), (bikes,), SCHEMA),
+                 "every 300 kilometres [1]") == "format violation"
+    # a wrong answer the passage does support: the model used the wrong part of the context
+    lenient = Settings.load(home=settings.home, eval={"min_faithfulness": 0.0})
+    ev_lenient = Evaluator(big_kb, "rag", settings=lenient, generator=generator,
+                           policy=no_thresholds, k=1)
+    assert cause(good, "weekly [1]", ev_lenient) == "context ignored"
+    # ranking miss: the gold document is the second hit, and only one passage is in the prompt
+    tea = "How many minutes does the tea steep?"
+    ranked = list(dict.fromkeys(h.doc_id for h in ev.searcher.search(tea, k=50).hits))
+    second = ranked[1]
+    word = big_kb.store.chunks_of(second)[0].text.split()[-1].strip(".")
+    result = ev.score(EvalCase(tea, (word,), (second,)), answered(ev, tea, "x [1]"))
+    assert result.attribution.cause == "ranking miss" and result.gold_rank == 2
+    # retrieval miss: a gold document outside the top 50 (55 tea notes outrank it)
+    outside = next(d.id for d in big_kb.documents() if d.id not in ranked)
+    word = big_kb.store.chunks_of(outside)[0].text.split()[-1].strip(".")
+    assert cause(EvalCase(tea, (word,), (outside,)), "x [1]") == "retrieval miss"
+    # knowledge gap: the base architecture has no passages
+    base = Evaluator(big_kb, "base", generator=generator)
+    assert cause(good, "every week", base) == "knowledge gap"
+    assert cause(good, "every 300 kilometres", base) is None
+
+
+def test_chunking_split_from_real_scoring(tmp_path, generator, embedder) -> None:
+    text = " ".join(f"Sentence number {i} talks about topic {i} in some detail." for i in
+                    range(60))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "long.txt").write_text(text, encoding="utf-8")
+    settings = Settings.load(home=tmp_path / "home", chunking={"max_tokens": 64,
+                                                               "overlap_tokens": 0})
+    with KnowledgeBase.open("split", settings) as kb:
+        kb.ingest([tmp_path / "docs"])
+        [doc] = kb.documents()
+        boundary = kb.store.chunks_of(doc.id)[0].end
+        straddling = " ".join(text[:boundary].split()[-5:] + text[boundary:].split()[:3])
+        ev = Evaluator(kb, "rag", generator=generator,
+                       policy=RefusalPolicy(min_similarity=None, min_confidence=None), k=1)
+        question = f"Which words follow '{straddling.split()[0]}'?"
+        result = ev.score(EvalCase(question, (straddling,), (doc.id,)),
+                          answered(ev, question, "topic [1]"))
+        assert result.attribution.cause == "chunking split"

@@ -81,9 +81,9 @@ FEATURES = ("question_overlap", "question_proximity", "question_similarity",
 # Logistic weights over FEATURES, fitted by `python bench/judge.py --fit` on the SQuAD 2.0
 # calibration articles (bench/results/judge.json has the fit and its data); threshold = the
 # score that maximized balanced accuracy there.
-WEIGHTS = (0.969, 2.23, 2.272, 2.836, -1.778)
-BIAS = -3.648
-THRESHOLD = 0.496
+WEIGHTS = (1.143, 2.65, 2.049, 2.514, -1.941)
+BIAS = -3.949
+THRESHOLD = 0.536
 
 
 @lru_cache(maxsize=1)
@@ -162,7 +162,9 @@ class OfflineJudge:
         claim_terms = _content(claim_tokens)
         if not places or not (claim_terms or _figures(claim.text)):
             return Evidence(0.0, (0.0,) * len(FEATURES), "")
-        question_terms = _content(_tokens(claim.question)) - claim_terms
+        # question words the context never uses ("Fill in the blank") say nothing about where
+        question_terms = (_content(_tokens(claim.question)) - claim_terms) & {
+            t for p in places for t in p.tokens}
         figures = _figures(claim.text)
         # coverage of each place: a sentence with its neighbours in the same passage
         windows = [set(p.tokens) for p in places]

@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from ragtune.answering.citations import strip_citations
-from ragtune.evaluation.answers import exact_match, normalize_answer, token_f1
+from ragtune.evaluation.answers import exact_match, token_f1
 from ragtune.evaluation.ir import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 
 __all__ = [
     "Price",
+    "answer_relevance",
     "auroc",
     "citation_precision_recall",
     "contains_answer",
@@ -76,10 +77,25 @@ def semantic_similarity(answer: np.ndarray, references: np.ndarray) -> float:
     return float(np.max(np.atleast_2d(references) @ answer))
 
 
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _words(text: str) -> str:
+    return " ".join(w for w in re.findall(r"\w+", text.lower()) if w not in _ARTICLES)
+
+
+def answer_relevance(question: np.ndarray, answer: np.ndarray) -> float:
+    """Cosine similarity of (unit-normalized) question and answer vectors: does the answer
+    address the question? (RAGAS compares the question with questions an LLM writes back from
+    the answer; offline, the bundled embedder compares them directly.)"""
+    return float(np.dot(question, answer))
+
+
 def contains_answer(text: str, answers: Iterable[str]) -> bool:
-    """Whether `text` contains one of `answers` after SQuAD normalization, on word bounds."""
-    padded = f" {normalize_answer(text)} "
-    return any(f" {a} " in padded for a in map(normalize_answer, answers) if a)
+    """Whether `text` contains one of `answers` as a run of whole words (lower case, articles
+    and punctuation aside: "ADAR1-3" contains "3", "catalogue" does not contain "cat")."""
+    padded = f" {_words(text)} "
+    return any(f" {a} " in padded for a in map(_words, answers) if a)
 
 
 def citation_precision_recall(cited: Sequence[str], relevant: set[str]

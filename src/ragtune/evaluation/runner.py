@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,7 @@ from ragtune.evaluation.cases import EvalCase
 from ragtune.evaluation.judges import Claim, Judge, LLMJudge, OfflineJudge
 from ragtune.evaluation.metrics import (
     Price,
+    answer_relevance,
     citation_precision_recall,
     contains_answer,
     cost_per_1k,
@@ -252,7 +252,7 @@ class Evaluator:
         claims: list[dict[str, Any]] = []
         if not answer.refused and plain:
             vectors = self.kb.embedder.embed([case.question, plain])
-            m["answer_relevance"] = float(vectors[0] @ vectors[1])
+            m["answer_relevance"] = answer_relevance(vectors[0], vectors[1])
             if retrieves and passages:
                 pieces = split_claims(answer.text) or [plain]
                 verdicts = self.judge.judge([Claim(case.question, c, tuple(passages))
@@ -362,7 +362,8 @@ class _Gold:
             every |= {c.id for c in chunks}
             found = {c.id for c in chunks if contains_answer(c.text, case.answers)}
             holding |= found
-            if not found and _occurs(kb.store.document_text(doc_id) or "", case.answers):
+            if not found and contains_answer(kb.store.document_text(doc_id) or "",
+                                             case.answers):
                 self.split = True  # in the document, in no single chunk
         if holding:  # a chunk holds an answer whole: those are the gold passages
             self.chunks, self.split = holding, False
@@ -400,15 +401,6 @@ class _Gold:
         return {"recall@k": recall_at_k(rels, scores, k),
                 "recall@50": recall_at_k(rels, scores, DEEP_K),
                 "mrr@10": mrr_at_k(rels, scores, 10), "ndcg@10": ndcg_at_k(rels, scores, 10)}
-
-
-def _occurs(text: str, answers: Sequence[str]) -> bool:
-    """Whether an answer occurs in `text` (case and spacing aside)."""
-    for answer in answers:
-        words = answer.split()
-        if words and re.search(r"\s+".join(map(re.escape, words)), text, re.IGNORECASE):
-            return True
-    return False
 
 
 def compare_runs(a: EvalRun, b: EvalRun) -> dict[str, Any]:

@@ -173,10 +173,10 @@ def support_set(data: SquadData, questions: int, seed: int,
             same = [a for o in by_paragraph[para.id] for a in o.answers[:1]]
             near = [a for pid, qs in by_paragraph.items() if article_of(pid) == article
                     for o in qs for a in o.answers[:1]]
-            for pool in (same, near):
-                pool = sorted(a for a in set(pool) if _differs(a, q.answers))
-                if pool:
-                    claim = rng.choice(pool)
+            for answers in (same, near):
+                wrong = sorted(a for a in set(answers) if _differs(a, q.answers))
+                if wrong:
+                    claim = rng.choice(wrong)
                     break
         if claim is not None:
             out.append(SupportExample(q.question, claim, para.text, False, kind, para.id))

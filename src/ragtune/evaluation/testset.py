@@ -11,7 +11,7 @@ document (`metadata.chunk_id` names the chunk). With a `writer` generator (an LL
 its answer is copied from the chunk.
 
 Unanswerable cases pair a question with an unrelated passage: a generated question from chunk A
-gets one of its key terms replaced by a term of the same kind from an unrelated document B, so it
+gets one of its figures or names replaced by one from an unrelated document B, so it
 asks about something no document states; it is kept only when no chunk of the knowledge base
 contains both the new term and the original answer.
 """
@@ -99,7 +99,7 @@ def _swap_term(question: str, answer: str, donor: str, rng: random.Random
                ) -> tuple[str, str] | None:
     """Replace a key term of `question` (not the answer, not inside the blank) with a term of
     the same kind from `donor`; (new question, inserted term) or None."""
-    for pattern in (_FIGURE, _NAME, _WORD):
+    for pattern in (_FIGURE, _NAME):  # facts, not wording: a swapped word reads as nonsense
         mine = [m.group(0).strip() for m in pattern.finditer(question)]
         mine = [t for t in mine if t not in answer and answer not in t and t not in _COMMON
                 and question.count(t) == 1]
