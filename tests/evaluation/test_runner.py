@@ -131,32 +131,41 @@ def test_evaluator_refuses_bad_input(kb, settings) -> None:
         load_run(Path(settings.home))
 
 
-def test_gold_passages_and_a_chunking_split(tmp_path, embedder) -> None:
-    """An answer that straddles a chunk boundary is a chunking split; one inside a chunk is
-    located in that chunk."""
-    text = " ".join(f"Sentence number {i} talks about topic {i} in some detail." for i in
-                    range(60))
+LONG_TEXT = " ".join(f"Sentence number {i} talks about topic {i} in some detail."
+                     for i in range(60))
+
+
+@pytest.fixture
+def split_kb(tmp_path, embedder):
+    """One long document cut into small chunks (64 tokens, no overlap), and a phrase that
+    straddles the first chunk boundary: the last five words of chunk 0 and the first three
+    after it (unique: they hold numbers)."""
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "long.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "docs" / "long.txt").write_text(LONG_TEXT, encoding="utf-8")
     settings = Settings.load(home=tmp_path / "home", chunking={"max_tokens": 64,
                                                                "overlap_tokens": 0})
     with KnowledgeBase.open("split", settings) as kb:
         kb.ingest([tmp_path / "docs"])
         [doc] = kb.documents()
-        chunks = kb.store.chunks_of(doc.id)
-        assert len(chunks) > 2
-        boundary = chunks[0].end
-        # the last five words of chunk 0 and the first three after it (unique: they hold numbers)
-        before = text[:boundary].split()[-5:]
-        after = text[boundary:].split()[:3]
-        straddling = " ".join(before + after)
-        assert not any(straddling in c.text for c in chunks)
-        gold = _Gold(kb, EvalCase("q", (straddling,), (doc.id,)))
-        assert gold.split and gold.chunks == {c.id for c in chunks}
-        inside = "topic 30 in some detail"
-        gold = _Gold(kb, EvalCase("q", (inside,), (doc.id,)))
-        holding = {c.id for c in chunks if inside in c.text}
-        assert not gold.split and holding and gold.chunks == holding
+        boundary = kb.store.chunks_of(doc.id)[0].end
+        straddling = " ".join(LONG_TEXT[:boundary].split()[-5:]
+                              + LONG_TEXT[boundary:].split()[:3])
+        yield kb, doc.id, straddling
+
+
+def test_gold_passages_and_a_chunking_split(split_kb) -> None:
+    """An answer that straddles a chunk boundary is a chunking split; one inside a chunk is
+    located in that chunk."""
+    kb, doc_id, straddling = split_kb
+    chunks = kb.store.chunks_of(doc_id)
+    assert len(chunks) > 2
+    assert not any(straddling in c.text for c in chunks)
+    gold = _Gold(kb, EvalCase("q", (straddling,), (doc_id,)))
+    assert gold.split and gold.chunks == {c.id for c in chunks}
+    inside = "topic 30 in some detail"
+    gold = _Gold(kb, EvalCase("q", (inside,), (doc_id,)))
+    holding = {c.id for c in chunks if inside in c.text}
+    assert not gold.split and holding and gold.chunks == holding
 
 
 FILLERS = {f"fillers/tea-{i:02d}.txt": f"Tea note {i}: oolong blend number {i} is rolled by "
@@ -225,21 +234,11 @@ def test_every_cause_from_real_retrieval_and_scoring(big_kb, generator, settings
     assert cause(good, "every 300 kilometres", base) is None
 
 
-def test_chunking_split_from_real_scoring(tmp_path, generator, embedder) -> None:
-    text = " ".join(f"Sentence number {i} talks about topic {i} in some detail." for i in
-                    range(60))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "long.txt").write_text(text, encoding="utf-8")
-    settings = Settings.load(home=tmp_path / "home", chunking={"max_tokens": 64,
-                                                               "overlap_tokens": 0})
-    with KnowledgeBase.open("split", settings) as kb:
-        kb.ingest([tmp_path / "docs"])
-        [doc] = kb.documents()
-        boundary = kb.store.chunks_of(doc.id)[0].end
-        straddling = " ".join(text[:boundary].split()[-5:] + text[boundary:].split()[:3])
-        ev = Evaluator(kb, "rag", generator=generator,
-                       policy=RefusalPolicy(min_similarity=None, min_confidence=None), k=1)
-        question = f"Which words follow '{straddling.split()[0]}'?"
-        result = ev.score(EvalCase(question, (straddling,), (doc.id,)),
-                          answered(ev, question, "topic [1]"))
-        assert result.attribution.cause == "chunking split"
+def test_chunking_split_from_real_scoring(split_kb, generator) -> None:
+    kb, doc_id, straddling = split_kb
+    ev = Evaluator(kb, "rag", generator=generator,
+                   policy=RefusalPolicy(min_similarity=None, min_confidence=None), k=1)
+    question = f"Which words follow '{straddling.split()[0]}'?"
+    result = ev.score(EvalCase(question, (straddling,), (doc_id,)),
+                      answered(ev, question, "topic [1]"))
+    assert result.attribution.cause == "chunking split"
