@@ -10,6 +10,7 @@ import json
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -437,8 +438,6 @@ def eval_cmd(
             evaluator.answerer.generator.warm_up()
         with _progress(as_json) as bar:
             run = evaluator.run(loaded, cases, progress=bar(f"eval {arch}"), batch=batch)
-    import time
-
     target = out_dir or settings.home / "runs" / (
         time.strftime("%Y%m%d-%H%M%S") + f"-{base.name}-{arch}")
     run.save(target)

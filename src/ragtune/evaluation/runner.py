@@ -240,18 +240,21 @@ class Evaluator:
         m: dict[str, float | None] = dict.fromkeys(METRICS)
         m["refusal_correct"] = float(refusal_correct(answer.refused, case.answerable))
         correct: bool | None = None
+        answered = not answer.refused and bool(plain)
+        # one embedding call per case: the question, the answer, the references
+        vectors = self.kb.embedder.embed([case.question, plain, *case.answers]) if answered \
+            else None
         if case.answerable:
             m["exact_match"] = 0.0 if answer.refused else exact_match(plain, case.answers)
             m["token_f1"] = 0.0 if answer.refused else token_f1(plain, case.answers)
-            m["semantic_similarity"] = 0.0 if answer.refused else self._similarity(
-                plain, case.answers)
+            m["semantic_similarity"] = 0.0 if vectors is None else semantic_similarity(
+                vectors[1], vectors[2:])
             correct = not answer.refused and (m["exact_match"] == 1.0
                                               or (m["token_f1"] or 0.0) >= s.correct_f1)
             m["correct"] = float(correct)
         passages = [unescape_output(p.text) for p in answer.prompt.passages]
         claims: list[dict[str, Any]] = []
-        if not answer.refused and plain:
-            vectors = self.kb.embedder.embed([case.question, plain])
+        if vectors is not None:
             m["answer_relevance"] = answer_relevance(vectors[0], vectors[1])
             if retrieves and passages:
                 pieces = split_claims(answer.text) or [plain]
@@ -301,10 +304,6 @@ class Evaluator:
             generate_seconds=round(gen.seconds, 4) if gen else 0.0,
             metadata=dict(case.metadata),
         )
-
-    def _similarity(self, answer: str, references: Sequence[str]) -> float:
-        vectors = self.kb.embedder.embed([answer, *references])
-        return semantic_similarity(vectors[0], vectors[1:])
 
     # --- the whole run ----------------------------------------------------------------------
 
