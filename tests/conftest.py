@@ -92,3 +92,14 @@ def six_docs(tmp_path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return root
+
+
+@pytest.fixture
+def six_kb(six_docs: Path, settings, embedder):
+    """A knowledge base of the six documents (real SQLite, real embedder)."""
+    from ragtune import KnowledgeBase
+
+    base = KnowledgeBase.open("six", settings)
+    base.ingest([six_docs])
+    yield base
+    base.close()

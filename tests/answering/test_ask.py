@@ -3,8 +3,6 @@ refusal, a planted prompt injection, access groups, streaming and batching."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ragtune import KnowledgeBase
@@ -23,11 +21,8 @@ INJECTION = (
 
 
 @pytest.fixture
-def kb(six_docs: Path, settings, embedder) -> KnowledgeBase:
-    base = KnowledgeBase.open("ask", settings)
-    base.ingest([six_docs])
-    yield base
-    base.close()
+def kb(six_kb: KnowledgeBase) -> KnowledgeBase:
+    return six_kb
 
 
 @pytest.fixture

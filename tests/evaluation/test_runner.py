@@ -27,11 +27,8 @@ SCHEMA = {"type": "object", "required": ["answer"]}
 
 
 @pytest.fixture
-def kb(six_docs: Path, settings, embedder) -> KnowledgeBase:
-    base = KnowledgeBase.open("eval", settings)
-    base.ingest([six_docs])
-    yield base
-    base.close()
+def kb(six_kb: KnowledgeBase) -> KnowledgeBase:
+    return six_kb
 
 
 def doc_id(kb: KnowledgeBase, name: str) -> str:

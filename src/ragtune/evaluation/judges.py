@@ -233,10 +233,9 @@ class OfflineJudge:
                 distance = np.min(np.abs(positions[:, None] - at[None, :]), axis=1)
                 score += 1.0 / (1.0 + distance / scale)
         score /= len(question_terms)
-        anchor_rows = {i for a in anchors for i in range(
-            sum(len(p.tokens) for p in places[:a]),
-            sum(len(p.tokens) for p in places[:a + 1]))}
-        claim_rows = [i for i in anchor_rows if tokens[i] in claim_terms]
+        offsets = np.cumsum([0] + [len(p.tokens) for p in places])  # place -> first row
+        claim_rows = [i for a in anchors for i in range(offsets[a], offsets[a + 1])
+                      if tokens[i] in claim_terms]
         others = [i for i, t in enumerate(tokens)
                   if t not in question_terms and t not in _QUESTION_STOP]
         if not claim_rows or not others:
