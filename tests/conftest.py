@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -58,6 +59,15 @@ def generator(model_cache: Path, tmp_path_factory: pytest.TempPathFactory):
     return gen
 
 
+@pytest.fixture(scope="session")
+def base_tokenizer(model_cache: Path):
+    """The bundled SmolLM2's tokenizer (from the session's converted checkpoint)."""
+    from ragtune.models.generators import converted_checkpoint
+    from ragtune.tuning.trainer import load_tokenizer
+
+    return load_tokenizer(converted_checkpoint(model_cache))
+
+
 @pytest.fixture
 def settings(ragtune_home: Path):
     from ragtune import Settings
@@ -103,3 +113,38 @@ def six_kb(six_docs: Path, settings, embedder):
     base.ingest([six_docs])
     yield base
     base.close()
+
+
+CODE_PROMPT = "Which code goes with item {i}?"
+CODE_ANSWER = "The code is QX-{i}."
+
+
+def write_code_examples(path: Path, n: int, start: int = 0) -> Path:
+    """`n` prompt/completion examples teaching a made-up answer the base model never gives."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(start, start + n):
+            fh.write(json.dumps({"prompt": CODE_PROMPT.format(i=i),
+                                 "completion": CODE_ANSWER.format(i=i)}) + "\n")
+    return path
+
+
+TINY_TUNE = {"epochs": 2, "batch_size": 4, "learning_rate": 5e-3, "lora_r": 4,
+             "lora_alpha": 8, "val_split": 0.2, "min_examples": 4, "save_every": 0,
+             "precision": "float32"}
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
+    """A LoRA adapter trained once per session for a few steps on the real bundled model
+    (20 examples, 2 epochs): the TrainResult, its data file and its progress reports."""
+    from ragtune import Settings
+    from ragtune.tuning import load_training_data, train_adapter
+
+    root = tmp_path_factory.mktemp("tiny-adapter")
+    data = write_code_examples(root / "codes.jsonl", 20)
+    settings = Settings.load(home=root / "home", cache=model_cache, tune=TINY_TUNE)
+    reports: list = []
+    result = train_adapter(load_training_data(data, 4), root / "adapter", settings,
+                           data_file=data, progress=reports.append)
+    return result, data, reports, settings

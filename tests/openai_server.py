@@ -1,10 +1,11 @@
 """A minimal, real OpenAI-compatible HTTP server for the tests, running the bundled models.
 
 It listens on 127.0.0.1 (a free port), speaks `/v1/chat/completions` (JSON and server-sent-event
-streaming, with logprobs and usage), `/v1/embeddings` and `/v1/models`, and checks a bearer key
-when one is set. Knobs let tests exercise the client's failure handling on real sockets:
-`fail_next` (status codes to answer the next requests with, e.g. [503, 429]), `delay_s` (sleep
-before answering, for timeouts). Until ragtune's own service exists, this is the server the
+streaming, with logprobs and usage; `response_format` JSON schemas constrain the output, as vLLM
+does), `/v1/embeddings` and `/v1/models`, and checks a bearer key when one is set. Knobs let
+tests exercise the client's failure handling on real sockets: `fail_next` (status codes to
+answer the next requests with, e.g. [503, 429]), `delay_s` (sleep before answering, for
+timeouts). Until ragtune's own service exists, this is the server the
 OpenAI-compatible client is tested against.
 """
 
@@ -134,8 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f"The model '{body.get('model')}' does not exist",
                         "model_not_found")
             return
+        response_format = body.get("response_format") or {}
+        schema = (response_format.get("json_schema") or {}).get("schema") \
+            if response_format.get("type") == "json_schema" else None
         config = GenerationConfig(max_new_tokens=int(body.get("max_tokens") or 64),
-                                  stop=tuple(body.get("stop") or ()))
+                                  stop=tuple(body.get("stop") or ()), json_schema=schema)
         messages = body["messages"]
         created = int(time.time())
         if not body.get("stream"):

@@ -61,6 +61,8 @@ HomeOpt = Annotated[
 ]
 KbOpt = Annotated[str | None, typer.Option("--kb", help="Knowledge base name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+SchemaOpt = Annotated[Path | None, typer.Option(
+    "--schema", help="JSON schema file: constrain answers to JSON valid for it.")]
 FusionOpt = Annotated[str, typer.Option(help="Hybrid fusion: zscore (default) or rrf (k=60).")]
 
 
@@ -250,6 +252,7 @@ def ask_cmd(
     adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder for a local model.")
                        ] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Most new tokens to generate.")] = None,
+    schema: SchemaOpt = None,
     show_context: Annotated[bool, typer.Option(
         "--show-context", help="Also print the passages the model saw.")] = False,
     kb: KbOpt = None,
@@ -258,13 +261,16 @@ def ask_cmd(
 ) -> None:
     """Answer a question from a knowledge base, with citations, or refuse."""
     from ragtune.answering import Answerer
+    from ragtune.models.constrained import load_schema
 
+    json_schema = load_schema(schema) if schema is not None else None
     settings = Settings.load(home=home, **_generator_overrides(home, generator, base_url,
                                                                adapter))
     with KnowledgeBase.open(kb, settings) as base:
         if not base.exists():
             raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
-        answerer = Answerer(base)
+        _warn_if_stale(settings, base)
+        answerer = Answerer(base, schema=json_schema)
         streaming = not as_json and out.is_terminal
         with _status(not as_json and err.is_terminal, "loading the model"):
             answerer.generator.warm_up()
@@ -287,6 +293,9 @@ def ask_cmd(
     if answer.invalid_citations:
         err.print(f"[yellow]removed[/] {answer.invalid_citations} citation(s) to passages that "
                   "were not in the prompt")
+    if answer.schema_errors:
+        err.print(f"[yellow]schema[/] the answer does not match the schema: "
+                  f"{escape(answer.schema_errors[0])}")
     if answer.citations:
         out.print("\n[bold]Sources[/]")
     for c in answer.citations:
@@ -369,6 +378,23 @@ def _generator_overrides(home: Path | None, generator: str | None, base_url: str
                                     if v is not None}}
 
 
+def _warn_if_stale(settings: Settings, kb: KnowledgeBase) -> None:
+    """Say so when the adapter in use was trained against an older version of this knowledge
+    base."""
+    from ragtune.tuning.manifest import MANIFEST_FILE, check_staleness, read_manifest
+
+    adapter = settings.generator.adapter
+    if adapter is None or not (Path(adapter) / MANIFEST_FILE).is_file():
+        return
+    manifest = read_manifest(Path(adapter))
+    if manifest.knowledge_base is None or manifest.knowledge_base.name != kb.name:
+        return
+    staleness = check_staleness(manifest, kb)
+    if staleness.stale:
+        err.print(f"[yellow]stale adapter[/] {escape(staleness.reason)}; retrain it with "
+                  "`ragtune tune --raft` to match the documents")
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -381,8 +407,12 @@ def _fmt(value: Any) -> str:
 def eval_cmd(
     cases: Annotated[Path | None, typer.Argument(
         help="Cases JSONL: question, answers ([] = unanswerable), gold_doc_ids, schema.")] = None,
-    arch: Annotated[str, typer.Option(help="base (model alone) or rag (retrieve + answer).")
-                    ] = "rag",
+    arch: Annotated[str, typer.Option(
+        help="base (model alone), rag (retrieve + answer), tuned (model + --adapter) or hybrid "
+             "(retrieve + answer with --adapter).")] = "rag",
+    adapter: Annotated[Path | None, typer.Option(
+        help="LoRA adapter folder (tuned and hybrid).")] = None,
+    schema: SchemaOpt = None,
     compare: Annotated[tuple[Path, Path] | None, typer.Option(
         "--compare", help="Diff two saved runs instead: --compare RUN_A RUN_B.")] = None,
     out_dir: Annotated[Path | None, typer.Option(
@@ -423,8 +453,11 @@ def eval_cmd(
         return
     if cases is None:
         raise typer.BadParameter("CASES is required (or --compare RUN_A RUN_B)")
+    from ragtune.models.constrained import load_schema
+
     loaded = load_cases(cases)[:limit] if limit else load_cases(cases)
-    overrides = _generator_overrides(home, generator, base_url)
+    json_schema = load_schema(schema) if schema is not None else None
+    overrides = _generator_overrides(home, generator, base_url, adapter)
     if judge or judge_base_url:
         current = Settings.load(home=home).eval.model_dump(exclude_unset=True)
         overrides["eval"] = current | {k_: v for k_, v in {
@@ -433,7 +466,8 @@ def eval_cmd(
     with KnowledgeBase.open(kb, settings) as base:
         if not base.exists():
             raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
-        evaluator = Evaluator(base, arch=arch, k=k, mode=mode)
+        evaluator = Evaluator(base, arch=arch, k=k, mode=mode, schema=json_schema)
+        _warn_if_stale(settings, base)
         with _status(not as_json and err.is_terminal, "loading the model"):
             evaluator.answerer.generator.warm_up()
         with _progress(as_json) as bar:
@@ -526,6 +560,247 @@ def testset_cmd(
     if len(cases) < questions:
         err.print(f"[yellow]only {len(cases)} of {questions}[/]: the knowledge base has too "
                   "few documents with a usable sentence")
+
+
+@app.command("tune")
+def tune_cmd(
+    data: Annotated[Path, typer.Argument(help="Training JSONL (chat 'messages' or 'prompt'/"
+                                              "'completion'); with --raft, evaluation cases.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Adapter folder to write (PEFT files + "
+                                                        "ragtune-adapter.json).")],
+    base: Annotated[str | None, typer.Option(
+        help="Base model: local:smollm2 (bundled) or a Hugging Face model folder.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per batch.")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Batches per optimizer step.")] = None,
+    rank: Annotated[int | None, typer.Option("--rank", help="LoRA rank r.")] = None,
+    alpha: Annotated[int | None, typer.Option(help="LoRA alpha.")] = None,
+    dropout: Annotated[float | None, typer.Option(help="LoRA dropout.")] = None,
+    targets: Annotated[str | None, typer.Option(
+        help="Modules to adapt: all-linear, or names like q_proj,v_proj.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Longest example in tokens.")] = None,
+    val_split: Annotated[float | None, typer.Option(help="Share held out for validation.")
+                         ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the split, order and init.")] = None,
+    patience: Annotated[int | None, typer.Option(
+        help="Epochs without a better validation loss before stopping (0: never).")] = None,
+    min_examples: Annotated[int | None, typer.Option(help="Fewest examples accepted.")] = None,
+    save_every: Annotated[int | None, typer.Option(
+        help="Steps between checkpoints (0: each epoch only).")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, float32 or bfloat16.")] = None,
+    raft: Annotated[bool, typer.Option(
+        "--raft", help="Build RAFT examples from --kb and the cases in DATA, then train on "
+                       "them.")] = False,
+    distractors: Annotated[int | None, typer.Option(help="RAFT: distractor passages.")] = None,
+    withhold: Annotated[float | None, typer.Option(
+        help="RAFT: share of answerable examples whose oracle passage is withheld.")] = None,
+    validate_only: Annotated[bool, typer.Option(
+        "--validate-only", help="Check the data (rows, roles, duplicates, lengths); no "
+                                "training.")] = False,
+    restart: Annotated[bool, typer.Option(
+        help="Discard checkpoints or an adapter of another run in --out.")] = False,
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a LoRA adapter. Rerunning an interrupted command resumes from its last
+    checkpoint. Multi-GPU: `accelerate launch -m ragtune tune ...` (same arguments)."""
+    from ragtune.tuning import load_training_data, train_adapter
+    from ragtune.tuning.data import check_lengths, split_examples
+    from ragtune.tuning.manifest import resolve_base
+    from ragtune.tuning.trainer import load_tokenizer
+
+    flags = {"base": base, "epochs": epochs, "learning_rate": lr, "batch_size": batch_size,
+             "grad_accum": grad_accum, "lora_r": rank, "lora_alpha": alpha,
+             "lora_dropout": dropout, "max_length": max_length, "val_split": val_split,
+             "seed": seed, "patience": patience, "min_examples": min_examples,
+             "save_every": save_every, "precision": precision,
+             "raft_distractors": distractors, "raft_withhold": withhold,
+             "target_modules": None if targets is None else (
+                 targets if targets == "all-linear" else
+                 tuple(t.strip() for t in targets.split(",") if t.strip()))}
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    current = Settings.load(home=home).tune.model_dump(exclude_unset=True)
+    settings = Settings.load(home=home, tune=current | overrides) if overrides \
+        else Settings.load(home=home)
+    tune = settings.tune
+    if raft and kb is None:
+        raise typer.BadParameter("--raft needs --kb NAME (the knowledge base the passages come "
+                                 "from)")
+    if validate_only:
+        if raft:
+            raise typer.BadParameter("--validate-only checks a training file, not --raft cases")
+        examples = load_training_data(data, tune.min_examples)
+        with _status(not as_json and err.is_terminal, "loading the tokenizer"):
+            folder, _ = resolve_base(tune.base, settings.cache_dir)
+            encoded = check_lengths(examples, load_tokenizer(folder), tune.max_length,
+                                    str(data))
+        train, val = split_examples(examples, tune.val_split, tune.max_val_examples, tune.seed)
+        lengths = [len(ids) for ids, _ in encoded]
+        report = {"valid": True, "examples": len(examples), "train": len(train),
+                  "validation": len(val), "tokens": {"max": max(lengths),
+                                                     "mean": round(sum(lengths) / len(lengths), 1),
+                                                     "total": sum(lengths)}}
+        if as_json:
+            _print_json(report)
+        else:
+            out.print(f"{data}: {len(examples)} valid examples ({len(train)} train, {len(val)} "
+                      f"validation), {report['tokens']['mean']} tokens on average, longest "
+                      f"{report['tokens']['max']} (limit {tune.max_length})")
+        return
+    with _training_progress(as_json) as progress:
+        if raft:
+            from ragtune.evaluation.cases import load_cases
+            from ragtune.tuning.raft import train_raft_adapter
+
+            cases = load_cases(data)
+            with KnowledgeBase.open(kb, settings) as base_kb:
+                if not base_kb.exists():
+                    raise RagtuneError(f"knowledge base {base_kb.name!r} is empty: run "
+                                       "`ragtune ingest` first")
+                raft_report, result = train_raft_adapter(
+                    base_kb, cases, out_dir, settings, cases_file=data, progress=progress,
+                    restart=restart)
+            for skipped in raft_report.skipped:
+                err.print(f"[yellow]skipped[/] {escape(skipped['id'])}: "
+                          f"{escape(skipped['reason'])}")
+            extra: dict[str, Any] = {"raft": raft_report.to_dict()}
+        else:
+            examples = load_training_data(data, tune.min_examples)
+            result = train_adapter(examples, out_dir, settings, data_file=data,
+                                   progress=progress, restart=restart)
+            extra = {}
+    if as_json:
+        _print_json(result.to_dict() | extra)
+        return
+    _render_training(result, extra.get("raft"))
+
+
+def _render_training(result: Any, raft: dict[str, Any] | None) -> None:
+    m = result.manifest
+    t = m.training
+    if result.already_trained:
+        err.print(f"[dim]{escape(str(result.out))} already holds this adapter (same data and "
+                  "settings); nothing to do[/]")
+    if result.resumed_from is not None:
+        err.print(f"resumed from step {result.resumed_from}")
+    if raft is not None:
+        out.print(f"RAFT examples: {raft['examples']} ({raft['answered']} answered from the "
+                  f"oracle, {raft['withheld']} with the oracle withheld, "
+                  f"{raft['unanswerable']} unanswerable), {len(raft['skipped'])} skipped")
+    table = Table(box=None)
+    table.add_column("epoch", justify="right")
+    table.add_column("step", justify="right")
+    table.add_column("train loss", justify="right")
+    table.add_column("val loss", justify="right")
+    for row in m.history:
+        table.add_row(str(row["epoch"]), str(row["step"]), _fmt(row.get("train_loss")),
+                      _fmt(row.get("val_loss")))
+    out.print(table)
+    out.print(f"validation loss {_fmt(m.metrics.get('val_loss_before'))} → "
+              f"{_fmt(m.metrics.get('val_loss'))} (best epoch {t.best_epoch}"
+              f"{', stopped early' if t.stopped_early else ''}); {t.steps} steps in "
+              f"{t.seconds:.0f}s ({_fmt(t.seconds_per_step)} s/step, {t.precision} on "
+              f"{t.device}), peak memory {t.peak_rss_mb:,.0f} MB")
+    out.print(f"adapter in [bold]{escape(str(result.out))}[/]; use it with "
+              f"`ragtune ask --adapter {escape(str(result.out))}`")
+
+
+@contextmanager
+def _training_progress(transient: bool) -> Iterator[Callable[[Any], None]]:
+    """A progress bar with loss, validation loss and ETA on stderr."""
+    from rich.progress import TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err,
+        transient=transient,
+    ) as bars:
+        task = bars.add_task("train", total=None, loss="-", val="-")
+
+        def update(p: Any) -> None:
+            fields: dict[str, Any] = {}
+            if p.loss is not None:
+                fields["loss"] = f"{p.loss:.3f}"
+            if p.val_loss is not None:
+                fields["val"] = f"{p.val_loss:.3f}"
+            label = {"validate": "validate", "checkpoint": "checkpoint"}.get(p.phase, "train")
+            bars.update(task, total=p.total_steps, completed=p.step,
+                        description=f"{label} epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}",
+                        **fields)
+
+        yield update
+
+
+adapters_app = typer.Typer(cls=_Group, help="Trained LoRA adapters and whether they are stale.",
+                           no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+@adapters_app.command("list")
+def adapters_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Adapters trained under this data home, with their knowledge base and status."""
+    from ragtune.tuning.manifest import list_adapters
+
+    entries = list_adapters(Settings.load(home=home))
+    if as_json:
+        _print_json({"adapters": [e.to_dict() for e in entries]})
+        return
+    table = Table("path", "base", "examples", "val loss", "knowledge base", "status", box=None)
+    for e in entries:
+        row = e.to_dict()
+        kb = row.get("knowledge_base")
+        status = {"ok": "[green]ok[/]", "stale": "[yellow]stale[/]"}.get(e.status,
+                                                                         f"[red]{e.status}[/]")
+        table.add_row(escape(e.path), escape(str(row.get("base_model", "-"))),
+                      str(row.get("examples", "-")), _fmt(row.get("val_loss")),
+                      "-" if not kb else f"{escape(kb['name'])}@{kb['generation']}", status)
+    out.print(table)
+    err.print(f"{len(entries)} adapters")
+
+
+@adapters_app.command("show")
+def adapters_show(
+    path: Annotated[Path, typer.Argument(help="Adapter folder.")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One adapter's manifest, and whether its knowledge base changed since training."""
+    from ragtune.tuning.manifest import describe_adapter
+
+    entry = describe_adapter(path, Settings.load(home=home))
+    if entry.error is not None:
+        raise RagtuneError(entry.error)
+    if as_json:
+        _print_json(entry.to_dict(full=True))
+        return
+    m = entry.manifest
+    assert m is not None and entry.staleness is not None
+    out.print(f"[bold]{escape(str(path))}[/]  created {m.created_at}")
+    out.print(f"base      {escape(m.base_model.name)} ({m.base_model.parameters or 0:,} "
+              f"parameters, sha256 {m.base_model.sha256[:12]})")
+    out.print(f"data      {escape(str(m.data.path or '-'))} ({m.data.shape}, {m.data.examples} "
+              f"examples: {m.data.train} train, {m.data.validation} validation; sha256 "
+              f"{m.data.sha256[:12]})")
+    h = m.hyperparameters
+    out.print(f"lora      r={h['lora_r']} alpha={h['lora_alpha']} dropout={h['lora_dropout']} "
+              f"targets={h['target_modules']}; lr {h['learning_rate']}, batch {h['batch_size']}"
+              f"x{h['grad_accum']}, {h['epochs']} epochs, seed {h['seed']}")
+    t = m.training
+    out.print(f"training  {t.steps} steps, {t.epochs_run} epochs in {t.seconds:.0f}s "
+              f"({t.precision} on {t.device}, peak {t.peak_rss_mb:,.0f} MB)"
+              + (f", resumed from step(s) {t.resumed_from_steps}" if t.resumed_from_steps else ""))
+    out.print(f"val loss  {_fmt(m.metrics.get('val_loss_before'))} → "
+              f"{_fmt(m.metrics.get('val_loss'))} (best epoch {t.best_epoch})")
+    stale = entry.staleness
+    colour = "yellow" if stale.stale else "green"
+    out.print(f"[{colour}]{'stale' if stale.stale else 'fresh'}[/]     {escape(stale.reason)}")
+    for doc in stale.changed[:10]:
+        out.print(f"          changed: {escape(doc)}")
+    for doc in stale.removed[:10]:
+        out.print(f"          removed: {escape(doc)}")
 
 
 @bench_app.command("beir")

@@ -139,6 +139,47 @@ class EvalSettings(BaseModel):
         "has no cost figure")
 
 
+class TuneSettings(BaseModel):
+    """How `ragtune tune` trains a LoRA adapter (see `ragtune.tuning`). CLI flags override.
+
+    `target_modules` names the linear layers that get adapters ("all-linear": every linear
+    layer but the output head). `precision` "auto" computes in bf16 (autocast, fp32 master
+    weights) where the CPU has native bf16 or a CUDA device is used, else fp32.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base: str = Field("local:smollm2", description="local:smollm2 (bundled), or a local "
+                      "Hugging Face causal-LM folder (local:PATH or PATH)")
+    epochs: int = Field(3, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0, description="batches per optimizer step")
+    lora_r: int = Field(8, gt=0)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: tuple[str, ...] | str = "all-linear"
+    max_length: int = Field(1024, ge=8, description="longest example in tokens; longer ones "
+                            "are reported before training")
+    val_split: float = Field(0.1, ge=0, lt=1, description="share of examples held out")
+    max_val_examples: int = Field(200, ge=0)
+    seed: int = 0
+    patience: int = Field(2, ge=0, description="epochs without a better validation loss "
+                          "before stopping (0: never stop early)")
+    min_examples: int = Field(8, ge=1, description="fewer examples than this is an error")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    save_every: int = Field(50, ge=0, description="optimizer steps between checkpoints "
+                            "(0: only at the end of each epoch)")
+    precision: str = Field("auto", pattern="^(auto|float32|bfloat16)$")
+    raft_distractors: int = Field(3, ge=0, description="RAFT: distractor passages per example")
+    raft_withhold: float = Field(0.2, ge=0, le=1, description="RAFT: share of answerable "
+                                 "examples whose oracle passage is withheld (target: refusal)")
+    raft_pool: int = Field(20, gt=0, description="RAFT: retrieved passages distractors are "
+                           "drawn from")
+
+
 class Settings(BaseModel):
     """Every setting ragtune reads, in one place."""
 
@@ -155,6 +196,7 @@ class Settings(BaseModel):
     generator: GeneratorSettings = GeneratorSettings()
     answer: AnswerSettings = AnswerSettings()
     eval: EvalSettings = EvalSettings()
+    tune: TuneSettings = TuneSettings()
 
     @classmethod
     def load(cls, home: str | Path | None = None, **overrides: object) -> Settings:

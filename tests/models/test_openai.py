@@ -130,3 +130,18 @@ def test_embeddings_match_the_local_embedder(client_env: OpenAIServer, embedder)
     assert np.allclose(vectors, embedder.embed(texts), atol=1e-5)
     # the local query path runs ONNX Runtime, the server's batch path PyTorch: same vector
     assert float(remote.embed_query("risotto") @ embedder.embed_query("risotto")) > 0.9999
+
+
+def test_json_schema_goes_as_response_format(client_env: OpenAIServer) -> None:
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"city": {"enum": ["Paris", "Lyon"]}},
+              "required": ["city"], "additionalProperties": False}
+    config = GenerationConfig(max_new_tokens=16, json_schema=schema)
+    body = make(client_env)._body(ASK, config, False)
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": schema, "strict": True}}
+    reply = make(client_env).generate(ASK, config)  # the server constrains like vLLM
+    jsonschema.validate(json.loads(reply.text), schema)

@@ -10,6 +10,7 @@ and the refusal signals, so an answer can be audited (and evaluated) after the f
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -58,6 +59,7 @@ class Answer:
     generation: Generation | None
     similarity: float | None  # best passage's cosine similarity to the question
     timings_ms: dict[str, float] = field(default_factory=dict)
+    schema_errors: list[str] | None = None  # with a JSON schema: why the answer breaks it
 
     @property
     def plain(self) -> str:
@@ -98,6 +100,8 @@ class Answer:
             "dropped_passages": self.prompt.dropped,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
+        if self.schema_errors is not None:
+            out["schema_errors"] = self.schema_errors
         if context:
             out["prompt"] = self.prompt.messages
             out["search"] = self.search.to_dict()
@@ -120,6 +124,8 @@ class Answerer:
 
     `retrieve=False` answers closed-book (the `base` architecture of an evaluation): no
     passages, no citations; the answer is refused only when the model says it cannot answer.
+    `schema` (a JSON schema) constrains every answer to JSON valid for it; citation markers are
+    then read from the JSON's string values, and those strings are what support is checked on.
     """
 
     def __init__(
@@ -129,9 +135,11 @@ class Answerer:
         policy: RefusalPolicy | None = None,
         settings: Settings | None = None,
         retrieve: bool = True,
+        schema: dict[str, Any] | None = None,
     ) -> None:
         self.kb = kb
         self.retrieve = retrieve
+        self.schema = schema
         self.settings = settings or kb.settings
         self.generator = generator or generator_for(self.settings)
         chosen = policy or stored_policy(kb) or default_policy(self.settings)
@@ -140,7 +148,8 @@ class Answerer:
 
     def config(self, max_new_tokens: int | None = None) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=self.settings.generator.max_new_tokens
-                                if max_new_tokens is None else max_new_tokens)
+                                if max_new_tokens is None else max_new_tokens,
+                                json_schema=self.schema)
 
     def prepare(self, question: str, k: int | None = None, mode: str | None = None,
                 groups: Iterable[str] | None = None, filters: Filters | None = None
@@ -206,29 +215,38 @@ class Answerer:
         """Parse citations, apply the refusal policy, resolve citations to stored chunks."""
         raw = generation.text if generation is not None else ""
         passages = prep.prompt.numbers
-        text, cited, invalid = parse_citations(unescape_output(raw), passages)
+        if self.schema is not None:
+            text, cited, invalid, plain = parse_json_citations(unescape_output(raw), passages)
+        else:
+            text, cited, invalid = parse_citations(unescape_output(raw), passages)
+            plain = strip_citations(text)
         confidence = generation.mean_logprob if generation is not None else None
         if self.retrieve:
-            reason = self.policy.decide(prep.similarity, strip_citations(text), confidence)
+            reason = self.policy.decide(prep.similarity, plain, confidence)
         else:
-            reason = "model" if model_refused(text) or not text.strip() else None
+            reason = "model" if model_refused(plain) or not text.strip() else None
         inferred = False
         if reason is None and not cited and self.retrieve:
             # No marker: attribute the passage that contains the answer; an answer that no
             # passage supports is not grounded, and is refused.
             support = best_supporting(
-                text, {n: unescape_output(p.text) for n, p in passages.items()})
+                plain, {n: unescape_output(p.text) for n, p in passages.items()})
             if support is None:
                 reason = "unsupported"
             else:
                 cited, inferred = [support], True
         citations: list[Citation] = []
         if reason is None and self.retrieve:
-            citations = self._resolve(prep.prompt, cited, inferred, strip_citations(text))
+            citations = self._resolve(prep.prompt, cited, inferred, plain)
             if not citations:  # every cited chunk was deleted while answering
                 reason = "unsupported"
         if reason is not None:
             text = REFUSAL
+        broken = None
+        if self.schema is not None and reason is None:
+            from ragtune.evaluation.metrics import schema_errors
+
+            broken = schema_errors(text, self.schema)
         done = time.perf_counter()
         timings = {
             "retrieve": prep.retrieve_ms,
@@ -237,7 +255,8 @@ class Answerer:
             "total": (done - prep.started) * 1000,
         }
         return Answer(prep.question, text, reason is not None, reason, citations, len(invalid),
-                      prep.prompt, prep.search, raw, generation, prep.similarity, timings)
+                      prep.prompt, prep.search, raw, generation, prep.similarity, timings,
+                      broken)
 
     def _resolve(self, prompt: Prompt, numbers: list[int], inferred: bool, answer: str
                  ) -> list[Citation]:
@@ -257,6 +276,38 @@ class Answerer:
                 snippet=_snippet(chunk.text, answer), flags=chunk.flags, inferred=inferred,
             ))
         return out
+
+
+def parse_json_citations(text: str, valid: Iterable[int]
+                         ) -> tuple[str, list[int], list[int], str]:
+    """`parse_citations` over the string values of a JSON answer (markers elsewhere would be
+    JSON syntax, such as `[1]` arrays). Returns (JSON text, cited, invalid, the string values
+    without markers joined: what refusal and support are checked on). Text that is not JSON is
+    returned as it is, its plain form without markers."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text, [], [], strip_citations(text)
+    allowed = list(valid)
+    cited: list[int] = []
+    invalid: list[int] = []
+    plain: list[str] = []
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            fixed, c, bad = parse_citations(value, allowed)
+            cited.extend(n for n in c if n not in cited)
+            invalid.extend(bad)
+            plain.append(strip_citations(fixed))
+            return fixed
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    fixed = walk(data)
+    return json.dumps(fixed, ensure_ascii=False), cited, invalid, " ".join(p for p in plain if p)
 
 
 def _snippet(text: str, answer: str = "", limit: int = 240) -> str:

@@ -5,10 +5,14 @@
     >>> run.save(Path("runs/rag"))          # config.json, cases.jsonl, summary.json
     >>> compare_runs(load_run(Path("runs/base")), load_run(Path("runs/rag")))
 
-Architectures here: `base` (the generator alone, closed-book) and `rag` (retrieve + grounded
-answer, as `ragtune ask`). Every case keeps its trace: the answer, the refusal reason, the
-citations, the prompt passages, where the first gold passage ranked in a deep (top-50) search,
-each claim's verdict, the metrics and the failure attribution with its evidence.
+Architectures: `base` (the generator alone, closed-book), `rag` (retrieve + grounded answer, as
+`ragtune ask`), `tuned` (closed-book with a LoRA adapter) and `hybrid` (retrieve + answer with
+an adapter, typically trained RAFT-style by `ragtune tune --raft`). The adapter comes from
+`generator.adapter` (`--adapter`); its manifest and staleness go into the run's config.
+
+Every case keeps its trace: the answer, the refusal reason, the citations, the prompt passages,
+where the first gold passage ranked in a deep (top-50) search, each claim's verdict, the metrics
+and the failure attribution with its evidence.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ from ragtune.kb import KnowledgeBase
 from ragtune.models.generators import Generator, get_generator
 from ragtune.retrieval import searcher_for
 
-ARCHITECTURES = ("base", "rag")
+ARCHITECTURES = ("base", "rag", "tuned", "hybrid")
+RETRIEVING = ("rag", "hybrid")
+ADAPTED = ("tuned", "hybrid")
 RUN_FILES = ("config.json", "cases.jsonl", "summary.json")
 # Metrics averaged over the cases where they apply (None elsewhere), in report order.
 METRICS = (
@@ -179,6 +185,7 @@ class Evaluator:
         k: int | None = None,
         mode: str | None = None,
         policy: RefusalPolicy | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> None:
         if arch not in ARCHITECTURES:
             raise InputError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
@@ -187,10 +194,19 @@ class Evaluator:
         self.kb = kb
         self.arch = arch
         self.settings = settings or kb.settings
+        adapter = self.settings.generator.adapter
+        if generator is None and (arch in ADAPTED) != (adapter is not None):
+            raise InputError(
+                f"arch {arch!r} needs an adapter: pass --adapter DIR (generator.adapter)"
+                if arch in ADAPTED else
+                f"arch {arch!r} runs the model without an adapter, but generator.adapter is "
+                f"{adapter}; use --arch {'hybrid' if arch == 'rag' else 'tuned'} with it")
         self.k = k or self.settings.answer.k
         self.mode = mode or self.settings.answer.mode
+        self.schema = schema
         self.answerer = Answerer(kb, generator or generator_for(self.settings), policy,
-                                 settings=self.settings, retrieve=arch != "base")
+                                 settings=self.settings, retrieve=arch in RETRIEVING,
+                                 schema=schema)
         self.judge = judge or judge_for(self.settings, kb.embedder)
         self.searcher = searcher_for(kb)
 
@@ -208,8 +224,21 @@ class Evaluator:
             "generator": self.answerer.generator.name, "judge": self.judge.name,
             "judge_threshold": self.judge.threshold, "k": self.k, "mode": self.mode,
             "refusal_policy": asdict(self.answerer.policy),
+            "schema": self.schema,
+            "adapter": self.adapter_info(),
             "settings": json.loads(self.settings.model_dump_json()),
         }
+
+    def adapter_info(self) -> dict[str, Any] | None:
+        """The adapter's manifest summary and staleness against this knowledge base."""
+        from ragtune.tuning.manifest import describe_adapter
+
+        adapter = self.settings.generator.adapter
+        if adapter is None or self.arch not in ADAPTED:
+            return None
+        entry = describe_adapter(Path(adapter), self.settings)
+        return entry.to_dict() | {"fingerprint": entry.manifest.fingerprint
+                                  if entry.manifest else None}
 
     def run(self, cases: Sequence[EvalCase], cases_file: Path | None = None,
             progress: Progress | None = None, batch: int | None = None) -> EvalRun:
@@ -235,7 +264,7 @@ class Evaluator:
 
     def score(self, case: EvalCase, answer: Answer) -> CaseResult:
         s = self.settings.eval
-        retrieves = self.arch != "base"
+        retrieves = self.arch in RETRIEVING
         plain = answer.plain.strip()
         m: dict[str, float | None] = dict.fromkeys(METRICS)
         m["refusal_correct"] = float(refusal_correct(answer.refused, case.answerable))
@@ -264,8 +293,9 @@ class Evaluator:
                            "evidence": v.evidence} for c, v in zip(pieces, verdicts, strict=True)]
                 m["faithfulness"] = faithfulness([v.supported for v in verdicts])
         schema_error = None
-        if case.schema is not None and not answer.refused:
-            errors = schema_errors(answer.text, case.schema)
+        schema = case.schema if case.schema is not None else self.schema
+        if schema is not None and not answer.refused:
+            errors = schema_errors(answer.text, schema)
             schema_error = errors[0] if errors else None
             m["schema_valid"] = float(not errors)
         gold = _Gold(self.kb, case) if retrieves and case.answerable else None

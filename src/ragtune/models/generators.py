@@ -44,13 +44,18 @@ ROLES = ("system", "user", "assistant")
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How to decode. `temperature == 0` is greedy (the default: reproducible)."""
+    """How to decode. `temperature == 0` is greedy (the default: reproducible).
+
+    `json_schema` constrains the output to JSON valid for that schema: token masks on a local
+    model (`ragtune.models.constrained`), `response_format` on an OpenAI-compatible server.
+    """
 
     max_new_tokens: int = 128
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int = 0
+    json_schema: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0:
@@ -280,6 +285,7 @@ class LocalGenerator:
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.RLock()
+        self._constraints: dict[str, Any] = {}
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -339,6 +345,15 @@ class LocalGenerator:
     def model(self) -> Any:
         self.warm_up()
         return self._model
+
+    def constraint(self, schema: dict[str, Any]) -> Any:
+        """The compiled JSON-schema constraint for this model's tokenizer (cached)."""
+        from ragtune.models.constrained import SchemaConstraint, canonical
+
+        key = canonical(schema)
+        if key not in self._constraints:
+            self._constraints[key] = SchemaConstraint(self.tokenizer, schema)
+        return self._constraints[key]
 
     def count_tokens(self, text: str) -> int:
         tokenizer = self.tokenizer
@@ -407,6 +422,11 @@ class LocalGenerator:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             if config.stop:
                 kwargs.update(stop_strings=list(config.stop), tokenizer=tokenizer)
+            if config.json_schema is not None:
+                from transformers import LogitsProcessorList
+
+                kwargs["logits_processor"] = LogitsProcessorList([self.constraint(
+                    config.json_schema).processor(len(prompts), enc["input_ids"].shape[1])])
             try:
                 with torch.inference_mode():
                     out = model.generate(**enc, streamer=streamer, **kwargs)

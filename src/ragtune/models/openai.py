@@ -237,6 +237,9 @@ class OpenAIGenerator:
             body.update(top_p=config.top_p, seed=config.seed)
         if config.stop:
             body["stop"] = list(config.stop)
+        if config.json_schema is not None:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": config.json_schema, "strict": True}}
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
