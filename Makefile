@@ -10,7 +10,8 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval clean
+.PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval \
+	bench-tune clean
 
 install: $(STAMP)
 
@@ -36,6 +37,13 @@ demo: install
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "what is the boiling point of tungsten" --kb demo
 	@echo "Evaluation: 12 sample cases (6 unanswerable), metrics and the cause of each failure:"
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune eval examples/sample-cases.jsonl --kb demo --arch rag --out demo-home/runs/rag
+	@echo "Fine-tuning a behaviour: banking query -> {\"intent\": ...} (64 examples, LoRA, ~1 min):"
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune tune examples/intents.jsonl --out demo-home/adapters/intents --epochs 3
+	@echo "RAFT examples from the knowledge base (oracle + distractors, cited answers, refusals):"
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune tune examples/sample-cases.jsonl --raft --kb demo --out demo-home/adapters/hybrid --epochs 1 --batch-size 4
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune adapters list
+	@echo "Structured output without training (JSON-schema constrained decoding):"
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "How quickly must a Sev1 page be acknowledged?" --kb demo --schema examples/answer-schema.json --max-tokens 48
 
 test: install
 	$(PY) -m pytest -q
@@ -60,5 +68,8 @@ bench-judge: install
 bench-eval: install
 	$(PY) bench/eval_runs.py --json bench/results/eval_runs.json
 
+bench-tune: install
+	$(PY) bench/tune_banking77.py --json bench/results/tune_banking77.json
+
 clean:
-	rm -rf $(VENV) demo-home .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-home .pytest_cache .hypothesis .bench-home-banking77

@@ -638,16 +638,15 @@ def tune_cmd(
                                     str(data))
         train, val = split_examples(examples, tune.val_split, tune.max_val_examples, tune.seed)
         lengths = [len(ids) for ids, _ in encoded]
-        report = {"valid": True, "examples": len(examples), "train": len(train),
-                  "validation": len(val), "tokens": {"max": max(lengths),
-                                                     "mean": round(sum(lengths) / len(lengths), 1),
-                                                     "total": sum(lengths)}}
+        tokens = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
+                  "total": sum(lengths)}
         if as_json:
-            _print_json(report)
+            _print_json({"valid": True, "examples": len(examples), "train": len(train),
+                         "validation": len(val), "tokens": tokens})
         else:
             out.print(f"{data}: {len(examples)} valid examples ({len(train)} train, {len(val)} "
-                      f"validation), {report['tokens']['mean']} tokens on average, longest "
-                      f"{report['tokens']['max']} (limit {tune.max_length})")
+                      f"validation), {tokens['mean']} tokens on average, longest "
+                      f"{tokens['max']} (limit {tune.max_length})")
         return
     with _training_progress(as_json) as progress:
         if raft:

@@ -157,7 +157,8 @@ class TuneSettings(BaseModel):
     grad_accum: int = Field(1, gt=0, description="batches per optimizer step")
     lora_r: int = Field(8, gt=0)
     lora_alpha: int = Field(16, gt=0)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="peft's default; 0.05 costs about "
+                                "30% more time per step on a CPU (BENCHMARKS.md)")
     target_modules: tuple[str, ...] | str = "all-linear"
     max_length: int = Field(1024, ge=8, description="longest example in tokens; longer ones "
                             "are reported before training")

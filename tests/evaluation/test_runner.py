@@ -121,6 +121,8 @@ def test_base_run_has_no_retrieval_and_compares_with_rag(kb, cases, generator, t
 
 def test_evaluator_refuses_bad_input(kb, settings) -> None:
     with pytest.raises(InputError, match="arch must be one of"):
+        Evaluator(kb, "finetuned")
+    with pytest.raises(InputError, match="arch 'tuned' needs an adapter"):
         Evaluator(kb, "tuned")
     with pytest.raises(InputError, match="does not exist"):
         Evaluator(KnowledgeBase.open("nothing-here", settings), "rag")

@@ -173,3 +173,20 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, ragtune_hom
         assert (a[name] - b[name]).abs().max().item() < 1e-5, name
     assert manifest.metrics["val_loss"] == pytest.approx(straight.manifest.metrics["val_loss"],
                                                          abs=1e-5)
+
+
+@pytest.mark.slow
+def test_an_adapter_loads_only_onto_its_own_base(tiny_adapter, tmp_path: Path,
+                                                 model_cache: Path) -> None:
+    import shutil
+
+    from ragtune.errors import ModelError
+
+    result, *_ = tiny_adapter
+    copy = tmp_path / "copy"
+    shutil.copytree(result.out, copy)
+    manifest = json.loads((copy / "ragtune-adapter.json").read_text())
+    manifest["base_model"]["sha256"] = "0" * 64
+    (copy / "ragtune-adapter.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="trained on local:smollm2 .* not on this generator"):
+        LocalGenerator(cache_dir=model_cache, adapter=copy).warm_up()

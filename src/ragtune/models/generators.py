@@ -25,6 +25,7 @@ import shutil
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -330,11 +331,36 @@ class LocalGenerator:
             from peft import PeftModel
         except ImportError as exc:
             raise ModelError("peft is not installed; it is needed to apply an adapter") from exc
+        self._check_adapter_base()
         try:
-            peft_model = PeftModel.from_pretrained(model, str(self.adapter))
+            with warnings.catch_warnings():  # peft calls an API transformers 5 deprecates
+                warnings.simplefilter("ignore", FutureWarning)
+                peft_model = PeftModel.from_pretrained(model, str(self.adapter))
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelError(f"{self.adapter}: cannot apply this adapter ({exc})") from exc
         return peft_model.merge_and_unload()
+
+    def _check_adapter_base(self) -> None:
+        """An adapter with a ragtune manifest is applied only to the base it was trained on
+        (same weights, by SHA-256); PEFT itself would load it onto any model of that shape."""
+        from ragtune.tuning.manifest import (
+            MANIFEST_FILE,
+            file_sha256,
+            folder_sha256,
+            read_manifest,
+        )
+
+        assert self.adapter is not None
+        if not (self.adapter / MANIFEST_FILE).is_file():
+            return
+        trained_on = read_manifest(self.adapter).base_model
+        actual = file_sha256(smollm2_gguf(), self.cache_dir) if self.path is None \
+            else folder_sha256(self.path, self.cache_dir)
+        if actual != trained_on.sha256:
+            raise ModelError(
+                f"{self.adapter}: trained on {trained_on.name} (weights sha256 "
+                f"{trained_on.sha256[:12]}), not on this generator's base "
+                f"{self.name.split('+')[0]} (sha256 {actual[:12]})")
 
     @property
     def tokenizer(self) -> Any:
