@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -648,7 +649,9 @@ def tune_cmd(
                       f"validation), {tokens['mean']} tokens on average, longest "
                       f"{tokens['max']} (limit {tune.max_length})")
         return
-    with _training_progress(as_json) as progress:
+    # Under `accelerate launch` every process runs this command; one reports.
+    main_process = os.environ.get("RANK", "0") == "0"
+    with _training_progress(as_json, show=main_process) as progress:
         if raft:
             from ragtune.evaluation.cases import load_cases
             from ragtune.tuning.raft import train_raft_adapter
@@ -670,6 +673,8 @@ def tune_cmd(
             result = train_adapter(examples, out_dir, settings, data_file=data,
                                    progress=progress, restart=restart)
             extra = {}
+    if not main_process:
+        return
     if as_json:
         _print_json(result.to_dict() | extra)
         return
@@ -707,7 +712,7 @@ def _render_training(result: Any, raft: dict[str, Any] | None) -> None:
 
 
 @contextmanager
-def _training_progress(transient: bool) -> Iterator[Callable[[Any], None]]:
+def _training_progress(transient: bool, show: bool = True) -> Iterator[Callable[[Any], None]]:
     """A progress bar with loss, validation loss and ETA on stderr."""
     from rich.progress import TimeRemainingColumn
 
@@ -715,7 +720,7 @@ def _training_progress(transient: bool) -> Iterator[Callable[[Any], None]]:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err,
-        transient=transient,
+        transient=transient, disable=not show,
     ) as bars:
         task = bars.add_task("train", total=None, loss="-", val="-")
 

@@ -188,3 +188,24 @@ def test_batch_plan_covers_every_example_once(lengths: list[int], batch: int, se
     for world in (2, 3):
         shared = plan_batches(lengths, batch, seed, epoch, world)
         assert len(shared) % world == 0 or len(shared) < world
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    from ragtune.tuning.trainer import _State
+
+    state = _State()
+    improved = []
+    for epoch, loss in enumerate([2.0, 1.5, 1.6, 1.4, 1.45, 1.5]):
+        state.epoch = epoch
+        improved.append(state.record_epoch(loss, patience=2))
+        if state.stopped_early:
+            break
+    assert improved == [True, True, False, True, False, False]
+    assert (state.best_epoch, state.best_val, state.stopped_early) == (4, 1.4, True)
+    never = _State()
+    for epoch, loss in enumerate([1.0, 2.0, 3.0, 4.0]):
+        never.epoch = epoch
+        never.record_epoch(loss, patience=0)
+    assert not never.stopped_early and never.best_epoch == 1
+    blind = _State()
+    assert blind.record_epoch(None, 2) and blind.record_epoch(None, 2)  # no validation set

@@ -190,3 +190,29 @@ def test_an_adapter_loads_only_onto_its_own_base(tiny_adapter, tmp_path: Path,
     (copy / "ragtune-adapter.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="trained on local:smollm2 .* not on this generator"):
         LocalGenerator(cache_dir=model_cache, adapter=copy).warm_up()
+
+
+@pytest.mark.slow
+def test_any_local_checkpoint_folder_can_be_the_base(tmp_path: Path, model_cache: Path) -> None:
+    """`--base PATH`: a Hugging Face folder (here the bundled model's conversion) is trained on
+    and pinned by the hash of its config and weights."""
+    from ragtune.models.generators import converted_checkpoint
+    from ragtune.tuning.manifest import folder_sha256
+
+    folder = converted_checkpoint(model_cache)
+    data = write_code_examples(tmp_path / "codes.jsonl", 8)
+    settings = Settings.load(home=tmp_path / "home", cache=model_cache, tune=TINY_TUNE | {
+        "epochs": 1, "val_split": 0.0, "base": f"local:{folder}"})
+    result = train_adapter(load_training_data(data, 4), tmp_path / "a", settings,
+                           data_file=data)
+    base = result.manifest.base_model
+    assert base.name == f"local:{folder}" and base.path == str(folder.resolve())
+    assert base.sha256 == folder_sha256(folder, model_cache)
+    tuned = LocalGenerator(f"local:{folder}", path=folder, cache_dir=model_cache,
+                           adapter=result.out, dtype="float32")
+    assert tuned.generate([{"role": "user", "content": "Hi"}],
+                          GenerationConfig(max_new_tokens=4)).output_tokens > 0
+    with pytest.raises(InputError, match="not a Hugging Face model folder"):
+        train_adapter(load_training_data(data, 4), tmp_path / "b", Settings.load(
+            home=tmp_path / "home", cache=model_cache,
+            tune=TINY_TUNE | {"base": str(tmp_path)}), data_file=data)

@@ -128,6 +128,18 @@ class _State:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def record_epoch(self, val_loss: float | None, patience: int) -> bool:
+        """Note the epoch just finished (`self.epoch`); True when it is the best so far (always,
+        without a validation set). After `patience` epochs in a row without a better validation
+        loss, `stopped_early` is set (never with patience 0)."""
+        if val_loss is None or self.best_val is None or val_loss < self.best_val:
+            self.best_val, self.best_epoch, self.bad_epochs = val_loss, self.epoch + 1, 0
+            return True
+        self.bad_epochs += 1
+        if patience and self.bad_epochs >= patience:
+            self.stopped_early = True
+        return False
+
 
 def run_fingerprint(examples: Sequence[TrainingExample], base: BaseModelInfo,
                     tune: TuneSettings) -> str:
@@ -212,7 +224,9 @@ def train_adapter(
     total_steps = steps_per_epoch * tune.epochs
     warmup = int(total_steps * tune.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(warmup, total_steps))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The schedule is not handed to accelerate: it would step it once per process per step,
+    # while `total_steps` already counts the steps each process takes.
+    model, optimizer = accelerator.prepare(model, optimizer)
 
     state = _State()
     checkpoint = _latest_checkpoint(out, fingerprint)
@@ -293,13 +307,8 @@ def train_adapter(
         state.history.append({"epoch": state.epoch + 1, "step": state.step,
                               "train_loss": train_loss, "val_loss": val_loss,
                               "seconds": round(elapsed(), 2)})
-        if val_loss is None or state.best_val is None or val_loss < state.best_val:
-            state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch + 1, 0
+        if state.record_epoch(val_loss, tune.patience):
             best_weights = _trainable_state(accelerator.unwrap_model(model))
-        else:
-            state.bad_epochs += 1
-            if tune.patience and state.bad_epochs >= tune.patience:
-                state.stopped_early = True
         report("validate", val_loss=val_loss)
         state.epoch += 1
         state.batches_done = 0
