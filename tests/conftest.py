@@ -18,11 +18,20 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("model-cache")
 
 
+# Tests generate in float32 on every machine: `dtype = "auto"` picks bf16 on CPUs that have it,
+# and bf16 results depend on batch padding, which would make exact comparisons (batched vs one
+# at a time, streamed vs not) machine-dependent. bf16 has its own tests.
+TEST_CONFIG = '[generator]\ndtype = "float32"\n'
+
+
 @pytest.fixture(autouse=True)
 def ragtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> Path:
     """Point RAGTUNE_HOME at a fresh temp folder so no test writes outside it; the model cache
-    is shared (RAGTUNE_CACHE) so the models load once per session."""
+    is shared (RAGTUNE_CACHE) so the models load once per session. Its config.toml pins the
+    generator to float32 (see TEST_CONFIG)."""
     home = tmp_path / "home"
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text(TEST_CONFIG, encoding="utf-8")
     monkeypatch.setenv("RAGTUNE_HOME", str(home))
     monkeypatch.setenv("RAGTUNE_CACHE", str(model_cache))
     return home
@@ -54,6 +63,7 @@ def generator(model_cache: Path, tmp_path_factory: pytest.TempPathFactory):
     from ragtune.answering import generator_for
 
     home = tmp_path_factory.mktemp("generator-home")
+    (home / "config.toml").write_text(TEST_CONFIG, encoding="utf-8")
     gen = generator_for(Settings.load(home=home, cache=model_cache))
     gen.warm_up()
     return gen

@@ -83,7 +83,7 @@ def test_usage_errors_exit_2_and_user_errors_exit_1(tmp_path: Path) -> None:
 
 
 def test_unknown_config_key_is_named(ragtune_home: Path) -> None:
-    ragtune_home.mkdir(parents=True)
+    ragtune_home.mkdir(parents=True, exist_ok=True)
     (ragtune_home / "config.toml").write_text("[chunking]\nmax_tokns = 10\n")
     result = run("docs", "list")
     assert result.exit_code == 1

@@ -109,3 +109,16 @@ def test_closing_objects_keeps_outputs_valid_for_the_original() -> None:
     document = {"a": {"b": "x"}, "c": {"z": 1}}
     jsonschema.validate(document, tight)
     jsonschema.validate(document, schema)
+
+
+@pytest.mark.slow
+def test_bf16_generation_is_constrained_too(model_cache) -> None:
+    """The product default on CPUs with native bf16 (`dtype = "auto"`): the same guarantees."""
+    from ragtune.models.generators import LocalGenerator
+
+    bf16 = LocalGenerator(cache_dir=model_cache, dtype="bfloat16")
+    outputs = bf16.generate_batch([_ask(q) for q in QUERIES],
+                                  GenerationConfig(max_new_tokens=64, json_schema=INTENT))
+    for out in outputs:
+        jsonschema.validate(json.loads(out.text), INTENT)
+    assert bf16.model.dtype.is_floating_point and str(bf16.model.dtype) == "torch.bfloat16"
