@@ -216,3 +216,27 @@ def test_any_local_checkpoint_folder_can_be_the_base(tmp_path: Path, model_cache
         train_adapter(load_training_data(data, 4), tmp_path / "b", Settings.load(
             home=tmp_path / "home", cache=model_cache,
             tune=TINY_TUNE | {"base": str(tmp_path)}), data_file=data)
+
+
+@pytest.mark.slow
+def test_two_processes_train_data_parallel(tmp_path: Path, ragtune_home: Path) -> None:
+    """The multi-process path (DDP through accelerate) on this machine's CPU: two processes
+    started by torchrun with gloo, as `accelerate launch --multi_gpu` starts them on GPUs. Each
+    takes every other batch; one writes the adapter and prints the report."""
+    data = write_code_examples(tmp_path / "codes.jsonl", 40)
+    out = tmp_path / "adapter"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "RAGTUNE_HOME": str(ragtune_home), "ACCELERATE_USE_CPU": "true"}
+    done = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "ragtune", "tune", str(data), "--out",
+         str(out), "--epochs", "2", "--batch-size", "4", "--lr", "0.005", "--rank", "4",
+         "--alpha", "8", "--save-every", "3", "--precision", "float32", "--json"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)  # one JSON document: only the main process reports
+    assert report["training"]["processes"] == 2
+    # 36 training examples = 9 batches of 4, cut to 8 so both processes step together: 4 each
+    assert report["training"]["steps"] == 2 * 4
+    manifest = read_manifest(out)
+    assert manifest.metrics["val_loss"] < manifest.metrics["val_loss_before"]
+    assert not (out / "checkpoints").exists()

@@ -252,8 +252,8 @@ def train_adapter(
 
     if state.step == 0 and state.val_before is None and val_enc:
         report("validate")
-        state.val_before = _validate(model, val_enc, tune.batch_size, pad, accelerator,
-                                     autocast)
+        state.val_before = _validate(accelerator.unwrap_model(model), val_enc,
+                                     tune.batch_size, pad, accelerator, autocast)
     report("start", val_loss=state.val_before)
     best_weights = _load_best(checkpoint) if checkpoint is not None else None
 
@@ -300,8 +300,8 @@ def train_adapter(
                                  scheduler, best_weights)
                 report("checkpoint", loss=step_loss)
         # end of the epoch: validate, keep the best weights, maybe stop
-        val_loss = _validate(model, val_enc, tune.batch_size, pad, accelerator, autocast) \
-            if val_enc else None
+        val_loss = _validate(accelerator.unwrap_model(model), val_enc, tune.batch_size, pad,
+                             accelerator, autocast) if val_enc else None
         model.train()
         train_loss = state.epoch_loss / state.epoch_tokens if state.epoch_tokens else None
         state.history.append({"epoch": state.epoch + 1, "step": state.step,
@@ -493,7 +493,9 @@ def _loss(model: Any, batch: dict[str, Any]) -> Any:
 
 def _validate(model: Any, encoded: Sequence[tuple[list[int], list[int]]], batch_size: int,
               pad: int, accelerator: Any, autocast: Any) -> float:
-    """Token-weighted mean validation loss (shared out across processes)."""
+    """Token-weighted mean validation loss, shared out across processes. `model` is the
+    unwrapped model: a DDP forward is a collective (it syncs buffers), and processes may run
+    different numbers of validation batches."""
     import torch
 
     model.eval()
