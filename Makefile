@@ -43,7 +43,7 @@ demo: install
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune tune examples/sample-cases.jsonl --raft --kb demo --out demo-home/adapters/hybrid --epochs 1 --batch-size 4
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune adapters list
 	@echo "Structured output without training (JSON-schema constrained decoding):"
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "How quickly must a Sev1 page be acknowledged?" --kb demo --schema examples/answer-schema.json --max-tokens 48
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "Which HTTP status is returned above the quota?" --kb demo --schema examples/answer-schema.json --max-tokens 48
 
 test: install
 	$(PY) -m pytest -q

@@ -752,13 +752,18 @@ def adapters_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json({"adapters": [e.to_dict() for e in entries]})
         return
-    table = Table("path", "base", "examples", "val loss", "knowledge base", "status", box=None)
-    for e in entries:
+    paths = [_display_path(e.path) for e in entries]
+    table = Table(box=None)
+    table.add_column("path", overflow="fold", min_width=min(60, max(map(len, paths), default=4)))
+    for column in ("base", "examples", "val loss", "knowledge base", "status"):
+        table.add_column(column, justify="right" if column in ("examples", "val loss")
+                         else "left")
+    for e, path in zip(entries, paths, strict=True):
         row = e.to_dict()
         kb = row.get("knowledge_base")
         status = {"ok": "[green]ok[/]", "stale": "[yellow]stale[/]"}.get(e.status,
                                                                          f"[red]{e.status}[/]")
-        table.add_row(escape(e.path), escape(str(row.get("base_model", "-"))),
+        table.add_row(escape(path), escape(str(row.get("base_model", "-"))),
                       str(row.get("examples", "-")), _fmt(row.get("val_loss")),
                       "-" if not kb else f"{escape(kb['name'])}@{kb['generation']}", status)
     out.print(table)
@@ -878,6 +883,14 @@ def _status(show: bool, message: str) -> Iterator[None]:
         return
     with err.status(message):
         yield
+
+
+def _display_path(path: str) -> str:
+    """A path relative to the working directory when it lies under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _short(text: str, n: int) -> str:

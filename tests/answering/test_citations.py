@@ -41,3 +41,27 @@ def test_support_needs_every_number_of_the_answer() -> None:
     assert best_supporting("The backups are kept for 35 days.", passages) == 1
     # most words match passage 1, but the figure is invented
     assert best_supporting("The backups are kept for 90 days.", passages) is None
+
+
+def test_json_answers_take_citations_from_string_values_only() -> None:
+    import json
+
+    from ragtune.answering.ask import parse_json_citations
+
+    raw = '{"answer": "every 90 days [2]", "ids": [1], "note": "see [passage 7]", "n": 3}'
+    text, cited, invalid, plain = parse_json_citations(raw, valid={1, 2, 3})
+    data = json.loads(text)
+    assert data == {"answer": "every 90 days [2]", "ids": [1], "note": "see", "n": 3}
+    assert (cited, invalid) == ([2], [7])
+    assert plain == "every 90 days see"
+    assert parse_json_citations("not json [1]", {1}) == ("not json [1]", [], [], "not json")
+
+
+def test_the_schema_is_told_to_the_model() -> None:
+    from ragtune.answering.prompt import SYSTEM_PROMPT, with_schema
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    told = with_schema(SYSTEM_PROMPT, schema)
+    assert told.startswith(SYSTEM_PROMPT)
+    assert '{"type":"object","properties":{"answer":{"type":"string"}}}' in told
+    assert with_schema(SYSTEM_PROMPT, None) == SYSTEM_PROMPT

@@ -19,11 +19,14 @@ from typing import Any
 
 from ragtune.answering.citations import Citation, best_supporting, parse_citations, strip_citations
 from ragtune.answering.prompt import (
+    CLOSED_BOOK_PROMPT,
     REFUSAL,
+    SYSTEM_PROMPT,
     Prompt,
     build_closed_book_prompt,
     build_prompt,
     unescape_output,
+    with_schema,
 )
 from ragtune.answering.refusal import Calibration, RefusalPolicy, Signal, calibrate, model_refused
 from ragtune.config import Settings
@@ -160,7 +163,8 @@ class Answerer:
         s = self.settings.answer
         started = time.perf_counter()
         if not self.retrieve:
-            prompt = build_closed_book_prompt(question)
+            prompt = build_closed_book_prompt(question, with_schema(CLOSED_BOOK_PROMPT,
+                                                                    self.schema))
             t1 = time.perf_counter()
             return _Prepared(question, SearchResult("none", []), prompt, None, started, 0.0,
                              (t1 - started) * 1000)
@@ -172,7 +176,7 @@ class Answerer:
         chunks = {c.id: c for c in self.kb.store.get_chunks(h.chunk_id for h in result.hits)}
         flags = {cid: c.flags for cid, c in chunks.items() if c.flags}
         prompt = build_prompt(question, result.hits, self.generator.count_tokens,
-                              s.context_tokens, flags)
+                              s.context_tokens, flags, with_schema(SYSTEM_PROMPT, self.schema))
         similarity = None
         if prompt.passages:
             vector = self.kb.embedder.embed_query(question)

@@ -14,6 +14,7 @@ carry `flagged="..."` so the model and the trace both see it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -170,6 +171,16 @@ def user_turn(blocks: Sequence[str], question: str) -> str:
     return "<passages>\n" + "\n".join(blocks) + "\n</passages>\n\nQuestion: " + question.strip()
 
 
+def with_schema(system: str, schema: dict[str, Any] | None) -> str:
+    """The system message, told the JSON schema its answer must follow (decoding is also
+    constrained to it; a model that knows the shape it is being held to fills it better)."""
+    if schema is None:
+        return system
+    return (f"{system} Reply with JSON only, valid for this JSON schema: "
+            f"{json.dumps(schema, separators=(',', ':'))}. In its text fields, answer as "
+            "described above.")
+
+
 CLOSED_BOOK_PROMPT = (
     "Answer the question with a short phrase, not a full sentence. If you do not know the "
     "answer, reply exactly: I don't know."
@@ -180,10 +191,10 @@ CLOSED_BOOK_EXAMPLES = (
 )
 
 
-def build_closed_book_prompt(question: str) -> Prompt:
+def build_closed_book_prompt(question: str, system: str = CLOSED_BOOK_PROMPT) -> Prompt:
     """The prompt without passages (the `base` architecture): the same answer format, shown by
     the same kind of worked examples, from the model's own knowledge."""
-    messages = [{"role": "system", "content": CLOSED_BOOK_PROMPT}]
+    messages = [{"role": "system", "content": system}]
     for q, a in CLOSED_BOOK_EXAMPLES:
         messages += [{"role": "user", "content": f"Question: {q}"},
                      {"role": "assistant", "content": a}]
