@@ -63,11 +63,13 @@ class Answer:
     similarity: float | None  # best passage's cosine similarity to the question
     timings_ms: dict[str, float] = field(default_factory=dict)
     schema_errors: list[str] | None = None  # with a JSON schema: why the answer breaks it
+    json_text: str | None = None  # with a JSON schema: its string values, markers removed
 
     @property
     def plain(self) -> str:
-        """The answer without citation markers."""
-        return strip_citations(self.text)
+        """The answer without citation markers (with a JSON schema: the JSON's string values,
+        which is what answer metrics score)."""
+        return self.json_text if self.json_text is not None else strip_citations(self.text)
 
     @property
     def flagged_passages(self) -> list[int]:
@@ -260,7 +262,7 @@ class Answerer:
         }
         return Answer(prep.question, text, reason is not None, reason, citations, len(invalid),
                       prep.prompt, prep.search, raw, generation, prep.similarity, timings,
-                      broken)
+                      broken, plain if broken is not None else None)
 
     def _resolve(self, prompt: Prompt, numbers: list[int], inferred: bool, answer: str
                  ) -> list[Citation]:

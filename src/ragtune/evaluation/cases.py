@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
+from ragtune.jsonl import errors_found
 
 KEYS = {"id", "question", "answers", "gold_doc_ids", "schema", "metadata"}
 
@@ -106,8 +107,7 @@ def load_cases(path: Path) -> list[EvalCase]:
                                                    case.gold_doc_ids, case.schema,
                                                    case.metadata, f"line-{number}"))
     if errors:
-        shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
-        raise InputError("invalid cases:\n" + "\n".join(shown))
+        raise errors_found("invalid cases", errors)
     if not cases:
         raise InputError(f"{path}: no cases")
     return cases

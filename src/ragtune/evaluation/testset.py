@@ -30,6 +30,7 @@ from ragtune.errors import InputError
 from ragtune.evaluation.cases import EvalCase
 from ragtune.evaluation.judges import sentences
 from ragtune.evaluation.metrics import contains_answer
+from ragtune.jsonl import write_jsonl
 from ragtune.kb import KnowledgeBase
 from ragtune.models.generators import GenerationConfig, Generator
 
@@ -197,8 +198,4 @@ def _unanswerable(kb: KnowledgeBase, pool: Sequence[tuple[_Source, str, str]], w
 
 def write_cases(cases: Sequence[EvalCase], path: Path) -> Path:
     """Write cases as JSONL (the format `load_cases` reads)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for case in cases:
-            fh.write(json.dumps(case.to_dict(), ensure_ascii=False) + "\n")
-    return path
+    return write_jsonl((case.to_dict() for case in cases), path)

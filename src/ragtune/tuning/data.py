@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import InputError, ModelError
+from ragtune.jsonl import errors_found, write_jsonl
 
 IGNORE_INDEX = -100
 """Label of a token the loss ignores (context, padding)."""
 CHAT_KEYS = {"messages", "id", "metadata"}
 PROMPT_KEYS = {"prompt", "completion", "system", "id", "metadata"}
-MAX_ERRORS_SHOWN = 20
 
 Message = dict[str, Any]
 
@@ -170,23 +170,13 @@ def load_training_data(path: Path, min_examples: int = 1) -> list[TrainingExampl
         errors.append(f"{path}: {len(examples)} example(s); at least {min_examples} are needed "
                       "(tune.min_examples)")
     if errors:
-        raise InputError(f"{path}: invalid training data ({len(errors)} problem(s)):\n"
-                         + "\n".join(_shown(errors)))
+        raise errors_found(f"{path}: invalid training data ({len(errors)} problem(s))", errors)
     return examples
 
 
 def write_training_data(examples: Sequence[TrainingExample], path: Path) -> Path:
     """Write examples as chat JSONL (the file `load_training_data` reads back)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for e in examples:
-            fh.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
-    return path
-
-
-def _shown(errors: list[str]) -> list[str]:
-    more = len(errors) - MAX_ERRORS_SHOWN
-    return errors[:MAX_ERRORS_SHOWN] + ([f"... and {more} more"] if more > 0 else [])
+    return write_jsonl((e.to_dict() for e in examples), path)
 
 
 def examples_digest(examples: Sequence[TrainingExample]) -> str:
@@ -252,8 +242,7 @@ def check_lengths(examples: Sequence[TrainingExample], tokenizer: Any, max_lengt
                           f"({max_length})")
         encoded.append((ids, labels))
     if errors:
-        raise InputError(f"{source}: {len(errors)} example(s) too long for training:\n"
-                         + "\n".join(_shown(errors)))
+        raise errors_found(f"{source}: {len(errors)} example(s) too long for training", errors)
     return encoded
 
 
