@@ -5,7 +5,7 @@ others get a logit of -inf, so the output is valid JSON for the schema by constr
 as the token budget lets it finish). This is the "orchestration" alternative to training a
 behaviour: no data, no training, a little time per token.
 
-llguidance (the Rust engine behind guidance, also used by vLLM, SGLang and llama.cpp) compiles
+llguidance (the Rust engine of guidance, also a structured-output backend of vLLM) compiles
 JSON schemas lazily into a token-level parser; it is a 3 MB wheel with no dependencies and runs
 offline. Objects that declare properties are closed to undeclared ones (`closed`), and output
 whitespace is fixed to `json.dumps`' style (`", "` and `": "`, nothing else), so
