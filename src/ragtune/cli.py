@@ -610,7 +610,7 @@ def tune_cmd(
     from ragtune.tuning import load_training_data, train_adapter
     from ragtune.tuning.data import check_lengths, split_examples
     from ragtune.tuning.manifest import resolve_base
-    from ragtune.tuning.trainer import load_tokenizer
+    from ragtune.tuning.trainer import length_limit, load_tokenizer
 
     flags = {"base": base, "epochs": epochs, "learning_rate": lr, "batch_size": batch_size,
              "grad_accum": grad_accum, "lora_r": rank, "lora_alpha": alpha,
@@ -635,8 +635,9 @@ def tune_cmd(
         examples = load_training_data(data, tune.min_examples)
         with _status(not as_json and err.is_terminal, "loading the tokenizer"):
             folder, _ = resolve_base(tune.base, settings.cache_dir)
-            encoded = check_lengths(examples, load_tokenizer(folder), tune.max_length,
-                                    str(data))
+            limit, limit_name = length_limit(folder, tune.max_length)
+            encoded = check_lengths(examples, load_tokenizer(folder), limit, str(data),
+                                    limit_name)
         train, val = split_examples(examples, tune.val_split, tune.max_val_examples, tune.seed)
         lengths = [len(ids) for ids, _ in encoded]
         tokens = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
@@ -647,7 +648,7 @@ def tune_cmd(
         else:
             out.print(f"{data}: {len(examples)} valid examples ({len(train)} train, {len(val)} "
                       f"validation), {tokens['mean']} tokens on average, longest "
-                      f"{tokens['max']} (limit {tune.max_length})")
+                      f"{tokens['max']} (limit {limit}: {limit_name})")
         return
     # Under `accelerate launch` every process runs this command; one reports.
     main_process = os.environ.get("RANK", "0") == "0"

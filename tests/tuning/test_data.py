@@ -209,3 +209,12 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     assert not never.stopped_early and never.best_epoch == 1
     blind = _State()
     assert blind.record_epoch(None, 2) and blind.record_epoch(None, 2)  # no validation set
+
+
+def test_the_model_context_caps_the_length(tmp_path: Path) -> None:
+    from ragtune.tuning.trainer import length_limit
+
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 512}')
+    assert length_limit(tmp_path, 1024) == (512, "the model's context")
+    assert length_limit(tmp_path, 256) == (256, "tune.max_length")
+    assert length_limit(tmp_path / "none", 300) == (300, "tune.max_length")

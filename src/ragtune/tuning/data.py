@@ -231,14 +231,16 @@ def _tokens(tokenizer: Any, text: str) -> list[int]:
 
 
 def check_lengths(examples: Sequence[TrainingExample], tokenizer: Any, max_length: int,
-                  source: str) -> list[tuple[list[int], list[int]]]:
-    """Encode every example; an example over `max_length` tokens is an error naming its line."""
+                  source: str, limit_name: str = "tune.max_length"
+                  ) -> list[tuple[list[int], list[int]]]:
+    """Encode every example; an example over `max_length` tokens is an error naming its line
+    (and `limit_name`, the limit it broke)."""
     encoded = []
     errors = []
     for e in examples:
         ids, labels = encode_example(tokenizer, e.messages)
         if len(ids) > max_length:
-            errors.append(f"{source}:{e.line}: {len(ids)} tokens, over tune.max_length "
+            errors.append(f"{source}:{e.line}: {len(ids)} tokens, over {limit_name} "
                           f"({max_length})")
         encoded.append((ids, labels))
     if errors:

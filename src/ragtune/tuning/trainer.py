@@ -204,8 +204,9 @@ def train_adapter(
 
     tokenizer = load_tokenizer(folder)
     where = str(data_file) if data_file else "examples"
-    train_enc = check_lengths(train, tokenizer, tune.max_length, where)
-    val_enc = check_lengths(val, tokenizer, tune.max_length, where)
+    limit, limit_name = length_limit(folder, tune.max_length)
+    train_enc = check_lengths(train, tokenizer, limit, where, limit_name)
+    val_enc = check_lengths(val, tokenizer, limit, where, limit_name)
     if not any(any(t != IGNORE_INDEX for t in labels) for _, labels in train_enc):
         raise InputError(f"{where}: no assistant tokens to learn from")
 
@@ -380,6 +381,19 @@ def _autocast(accelerator: Any, precision: str) -> Any:
     if precision != "bfloat16" or accelerator.mixed_precision != "no":
         return contextlib.nullcontext()
     return torch.autocast(device_type=accelerator.device.type, dtype=torch.bfloat16)
+
+
+def length_limit(folder: Path, max_length: int) -> tuple[int, str]:
+    """The longest example allowed and what sets it: `tune.max_length`, or the model's context
+    (`max_position_embeddings` in its config) when that is shorter."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    context = config.get("max_position_embeddings")
+    if isinstance(context, int) and context < max_length:
+        return context, "the model's context"
+    return max_length, "tune.max_length"
 
 
 def load_tokenizer(folder: Path) -> Any:
