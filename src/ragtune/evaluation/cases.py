@@ -14,13 +14,12 @@ answer must satisfy) and `metadata` are optional; any other key is an error.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
-from ragtune.jsonl import errors_found
+from ragtune.jsonl import errors_found, parse_lines
 
 KEYS = {"id", "question", "answers", "gold_doc_ids", "schema", "metadata"}
 
@@ -85,27 +84,10 @@ def parse_case(row: Any, where: str) -> EvalCase:
 
 def load_cases(path: Path) -> list[EvalCase]:
     """Read and validate a cases file; every bad line is reported, not just the first."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from exc
-    cases: list[EvalCase] = []
-    errors: list[str] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            case = parse_case(json.loads(line), where)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{where}: invalid JSON ({exc.msg})")
-            continue
-        except InputError as exc:
-            errors.append(str(exc))
-            continue
-        cases.append(case if case.id else EvalCase(case.question, case.answers,
-                                                   case.gold_doc_ids, case.schema,
-                                                   case.metadata, f"line-{number}"))
+    parsed, errors = parse_lines(path, lambda row, where, _: parse_case(row, where))
+    cases = [case if case.id else EvalCase(case.question, case.answers, case.gold_doc_ids,
+                                           case.schema, case.metadata, f"line-{number}")
+             for number, case in parsed]
     if errors:
         raise errors_found("invalid cases", errors)
     if not cases:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import InputError, ModelError
-from ragtune.jsonl import errors_found, write_jsonl
+from ragtune.jsonl import errors_found, parse_lines, write_jsonl
 
 IGNORE_INDEX = -100
 """Label of a token the loss ignores (context, padding)."""
@@ -137,41 +137,29 @@ def learned(message: Message) -> bool:
 
 def load_training_data(path: Path, min_examples: int = 1) -> list[TrainingExample]:
     """Read and validate a training file; every bad line is reported, not just the first."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    parsed, errors = parse_lines(path, parse_example)
     examples: list[TrainingExample] = []
-    errors: list[str] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            example = parse_example(json.loads(line), where, number)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        except InputError as exc:
-            errors.append(str(exc))
-            continue
+    for number, example in parsed:
         key = json.dumps(example.messages, sort_keys=True)
         if key in seen:
-            errors.append(f"{where}: duplicates line {seen[key]}")
+            errors.append(f"{path}:{number}: duplicates line {seen[key]}")
             continue
         seen[key] = number
         examples.append(example)
+    errors.sort(key=lambda e: _line_of(e, str(path)))
     if not errors and len(examples) < min_examples:
         errors.append(f"{path}: {len(examples)} example(s); at least {min_examples} are needed "
                       "(tune.min_examples)")
     if errors:
         raise errors_found(f"{path}: invalid training data ({len(errors)} problem(s))", errors)
     return examples
+
+
+def _line_of(error: str, path: str) -> int:
+    """The line number an error message starts with ('{path}:{line}: ...'), for ordering."""
+    head = error[len(path) + 1:].split(":", 1)[0] if error.startswith(path + ":") else ""
+    return int(head) if head.isdigit() else 0
 
 
 def write_training_data(examples: Sequence[TrainingExample], path: Path) -> Path:
