@@ -17,7 +17,6 @@ and the failure attribution with its evidence.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -167,9 +166,9 @@ def judge_for(settings: Settings, embedder: Any) -> Judge:
 
 
 def _sha256(path: Path | None) -> str | None:
-    if path is None or not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    from ragtune.tuning.manifest import file_sha256
+
+    return file_sha256(path) if path is not None and path.is_file() else None
 
 
 class Evaluator:

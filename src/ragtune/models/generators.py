@@ -172,7 +172,7 @@ def converted_checkpoint(cache_dir: Path, gguf: Path | None = None) -> Path:
     target = cache_dir / f"smollm2-135m-instruct-{version}-{gguf.stat().st_size}"
     if (target / CONVERSION_MARKER).is_file():
         return target
-    _offline()
+    set_offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -206,7 +206,8 @@ def converted_checkpoint(cache_dir: Path, gguf: Path | None = None) -> Path:
     return target
 
 
-def _offline() -> None:
+def set_offline() -> None:
+    """No model hub at run time: weights come from installed packages or local folders."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -296,7 +297,7 @@ class LocalGenerator:
             if self._model is not None:
                 return
             started = time.perf_counter()
-            _offline()
+            set_offline()
             try:
                 import torch
                 import transformers

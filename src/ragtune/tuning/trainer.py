@@ -38,6 +38,7 @@ import numpy as np
 
 from ragtune.config import Settings, TuneSettings
 from ragtune.errors import InputError, ModelError
+from ragtune.models.generators import set_offline
 from ragtune.tuning.data import (
     IGNORE_INDEX,
     TrainingExample,
@@ -199,7 +200,6 @@ def train_adapter(
         write_training_data(examples, data_file)
     train, val = split_examples(examples, tune.val_split, tune.max_val_examples, tune.seed)
 
-    _offline()
     import torch
 
     tokenizer = load_tokenizer(folder)
@@ -361,11 +361,6 @@ def train_adapter(
 # --- pieces of the loop -----------------------------------------------------------------------
 
 
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
 def _accelerator() -> Any:
     try:
         from accelerate import Accelerator
@@ -398,6 +393,7 @@ def length_limit(folder: Path, max_length: int) -> tuple[int, str]:
 
 def load_tokenizer(folder: Path) -> Any:
     """The base model's tokenizer (it must have a chat template: data is rendered with it)."""
+    set_offline()
     from transformers import AutoTokenizer
 
     try:
@@ -416,6 +412,7 @@ def _load_lora_model(folder: Path, tune: TuneSettings) -> Any:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    set_offline()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     try:
