@@ -54,7 +54,49 @@ def test_json_answers_take_citations_from_string_values_only() -> None:
     assert data == {"answer": "every 90 days [2]", "ids": [1], "note": "see", "n": 3}
     assert (cited, invalid) == ([2], [7])
     assert plain == "every 90 days see"
-    assert parse_json_citations("not json [1]", {1}) == ("not json [1]", [], [], "not json")
+    # an answer that broke the format (free decoding) is still read as a plain cited answer
+    assert parse_json_citations("not json [1]", {1}) == ("not json [1]", [1], [], "not json")
+
+
+def test_a_sources_list_names_the_cited_documents() -> None:
+    import json
+
+    from ragtune.answering.ask import parse_json_citations
+
+    raw = '{"answer": "21 days", "sources": ["returns.md", "nowhere.md", 2]}'
+    text, cited, invalid, plain = parse_json_citations(raw, {1, 2, 3},
+                                                       {"returns.md": 3, "faq.md": 1})
+    assert json.loads(text)["sources"] == ["returns.md", "nowhere.md", 2]
+    assert cited == [3, 2] and len(invalid) == 1
+    assert plain == "21 days"  # document ids are citations, not answer text
+
+
+def test_a_prompt_style_writes_examples_and_passages_in_the_schema_format() -> None:
+    import json
+
+    from ragtune.answering.prompt import PromptStyle, build_closed_book_prompt, build_prompt
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string"},
+                                               "sources": {"type": "array"}}}
+    style = PromptStyle(schema=schema)
+    hits = [type("H", (), {"chunk_id": "c1", "doc_id": "returns.md", "text": "Within 21 days.",
+                           "score": 1.0, "metadata": {"title": "Returns"}})()]
+    prompt = build_prompt("How long?", hits, lambda t: len(t.split()), 1000, style=style)
+    assert 'source="returns.md"' in prompt.messages[-1]["content"]
+    example = json.loads(prompt.messages[2]["content"])
+    assert example == {"answer": "1886", "sources": ["porto.md"]}
+    assert "JSON schema" in prompt.messages[0]["content"]
+    terse = PromptStyle(system="Answer as JSON.", examples=False, schema=schema,
+                        tell_schema=False)
+    closed = build_closed_book_prompt("How long?", style=terse)
+    assert [m["role"] for m in closed.messages] == ["system", "user"]
+    assert closed.messages[0]["content"] == "Answer as JSON."
+    assert terse.render_answer("I don't know.", None, None) == \
+        '{"answer": "I don\'t know.", "sources": []}'
+    # no schema: the classic format, and no document ids shown
+    plain = build_prompt("How long?", hits, lambda t: len(t.split()), 1000, style=PromptStyle())
+    assert plain.messages[2]["content"] == "1886 [2]" and "source=" not in plain.messages[-1][
+        "content"]
 
 
 def test_the_schema_is_told_to_the_model() -> None:

@@ -19,14 +19,14 @@ from typing import Any
 
 from ragtune.answering.citations import Citation, best_supporting, parse_citations, strip_citations
 from ragtune.answering.prompt import (
-    CLOSED_BOOK_PROMPT,
     REFUSAL,
-    SYSTEM_PROMPT,
+    SOURCES_KEY,
     Prompt,
+    PromptStyle,
     build_closed_book_prompt,
     build_prompt,
+    doc_label,
     unescape_output,
-    with_schema,
 )
 from ragtune.answering.refusal import Calibration, RefusalPolicy, Signal, calibrate, model_refused
 from ragtune.config import Settings
@@ -131,6 +131,11 @@ class Answerer:
     passages, no citations; the answer is refused only when the model says it cannot answer.
     `schema` (a JSON schema) constrains every answer to JSON valid for it; citation markers are
     then read from the JSON's string values, and those strings are what support is checked on.
+    A schema with `answer` and `sources` properties gets document ids in `sources` (passages
+    show theirs). `style` changes how the answer is asked for (system message, worked examples,
+    whether the schema is stated: an adapter trained on a format needs neither); with
+    `enforce_schema=False` the schema is asked for but decoding is left free (so how well a
+    model keeps a format can be measured).
     """
 
     def __init__(
@@ -141,10 +146,17 @@ class Answerer:
         settings: Settings | None = None,
         retrieve: bool = True,
         schema: dict[str, Any] | None = None,
+        *,
+        style: PromptStyle | None = None,
+        enforce_schema: bool = True,
     ) -> None:
         self.kb = kb
         self.retrieve = retrieve
+        self.style = PromptStyle(style.system if style else None,
+                                 style.examples if style else True, schema,
+                                 style.tell_schema if style else True)
         self.schema = schema
+        self.enforce_schema = enforce_schema
         self.settings = settings or kb.settings
         self.generator = generator or generator_for(self.settings)
         chosen = policy or stored_policy(kb) or default_policy(self.settings)
@@ -154,7 +166,7 @@ class Answerer:
     def config(self, max_new_tokens: int | None = None) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=self.settings.generator.max_new_tokens
                                 if max_new_tokens is None else max_new_tokens,
-                                json_schema=self.schema)
+                                json_schema=self.schema if self.enforce_schema else None)
 
     def prepare(self, question: str, k: int | None = None, mode: str | None = None,
                 groups: Iterable[str] | None = None, filters: Filters | None = None
@@ -165,8 +177,7 @@ class Answerer:
         s = self.settings.answer
         started = time.perf_counter()
         if not self.retrieve:
-            prompt = build_closed_book_prompt(question, with_schema(CLOSED_BOOK_PROMPT,
-                                                                    self.schema))
+            prompt = build_closed_book_prompt(question, style=self.style)
             t1 = time.perf_counter()
             return _Prepared(question, SearchResult("none", []), prompt, None, started, 0.0,
                              (t1 - started) * 1000)
@@ -178,7 +189,7 @@ class Answerer:
         chunks = {c.id: c for c in self.kb.store.get_chunks(h.chunk_id for h in result.hits)}
         flags = {cid: c.flags for cid, c in chunks.items() if c.flags}
         prompt = build_prompt(question, result.hits, self.generator.count_tokens,
-                              s.context_tokens, flags, with_schema(SYSTEM_PROMPT, self.schema))
+                              s.context_tokens, flags, style=self.style)
         similarity = None
         if prompt.passages:
             vector = self.kb.embedder.embed_query(question)
@@ -222,7 +233,12 @@ class Answerer:
         raw = generation.text if generation is not None else ""
         passages = prep.prompt.numbers
         if self.schema is not None:
-            text, cited, invalid, plain = parse_json_citations(unescape_output(raw), passages)
+            sources: dict[str, int] = {}
+            for p in prep.prompt.passages:  # a document's first passage is the one cited
+                sources.setdefault(p.doc_id, p.number)
+                sources.setdefault(doc_label(p.doc_id), p.number)
+            text, cited, invalid, plain = parse_json_citations(unescape_output(raw), passages,
+                                                               sources)
         else:
             text, cited, invalid = parse_citations(unescape_output(raw), passages)
             plain = strip_citations(text)
@@ -284,20 +300,34 @@ class Answerer:
         return out
 
 
-def parse_json_citations(text: str, valid: Iterable[int]
+def parse_json_citations(text: str, valid: Iterable[int],
+                         sources: dict[str, int] | None = None
                          ) -> tuple[str, list[int], list[int], str]:
     """`parse_citations` over the string values of a JSON answer (markers elsewhere would be
     JSON syntax, such as `[1]` arrays). Returns (JSON text, cited, invalid, the string values
-    without markers joined: what refusal and support are checked on). Text that is not JSON is
-    returned as it is, its plain form without markers."""
+    without markers joined: what refusal and support are checked on). A top-level `sources`
+    list names documents (`sources` maps document id -> passage number) or passage numbers; its
+    entries are citations, not answer text. Text that is not JSON is read as a plain answer
+    (citation markers and all)."""
+    allowed = list(valid)
     try:
         data = json.loads(text)
     except ValueError:
-        return text, [], [], strip_citations(text)
-    allowed = list(valid)
+        fixed_text, found, bad = parse_citations(text, allowed)
+        return fixed_text, found, bad, strip_citations(fixed_text)
     cited: list[int] = []
     invalid: list[int] = []
     plain: list[str] = []
+    if isinstance(data, dict) and isinstance(data.get(SOURCES_KEY), list):
+        for item in data[SOURCES_KEY]:
+            number = (sources or {}).get(item) if isinstance(item, str) else item
+            if isinstance(item, str) and item.strip().isdigit():
+                number = int(item)
+            if isinstance(number, int) and number in allowed:
+                if number not in cited:
+                    cited.append(number)
+            else:
+                invalid.append(number if isinstance(number, int) else 0)
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):
@@ -312,7 +342,10 @@ def parse_json_citations(text: str, valid: Iterable[int]
             return {k: walk(v) for k, v in value.items()}
         return value
 
-    fixed = walk(data)
+    if isinstance(data, dict) and isinstance(data.get(SOURCES_KEY), list):
+        fixed = {k: v if k == SOURCES_KEY else walk(v) for k, v in data.items()}
+    else:
+        fixed = walk(data)
     return json.dumps(fixed, ensure_ascii=False), cited, invalid, " ".join(p for p in plain if p)
 
 

@@ -44,6 +44,13 @@ EXAMPLES = (
     ("What river estuary is Lisbon on?", "the Tagus [1]"),
 )
 
+EXAMPLE_CITES = ((2, "porto.md"), (1, "lisbon.md"))  # what each example answer cites
+
+
+def _example_source(title: str) -> str:
+    return f"{title.lower()}.md"
+
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
 
@@ -103,9 +110,12 @@ def _attr(value: str) -> str:
     return escape_passage(value).replace('"', "'").replace("\n", " ")
 
 
-def render_passage(number: int, title: str, text: str, flags: Sequence[str] = ()) -> str:
+def render_passage(number: int, title: str, text: str, flags: Sequence[str] = (),
+                   source: str | None = None) -> str:
     flag = f' flagged="{",".join(flags)}"' if flags else ""
-    return f'<passage number="{number}" title="{_attr(title)}"{flag}>\n{text}\n</passage>'
+    src = f' source="{_attr(source)}"' if source is not None else ""
+    return (f'<passage number="{number}"{src} title="{_attr(title)}"{flag}>\n{text}\n'
+            "</passage>")
 
 
 def build_prompt(
@@ -116,14 +126,21 @@ def build_prompt(
     flags: dict[str, tuple[str, ...]] | None = None,
     system: str = SYSTEM_PROMPT,
     example: bool = True,
+    style: PromptStyle | None = None,
 ) -> Prompt:
     """Number the hits (best first) into passages until `budget` tokens of passage blocks.
+
+    `style` (when given) decides the system message, the worked examples and whether each
+    passage shows its document id (`source="..."`, for answers that list their sources).
 
     Passages are never cut mid-sentence: when the best passage alone is over the budget it is
     shortened to whole sentences; after that the lowest-ranked passages are the ones dropped.
     `hits` need `chunk_id`, `doc_id`, `text`, `score` and `metadata['title']`.
     """
     flags = flags or {}
+    if style is not None:
+        system, example = style.system_message(closed_book=False), style.shows_examples
+    show = style is not None and style.cites_sources
     passages: list[Passage] = []
     blocks: list[str] = []
     used = 0
@@ -133,7 +150,8 @@ def build_prompt(
         chunk_flags = tuple(flags.get(hit.chunk_id, ()))
         number = len(passages) + 1
         text = escape_passage(hit.text)
-        block = render_passage(number, title, text, chunk_flags)
+        source = doc_label(hit.doc_id) if show else None
+        block = render_passage(number, title, text, chunk_flags, source)
         tokens = count_tokens(block)
         truncated = False
         if used + tokens > budget:
@@ -143,14 +161,15 @@ def build_prompt(
             remaining = budget - used
 
             def fits(candidate: str, n: int = number, t: str = title,
-                     f: tuple[str, ...] = chunk_flags, room: int = remaining) -> bool:
-                return count_tokens(render_passage(n, t, candidate, f)) <= room
+                     f: tuple[str, ...] = chunk_flags, room: int = remaining,
+                     d: str | None = source) -> bool:
+                return count_tokens(render_passage(n, t, candidate, f, d)) <= room
 
             text = whole_sentences(text, fits)
             if not text:
                 dropped.append(hit.chunk_id)
                 continue
-            block = render_passage(number, title, text, chunk_flags)
+            block = render_passage(number, title, text, chunk_flags, source)
             tokens = count_tokens(block)
             truncated = True
         passages.append(Passage(number, hit.chunk_id, hit.doc_id, title, text, float(hit.score),
@@ -159,8 +178,11 @@ def build_prompt(
         used += tokens
     messages = [{"role": "system", "content": system}]
     if example:
-        demo = [render_passage(i, t, x) for i, (t, x) in enumerate(EXAMPLE_PASSAGES, 1)]
-        for q, a in EXAMPLES:
+        demo = [render_passage(i, t, x, (), _example_source(t) if show else None)
+                for i, (t, x) in enumerate(EXAMPLE_PASSAGES, 1)]
+        for (q, a), (number, source) in zip(EXAMPLES, EXAMPLE_CITES, strict=True):
+            if style is not None:
+                a = style.render_answer(a.rsplit(" [", 1)[0], number, source)
             messages += [{"role": "user", "content": user_turn(demo, q)},
                          {"role": "assistant", "content": a}]
     messages.append({"role": "user", "content": user_turn(blocks, question)})
@@ -191,12 +213,80 @@ CLOSED_BOOK_EXAMPLES = (
 )
 
 
-def build_closed_book_prompt(question: str, system: str = CLOSED_BOOK_PROMPT) -> Prompt:
+def build_closed_book_prompt(question: str, system: str = CLOSED_BOOK_PROMPT,
+                             style: PromptStyle | None = None) -> Prompt:
     """The prompt without passages (the `base` architecture): the same answer format, shown by
     the same kind of worked examples, from the model's own knowledge."""
+    example = True
+    if style is not None:
+        system, example = style.system_message(closed_book=True), style.shows_examples
     messages = [{"role": "system", "content": system}]
-    for q, a in CLOSED_BOOK_EXAMPLES:
+    for q, a in CLOSED_BOOK_EXAMPLES if example else ():
+        if style is not None:
+            a = style.render_answer(a, None, None)
         messages += [{"role": "user", "content": f"Question: {q}"},
                      {"role": "assistant", "content": a}]
     messages.append({"role": "user", "content": "Question: " + question.strip()})
     return Prompt(messages, [])
+
+
+ANSWER_KEY = "answer"
+SOURCES_KEY = "sources"
+"""A schema whose object has `answer` (string) and `sources` (array) properties asks for
+`{"answer": "...", "sources": ["doc-id", ...]}`: passages then show their document id and the
+sources list is read as the answer's citations."""
+
+
+def doc_label(doc_id: str) -> str:
+    """How an answer names a document in `sources`: a file's name (document ids of files are
+    absolute paths: long, and not the model's business), any other id as it is."""
+    return doc_id.rsplit("/", 1)[-1] if doc_id.startswith("/") else doc_id
+
+
+def schema_properties(schema: dict[str, Any] | None) -> dict[str, Any]:
+    props = (schema or {}).get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """How an answer is asked for: the system message, the worked examples, the JSON schema.
+
+    `system=None` keeps the default message (`SYSTEM_PROMPT`, or `CLOSED_BOOK_PROMPT` without
+    passages). A schema is stated in the system message unless `tell_schema` is off (an adapter
+    trained on the format needs no telling: that is one reason to train one). With a schema
+    having an `answer` property, the worked examples are written as JSON too; with another shape
+    they are left out (an example in a different format teaches the wrong one).
+
+        >>> PromptStyle(schema=SCHEMA).render_answer("1886", 2, "porto.md")
+        '{"answer": "1886", "sources": ["porto.md"]}'
+    """
+
+    system: str | None = None
+    examples: bool = True
+    schema: dict[str, Any] | None = None
+    tell_schema: bool = True
+
+    def system_message(self, closed_book: bool) -> str:
+        base = self.system or (CLOSED_BOOK_PROMPT if closed_book else SYSTEM_PROMPT)
+        return with_schema(base, self.schema) if self.tell_schema else base
+
+    @property
+    def cites_sources(self) -> bool:
+        props = schema_properties(self.schema)
+        return ANSWER_KEY in props and SOURCES_KEY in props
+
+    @property
+    def shows_examples(self) -> bool:
+        return self.examples and (self.schema is None
+                                  or ANSWER_KEY in schema_properties(self.schema))
+
+    def render_answer(self, answer: str, number: int | None, source: str | None) -> str:
+        """An answer in this style: `text [n]`, or the schema's JSON."""
+        if self.schema is None:
+            return f"{answer} [{number}]" if number is not None else answer
+        if not self.cites_sources:
+            marked = f"{answer} [{number}]" if number is not None else answer
+            return json.dumps({ANSWER_KEY: marked}, ensure_ascii=False)
+        return json.dumps({ANSWER_KEY: answer, SOURCES_KEY: [source] if source else []},
+                          ensure_ascii=False)

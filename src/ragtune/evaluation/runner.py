@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.answering.ask import Answer, Answerer, generator_for
-from ragtune.answering.prompt import unescape_output
+from ragtune.answering.prompt import PromptStyle, unescape_output
 from ragtune.answering.refusal import RefusalPolicy
 from ragtune.config import Settings
 from ragtune.errors import InputError
@@ -96,6 +96,7 @@ class CaseResult:
     latency_ms: float = 0.0
     generate_seconds: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    raw_output: str = ""  # what the model wrote, before citation parsing and refusal
 
     @property
     def passed(self) -> bool:
@@ -185,7 +186,13 @@ class Evaluator:
         mode: str | None = None,
         policy: RefusalPolicy | None = None,
         schema: dict[str, Any] | None = None,
+        *,
+        style: PromptStyle | None = None,
+        enforce_schema: bool = True,
+        correct: Callable[[str, Sequence[str]], bool] | None = None,
     ) -> None:
+        """`correct(answer, references)` replaces the default correctness test (exact match or
+        token F1 >= `eval.correct_f1`), e.g. a stricter one for figures."""
         if arch not in ARCHITECTURES:
             raise InputError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
         if not kb.exists():
@@ -203,9 +210,10 @@ class Evaluator:
         self.k = k or self.settings.answer.k
         self.mode = mode or self.settings.answer.mode
         self.schema = schema
+        self.correct = correct
         self.answerer = Answerer(kb, generator or generator_for(self.settings), policy,
                                  settings=self.settings, retrieve=arch in RETRIEVING,
-                                 schema=schema)
+                                 schema=schema, style=style, enforce_schema=enforce_schema)
         self.judge = judge or judge_for(self.settings, kb.embedder)
         self.searcher = searcher_for(kb)
 
@@ -224,6 +232,8 @@ class Evaluator:
             "judge_threshold": self.judge.threshold, "k": self.k, "mode": self.mode,
             "refusal_policy": asdict(self.answerer.policy),
             "schema": self.schema,
+            "enforce_schema": self.answerer.enforce_schema,
+            "prompt_style": asdict(self.answerer.style) | {"schema": None},
             "adapter": self.adapter_info(),
             "settings": json.loads(self.settings.model_dump_json()),
         }
@@ -277,15 +287,20 @@ class Evaluator:
             m["token_f1"] = 0.0 if answer.refused else token_f1(plain, case.answers)
             m["semantic_similarity"] = 0.0 if vectors is None else semantic_similarity(
                 vectors[1], vectors[2:])
-            correct = not answer.refused and (m["exact_match"] == 1.0
-                                              or (m["token_f1"] or 0.0) >= s.correct_f1)
+            if self.correct is not None:
+                correct = not answer.refused and self.correct(plain, case.answers)
+            else:
+                correct = not answer.refused and (m["exact_match"] == 1.0
+                                                  or (m["token_f1"] or 0.0) >= s.correct_f1)
             m["correct"] = float(correct)
         passages = [unescape_output(p.text) for p in answer.prompt.passages]
         claims: list[dict[str, Any]] = []
         if vectors is not None:
             m["answer_relevance"] = answer_relevance(vectors[0], vectors[1])
             if retrieves and passages:
-                pieces = split_claims(answer.text) or [plain]
+                # a JSON answer's claims are in its string values, not in its syntax
+                pieces = split_claims(answer.text if answer.json_text is None else plain) \
+                    or [plain]
                 verdicts = self.judge.judge([Claim(case.question, c, tuple(passages))
                                              for c in pieces])
                 claims = [{"claim": c, "score": round(v.score, 4), "supported": v.supported,
@@ -332,6 +347,7 @@ class Evaluator:
             latency_ms=round(answer.timings_ms.get("total", 0.0), 2),
             generate_seconds=round(gen.seconds, 4) if gen else 0.0,
             metadata=dict(case.metadata),
+            raw_output=unescape_output(answer.raw_output),
         )
 
     # --- the whole run ----------------------------------------------------------------------

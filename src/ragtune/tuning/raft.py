@@ -24,8 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.answering.prompt import build_prompt
-from ragtune.config import Settings
+from ragtune.answering.prompt import (
+    PromptStyle,
+    build_closed_book_prompt,
+    build_prompt,
+    doc_label,
+)
+from ragtune.config import Settings, TuneSettings
 from ragtune.errors import InputError
 from ragtune.evaluation.cases import EvalCase
 from ragtune.evaluation.metrics import contains_answer
@@ -68,9 +73,13 @@ def build_raft_examples(
     mode: str | None = None,
     budget: int | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    style: PromptStyle | None = None,
 ) -> RaftReport:
     """One training example per usable case (see the module docstring). `kb` is a
-    `KnowledgeBase`; `count_tokens` the generator's tokenizer (for the prompt budget)."""
+    `KnowledgeBase`; `count_tokens` the generator's tokenizer (for the prompt budget). `style`:
+    the prompt and answer format to train on (default: `ask`'s; with a JSON schema the targets
+    are JSON, citing the oracle's document when the schema has `sources`)."""
+    style = style or PromptStyle()
     if not kb.exists():
         raise InputError(f"knowledge base {kb.name!r} does not exist; ingest first")
     if not 0 <= withhold <= 1:
@@ -106,8 +115,8 @@ def build_raft_examples(
             continue
         flags = {c.id: c.flags for c in kb.store.get_chunks(h.chunk_id for h in chosen)
                  if c.flags}
-        prompt = build_prompt(case.question, chosen, count_tokens, budget, flags)
-        target = RAFT_REFUSAL
+        prompt = build_prompt(case.question, chosen, count_tokens, budget, flags, style=style)
+        target = style.render_answer(RAFT_REFUSAL, None, None)
         if keep_oracle:
             assert oracle is not None
             number = next((p.number for p in prompt.passages if p.chunk_id == oracle.chunk_id),
@@ -115,9 +124,10 @@ def build_raft_examples(
             if number is None:  # the budget left it out: put it first
                 chosen.remove(oracle)
                 chosen.insert(0, oracle)
-                prompt = build_prompt(case.question, chosen, count_tokens, budget, flags)
+                prompt = build_prompt(case.question, chosen, count_tokens, budget, flags,
+                                      style=style)
                 number = 1
-            target = f"{case.answers[0]} [{number}]"
+            target = style.render_answer(case.answers[0], number, doc_label(oracle.doc_id))
             report.answered += 1
         elif case.answerable:
             report.withheld += 1
@@ -131,6 +141,28 @@ def build_raft_examples(
         report.documents |= {p.doc_id for p in prompt.passages}
         notify(1, None)
     return report
+
+
+def build_closed_book_examples(cases: Sequence[EvalCase], style: PromptStyle | None = None
+                               ) -> list[TrainingExample]:
+    """Closed-book question/answer pairs (how teams usually try to teach a model their
+    documents): the prompt the closed-book architecture asks with, and the first reference answer
+    as the target (citing the case's first gold document when the style lists sources);
+    unanswerable cases teach the refusal."""
+    style = style or PromptStyle()
+    examples = []
+    for case in cases:
+        prompt = build_closed_book_prompt(case.question, style=style)
+        if case.answerable:
+            source = doc_label(case.gold_doc_ids[0]) if case.gold_doc_ids else None
+            target = style.render_answer(case.answers[0], None, source)
+        else:
+            target = style.render_answer(RAFT_REFUSAL, None, None)
+        messages = [dict(m) | ({"weight": 0} if m["role"] == "assistant" else {})
+                    for m in prompt.messages]
+        messages.append({"role": "assistant", "content": target})
+        examples.append(TrainingExample(tuple(messages), len(examples) + 1, "closed-book"))
+    return examples
 
 
 def _oracle(kb: Any, case: EvalCase, hits: Sequence[Hit]) -> Hit | None:
@@ -167,11 +199,13 @@ def train_raft_adapter(
     progress: ProgressFn | None = None,
     build_progress: Callable[[int, int | None], None] | None = None,
     restart: bool = False,
+    style: PromptStyle | None = None,
+    tune: TuneSettings | None = None,
 ) -> tuple[RaftReport, TrainResult]:
     """Build RAFT examples from `kb` and `cases` (settings `tune.raft_*`), keep them beside the
     adapter as `raft-data.jsonl`, and train on them; the manifest records the knowledge base's
     generation and the documents the prompts quoted (for the staleness check)."""
-    tune = settings.tune
+    tune = tune or settings.tune
     folder, _ = resolve_base(tune.base, settings.cache_dir)
     tokenizer = load_tokenizer(folder)
 
@@ -180,11 +214,12 @@ def train_raft_adapter(
 
     report = build_raft_examples(kb, cases, count, distractors=tune.raft_distractors,
                                  withhold=tune.raft_withhold, pool=tune.raft_pool,
-                                 seed=tune.seed, progress=build_progress)
+                                 seed=tune.seed, progress=build_progress, style=style)
     if not report.examples:
         reasons = sorted({s["reason"] for s in report.skipped})
         raise InputError(f"no RAFT examples could be built ({'; '.join(reasons)})")
-    result = train_adapter(report.examples, out, settings, data_file=Path(out) / RAFT_DATA,
+    result = train_adapter(report.examples, out, settings, tune=tune,
+                           data_file=Path(out) / RAFT_DATA,
                            shape="raft", knowledge_base=knowledge_base_info(kb, report.documents),
                            cases_file=cases_file, progress=progress, restart=restart,
                            save_examples=True)

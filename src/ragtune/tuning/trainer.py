@@ -64,7 +64,7 @@ from ragtune.tuning.manifest import (
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
 OWN_FILES = {"adapter_config.json", "adapter_model.safetensors", MANIFEST_FILE, "README.md",
-             CHECKPOINTS, "raft-data.jsonl"}
+             CHECKPOINTS, "raft-data.jsonl", "closed-book-data.jsonl"}  # generated data kept
 # Batches are drawn from shuffled pools of this many batches, sorted by length inside a pool:
 # little padding, still a different mix every epoch.
 POOL_BATCHES = 50
@@ -577,7 +577,7 @@ def _prepare_out(out: Path, fingerprint: str, restart: bool) -> AdapterManifest 
         raise InputError(f"{out}: not empty and not an adapter folder (holds "
                          f"{', '.join(foreign[:3])}); choose another --out")
     if restart:
-        for name in OWN_FILES - {"raft-data.jsonl"}:
+        for name in OWN_FILES - {"raft-data.jsonl", "closed-book-data.jsonl"}:
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
