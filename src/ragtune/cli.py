@@ -851,6 +851,137 @@ def bench_beir(
     out.print(table)
 
 
+@app.command("assess")
+def assess_cmd(
+    answers_file: Annotated[Path | None, typer.Option(
+        "--answers", help="Checklist answers (YAML, see examples/checklists); without it the "
+                          "questions are asked on the terminal.")] = None,
+    evidence_path: Annotated[Path | None, typer.Option(
+        "--evidence", help="Measurements that decide: an eval run folder (`ragtune eval "
+                           "--out`) or a lab folder or lab.json (`ragtune compare`).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recommend RAG, fine-tuning, a hybrid or neither from a checklist about your workload,
+    decided by measurements when --evidence is given."""
+    from ragtune.errors import InputError
+    from ragtune.lab.checklist import assess, load_answers, load_evidence
+
+    # Evidence first: a bad path should fail before nine questions were answered.
+    evidence = load_evidence(evidence_path) if evidence_path is not None else None
+    if answers_file is not None:
+        answers = load_answers(answers_file)
+    elif sys.stdin.isatty() and sys.stdout.isatty():
+        answers = _ask_checklist()
+    else:
+        raise InputError("no terminal: pass --answers FILE")
+    result = assess(answers, evidence)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    out.print(f"Recommendation: {result.recommendation}", markup=False, highlight=False)
+    out.print("\nWhy:", markup=False, highlight=False)
+    for reason in result.reasons:
+        out.print(f"  - {reason}", markup=False, highlight=False)
+    if result.warnings:
+        out.print("\nWarnings:", markup=False, highlight=False)
+    for warning in result.warnings:
+        out.print(f"  - {warning}", markup=False, highlight=False)
+
+
+def _ask_checklist() -> Any:
+    """The checklist asked on the terminal; questions go to stderr so stdout holds only the
+    result (and `--json` stays one document)."""
+    from ragtune.errors import InputError
+    from ragtune.lab.checklist import interview
+
+    def write(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    try:
+        return interview(sys.stdin.readline, write)
+    except KeyboardInterrupt:
+        write("\n")
+        raise InputError("checklist cancelled (Ctrl-C)") from None
+
+
+@app.command("compare")
+def compare_cmd(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (YAML): documents, "
+                                               "questions, change set, task, budgets.")],
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the report, runs and adapters (default "
+                      "<home>/labs/<experiment name>).")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train, evaluate and probe every architecture on the same cases; write the report."""
+    from ragtune.lab.experiment import load_experiment
+
+    exp = load_experiment(experiment)
+    settings = Settings.load(home=home)
+    _run_lab(exp, settings, out_dir or settings.home / "labs" / exp.name, as_json)
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the report (default <home>/labs/demo).")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole lab on the bundled sample: a fictional company's 40-article help centre,
+    150 questions, a change set, and a JSON answer format (about 8 minutes on 2 cores)."""
+    from ragtune.lab.experiment import SAMPLE_EXPERIMENT, load_experiment
+
+    settings = Settings.load(home=home)
+    _run_lab(load_experiment(SAMPLE_EXPERIMENT), settings, out_dir or settings.home / "labs" /
+             "demo", as_json)
+
+
+def _run_lab(exp: Any, settings: Settings, out_dir: Path, as_json: bool) -> None:
+    from ragtune.lab.compare import Lab
+
+    def log(message: str) -> None:
+        err.print(f"[dim]lab[/] {escape(message)}", highlight=False)
+
+    with _progress(transient=True) as bar:
+        lab = Lab(exp, settings, out_dir, stage=lambda label, total: bar(label),
+                  log=log).run()
+    paths = {"html": str(out_dir / "report.html"), "markdown": str(out_dir / "report.md"),
+             "json": str(out_dir / "lab.json")}
+    if as_json:
+        _print_json({k: lab[k] for k in ("experiment", "recommendation", "order",
+                                         "architectures", "freshness", "stages", "seconds")}
+                    | {"report": paths})
+        return
+    _render_lab(lab)
+    out.print(f"\nReport: {_display_path(paths['html'])} (also report.md, lab.json; "
+              f"{lab['seconds']:.0f} s in all)", highlight=False)
+
+
+def _render_lab(lab: dict[str, Any]) -> None:
+    rec = lab["recommendation"]
+    out.print(f"Recommendation: [bold]{escape(rec['recommendation'])}[/]")
+    for reason in rec["reasons"]:
+        out.print(f"  - {escape(reason)}", highlight=False)
+    for warning in rec["warnings"]:
+        out.print(f"  [yellow]![/] {escape(warning)}", highlight=False)
+    rows = (("correct", "correct"), ("faithfulness", "faithful"),
+            ("citation_accuracy", "citations"), ("format_valid", "format"),
+            ("refusal_correct", "refusal"), ("freshness_after", "fresh"),
+            ("consistency", "consistent"), ("latency_ms_p50", "p50 ms"),
+            ("prompt_tokens", "prompt tok"), ("training_seconds", "train s"))
+    table = Table(box=None, pad_edge=False)
+    table.add_column("arch")
+    for _, label in rows:
+        table.add_column(label, justify="right")
+    for arch in lab["order"]:
+        m = lab["architectures"][arch]["metrics"]
+        table.add_row(escape(arch), *(_fmt(m.get(key)) for key, _ in rows))
+    out.print(table)
+
+
 ProgressFn = Callable[[int, int | None], None]
 
 
