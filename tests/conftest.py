@@ -158,3 +158,18 @@ def tiny_adapter(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
     result = train_adapter(load_training_data(data, 4), root / "adapter", settings,
                            data_file=data, progress=reports.append)
     return result, data, reports, settings
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Debian Chromium (selenium WebDriver, tests/browser.py) for the session.
+    Skipped where chromium is missing, except under CI, where that fails: `make test`
+    installs it, so a missing browser there is a broken setup, not an optional part."""
+    from browser import chromium, missing_browser
+
+    if reason := missing_browser():
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with chromium() as driver:
+        yield driver

@@ -1,0 +1,876 @@
+"""The lab report: one self-contained HTML page and a Markdown summary of a `ragtune compare` run.
+
+The input is the lab result dict that `compare` writes as `lab.json` (experiment, recommendation,
+per-architecture metrics and failure causes, the freshness probe, stage timings, and every case
+with each architecture's answer and retrieved passages). Missing metrics are shown as "–" and
+unknown keys are ignored, so an older or newer `lab.json` still renders.
+
+The HTML page loads nothing: CSS is inline, the charts are SVG drawn here, and a
+Content-Security-Policy forbids every fetch. The only script opens the drill-down before
+printing. Everything that comes from the data (answers and passages are untrusted text) is
+escaped.
+
+Usage::
+
+    import json
+    from pathlib import Path
+    from ragtune.lab.report import write_report
+
+    lab = json.loads(Path("runs/lab/lab.json").read_text(encoding="utf-8"))
+    paths = write_report(lab, Path("runs/lab"))
+    print(paths["html"])  # runs/lab/report.html
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render_html", "render_markdown", "write_report"]
+
+DASH = "–"
+
+# Okabe–Ito: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
+           "#000000")
+
+CHOICE_GLOSS = {
+    "hybrid": "retrieval + a fine-tuned adapter",
+    "rag": "retrieval-augmented generation, no training",
+    "fine-tune": "a fine-tuned adapter, no retrieval",
+}
+
+
+# --- reading the lab dict -------------------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    """A finite number, or None (null, missing, NaN, a bool or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _architectures(lab: Mapping[str, Any]) -> list[str]:
+    """The architectures in the lab's `order` (the table's columns), else as stored."""
+    order = [str(a) for a in _list(lab.get("order"))]
+    return order or [str(a) for a in _dict(lab.get("architectures"))]
+
+
+def _metrics(lab: Mapping[str, Any], arch: str) -> dict[str, Any]:
+    return _dict(_dict(_dict(lab.get("architectures")).get(arch)).get("metrics"))
+
+
+def _slug(name: str) -> str:
+    """An id-safe form of a name: `rag+schema` -> `rag-schema`."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x"
+
+
+def _label(key: str) -> str:
+    """A readable name for a snake_case key: `retrieval_miss` -> `retrieval miss`."""
+    return key.replace("_", " ")
+
+
+# --- formatting values ----------------------------------------------------------------------
+
+
+def _fraction(value: Any) -> str:
+    v = _num(value)
+    return DASH if v is None else f"{v:.2f}"
+
+
+def _milliseconds(value: Any) -> str:
+    v = _num(value)
+    return DASH if v is None else f"{v:,.0f}"
+
+
+def _seconds(value: Any) -> str:
+    v = _num(value)
+    if v is None:
+        return DASH
+    return f"{v:.1f} s" if v < 10 else f"{v:,.0f} s"
+
+
+def _count(value: Any) -> str:
+    v = _num(value)
+    return DASH if v is None else f"{v:,.0f}"
+
+
+def _yes_no(value: Any) -> str:
+    return DASH if not isinstance(value, bool) else ("yes" if value else "no")
+
+
+def _metric_value(metric: str, value: Any) -> str:
+    """A value named by a metric key, formatted as the table shows it (for `decided_by`)."""
+    if metric.startswith("latency"):
+        return f"{_milliseconds(value)} ms" if _num(value) is not None else DASH
+    if metric.endswith("seconds"):
+        return _seconds(value)
+    if metric.endswith("tokens"):
+        return _count(value)
+    if isinstance(value, bool) or value is None:
+        return _yes_no(value)
+    v = _num(value)
+    if v is None:
+        return _text(value)
+    return f"{v:.2f}" if abs(v) <= 1 else f"{v:,.1f}"
+
+
+# --- the comparison rows --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the side-by-side table.
+
+    `cell` renders an architecture's metrics; `score` is the number compared for the row's best
+    value and `better` says which way is better ("higher", "lower", or None: no highlight,
+    because the direction is a trade-off rather than a quality).
+    """
+
+    key: str
+    label: str
+    cell: Callable[[Mapping[str, Any]], str]
+    score: Callable[[Mapping[str, Any]], float | None]
+    better: str | None = None
+
+
+def _single(key: str, label: str, fmt: Callable[[Any], str], better: str | None) -> Row:
+    return Row(key, label, lambda m: fmt(m.get(key)), lambda m: _num(m.get(key)), better)
+
+
+def _pair(key: str, label: str, first: str, second: str, fmt: Callable[[Any], str],
+          sep: str, better: str | None) -> Row:
+    """A row showing two metrics together; the best is judged on the second."""
+
+    def cell(m: Mapping[str, Any]) -> str:
+        a, b = m.get(first), m.get(second)
+        if _num(a) is None and _num(b) is None:
+            return DASH
+        return f"{fmt(a)}{sep}{fmt(b)}"
+
+    return Row(key, label, cell, lambda m: _num(m.get(second)), better)
+
+
+def _latency_cell(m: Mapping[str, Any]) -> str:
+    p50, p95 = m.get("latency_ms_p50"), m.get("latency_ms_p95")
+    if _num(p50) is None and _num(p95) is None:
+        return DASH
+    return f"{_milliseconds(p50)} / {_milliseconds(p95)}"
+
+
+def _change_cost_cell(m: Mapping[str, Any]) -> str:
+    what, seconds = _text(m.get("change_cost")), _seconds(m.get("change_cost_seconds"))
+    if not what:
+        return seconds
+    # "retrain (95 s)" already says how long
+    return what if seconds == DASH or seconds in what else f"{what} ({seconds})"
+
+
+ROWS: tuple[Row, ...] = (
+    _single("correct", "Correctness", _fraction, "higher"),
+    _single("faithfulness", "Faithfulness", _fraction, "higher"),
+    _single("citation_accuracy", "Citation accuracy", _fraction, "higher"),
+    _single("format_valid", "Format validity", _fraction, "higher"),
+    _single("refusal_correct", "Refusal correctness", _fraction, "higher"),
+    _pair("freshness", "Freshness before → after change", "freshness_before",
+          "freshness_after", _fraction, " → ", "higher"),
+    _single("stale_after", "Stale answers after change", _fraction, "lower"),
+    _single("consistency", "Consistency (paraphrases)", _fraction, "higher"),
+    Row("latency", "Latency p50 / p95 (ms)", _latency_cell,
+        lambda m: _num(m.get("latency_ms_p50")), "lower"),
+    _pair("tokens", "Prompt / output tokens per query", "prompt_tokens", "output_tokens",
+          _count, " / ", None),
+    _single("training_seconds", "Training time", _seconds, None),
+    _single("adapter_stale", "Adapter stale after change", _yes_no, None),
+    Row("change_cost", "Cost of absorbing the change set", _change_cost_cell,
+        lambda m: _num(m.get("change_cost_seconds")), None),
+)
+
+
+def _best(row: Row, metrics: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Indexes of the best values in a row: none when the direction is unclear, fewer than two
+    values are known, or all known values are equal."""
+    if row.better is None:
+        return set()
+    scores = [(i, s) for i, m in enumerate(metrics) if (s := row.score(m)) is not None]
+    if len(scores) < 2 or len({s for _, s in scores}) == 1:
+        return set()
+    pick = max if row.better == "higher" else min
+    top = pick(s for _, s in scores)
+    return {i for i, s in scores if s == top}
+
+
+def _table_cells(lab: Mapping[str, Any]) -> list[tuple[Row, list[str], set[int]]]:
+    """Each row with its cell texts (one per architecture) and the indexes of its best cells."""
+    metrics = [_metrics(lab, arch) for arch in _architectures(lab)]
+    return [(row, [row.cell(m) for m in metrics], _best(row, metrics)) for row in ROWS]
+
+
+def _failure_causes(lab: Mapping[str, Any]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The causes that occurred (most frequent first) and each architecture's counts."""
+    archs = _dict(lab.get("architectures"))
+    counts: dict[str, dict[str, float]] = {}
+    totals: dict[str, float] = {}
+    for arch in _architectures(lab):
+        row = {str(c): n for c, v in _dict(_dict(archs.get(arch)).get("failure_causes")).items()
+               if (n := _num(v)) is not None}
+        counts[arch] = row
+        for cause, n in row.items():
+            totals[cause] = totals.get(cause, 0.0) + n
+    causes = sorted((c for c, n in totals.items() if n > 0), key=lambda c: (-totals[c], c))
+    return causes, counts
+
+
+def _stages(lab: Mapping[str, Any]) -> list[tuple[str, float | None]]:
+    return [(_text(s.get("stage")), _num(s.get("seconds")))
+            for s in _list(lab.get("stages")) if isinstance(s, dict)]
+
+
+def _decided_by(rec: Mapping[str, Any]) -> list[str]:
+    """`decided_by` as "metric (arch) = value" lines."""
+    lines = []
+    for item in _list(rec.get("decided_by")):
+        if not isinstance(item, dict):
+            continue
+        metric, arch = _text(item.get("metric")), _text(item.get("arch"))
+        where = f" ({arch})" if arch else ""
+        lines.append(f"{metric}{where} = {_metric_value(metric, item.get('value'))}")
+    return lines
+
+
+def _experiment_line(lab: Mapping[str, Any]) -> list[str]:
+    """The facts of the run, as short phrases."""
+    exp = _dict(lab.get("experiment"))
+    parts = []
+    if exp.get("file"):
+        parts.append(f"from {exp['file']}")
+    if exp.get("kb"):
+        parts.append(f"knowledge base {exp['kb']}")
+    for key, noun in (("documents", "documents"), ("eval_cases", "eval cases")):
+        if _num(exp.get(key)) is not None:
+            parts.append(f"{_count(exp[key])} {noun}")
+    train = _dict(exp.get("train_examples"))
+    if train:
+        per_arch = ", ".join(f"{a} {_count(n)}" for a, n in train.items())
+        parts.append(f"training examples: {per_arch}")
+    if exp.get("seed") is not None:
+        parts.append(f"seed {exp['seed']}")
+    if lab.get("created_at"):
+        parts.append(f"run {lab['created_at']}")
+    if _num(lab.get("seconds")) is not None:
+        parts.append(f"took {_seconds(lab['seconds'])}")
+    if lab.get("ragtune"):
+        parts.append(f"ragtune {lab['ragtune']}")
+    return [str(p) for p in parts]
+
+
+def _title(lab: Mapping[str, Any]) -> str:
+    name = _text(_dict(lab.get("experiment")).get("name"))
+    return f"ragtune lab: {name}" if name else "ragtune lab report"
+
+
+# --- SVG charts -----------------------------------------------------------------------------
+
+
+def _nice_step(span: float, ticks: int = 5) -> float:
+    """A 1-2-5 tick step that cuts `span` into about `ticks` parts."""
+    if span <= 0:
+        return 1.0
+    raw = span / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _ticks(top: float) -> list[float]:
+    step = _nice_step(top)
+    return [i * step for i in range(int(math.ceil(top / step - 1e-9)) + 1)]
+
+
+def _svg_open(chart_id: str, width: int, height: int, title: str, desc: str) -> list[str]:
+    return [
+        f'<svg class="chart" id="{chart_id}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{chart_id}-title {chart_id}-desc">',
+        f'<title id="{chart_id}-title">{escape(title)}</title>',
+        f'<desc id="{chart_id}-desc">{escape(desc)}</desc>',
+    ]
+
+
+def _y_axis(left: float, right: float, y_of: Callable[[float], float], ticks: Iterable[float],
+            fmt: Callable[[float], str], label: str, top: float, bottom: float) -> list[str]:
+    out = []
+    for t in ticks:
+        y = y_of(t)
+        out.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" '
+                   f'text-anchor="end">{escape(fmt(t))}</text>')
+    mid = (top + bottom) / 2
+    out.append(f'<text class="axis-label" x="14" y="{mid:.1f}" text-anchor="middle" '
+               f'transform="rotate(-90 14 {mid:.1f})">{escape(label)}</text>')
+    return out
+
+
+def _legend(items: Sequence[tuple[str, str]], x: float, y: float, width: float) -> list[str]:
+    """Swatches and names, wrapped into rows that fit `width`."""
+    out, cx, cy = [], x, y
+    for name, colour in items:
+        span = 18 + 7 * len(name) + 16
+        if cx > x and cx + span > x + width:
+            cx, cy = x, cy + 18
+        out.append(f'<rect x="{cx:.1f}" y="{cy - 10:.1f}" width="12" height="12" '
+                   f'fill="{colour}"/>')
+        out.append(f'<text class="legend" x="{cx + 17:.1f}" y="{cy:.1f}">{escape(name)}</text>')
+        cx += span
+    return out
+
+
+def _legend_height(items: Sequence[tuple[str, str]], width: float) -> int:
+    rows, cx = 1, 0.0
+    for name, _ in items:
+        span = 18 + 7 * len(name) + 16
+        if cx > 0 and cx + span > width:
+            rows, cx = rows + 1, 0.0
+        cx += span
+    return rows * 18
+
+
+def quality_latency_svg(lab: Mapping[str, Any]) -> str:
+    """Scatter: latency p50 (x) against correctness (y), one labelled point per architecture."""
+    width, height, left, right, top, bottom = 640, 340, 60, 620, 20, 290
+    points = [(arch, p50, correct, i) for i, arch in enumerate(_architectures(lab))
+              if (p50 := _num(_metrics(lab, arch).get("latency_ms_p50"))) is not None
+              and (correct := _num(_metrics(lab, arch).get("correct"))) is not None]
+    x_ticks = _ticks(max([p for _, p, _, _ in points] + [1.0]) * 1.05)
+    x_max = x_ticks[-1]
+
+    def x_of(v: float) -> float:
+        return left + (right - left) * v / x_max
+
+    def y_of(v: float) -> float:
+        return bottom - (bottom - top) * v
+
+    out = _svg_open("chart-quality", width, height, "Quality vs latency",
+                    "Correctness against median latency, one point per architecture.")
+    out += _y_axis(left, right, y_of, [0, 0.25, 0.5, 0.75, 1.0], lambda t: f"{t:.2f}",
+                   "correctness", top, bottom)
+    for t in x_ticks:
+        out.append(f'<text class="tick" x="{x_of(t):.1f}" y="{bottom + 16}" '
+                   f'text-anchor="middle">{t:,.0f}</text>')
+    out.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
+    out.append(f'<text class="axis-label" x="{(left + right) / 2}" y="{height - 10}" '
+               f'text-anchor="middle">latency p50 (ms)</text>')
+    for arch, p50, correct, i in points:
+        x, y = x_of(p50), y_of(correct)
+        anchor, dx = ("end", -10) if x > right - 90 else ("start", 10)
+        out.append(f'<g class="point"><title>{escape(arch)}: correctness {correct:.2f}, '
+                   f'p50 {p50:,.0f} ms</title>'
+                   f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{PALETTE[i % len(PALETTE)]}"/>'
+                   f'<text class="point-label" x="{x + dx:.1f}" y="{y + 4:.1f}" '
+                   f'text-anchor="{anchor}">{escape(arch)}</text></g>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def freshness_svg(lab: Mapping[str, Any]) -> str:
+    """Grouped bars: freshness before and after the change set, per architecture."""
+    archs = _architectures(lab)
+    series = (("before change", "freshness_before", PALETTE[0]),
+              ("after change", "freshness_after", PALETTE[1]))
+    width, left, right, top = 640, 60, 620, 34
+    bottom = 270
+    height = bottom + 46
+    group = (right - left) / max(len(archs), 1)
+    bar = min(36.0, group * 0.8 / len(series))
+
+    def y_of(v: float) -> float:
+        return bottom - (bottom - top) * v
+
+    out = _svg_open("chart-freshness", width, height, "Freshness before and after the change",
+                    "Share of freshness questions answered with the current facts, before and "
+                    "after the documents changed, per architecture.")
+    out += _legend([(name, colour) for name, _, colour in series], left, 14, right - left)
+    out += _y_axis(left, right, y_of, [0, 0.25, 0.5, 0.75, 1.0], lambda t: f"{t:.2f}",
+                   "freshness", top, bottom)
+    for g, arch in enumerate(archs):
+        m = _metrics(lab, arch)
+        x0 = left + g * group + (group - bar * len(series)) / 2
+        for s, (name, key, colour) in enumerate(series):
+            x, v = x0 + s * bar, _num(m.get(key))
+            if v is None:
+                out.append(f'<text class="tick" x="{x + bar / 2:.1f}" y="{bottom - 4}" '
+                           f'text-anchor="middle">{DASH}</text>')
+                continue
+            out.append(f'<rect x="{x:.1f}" y="{y_of(v):.1f}" width="{bar - 2:.1f}" '
+                       f'height="{bottom - y_of(v):.1f}" fill="{colour}">'
+                       f'<title>{escape(arch)}, {name}: {v:.2f}</title></rect>')
+            out.append(f'<text class="value" x="{x + bar / 2 - 1:.1f}" y="{y_of(v) - 4:.1f}" '
+                       f'text-anchor="middle">{v:.2f}</text>')
+        out.append(f'<text class="tick" x="{left + (g + 0.5) * group:.1f}" y="{bottom + 16}" '
+                   f'text-anchor="middle">{escape(arch)}</text>')
+    out.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def failure_causes_svg(lab: Mapping[str, Any]) -> str:
+    """Stacked bars: failure causes per architecture, with a legend."""
+    archs = _architectures(lab)
+    causes, counts = _failure_causes(lab)
+    colours = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(causes)}
+    legend = [(_label(c), colours[c]) for c in causes]
+    width, left, right = 640, 60, 620
+    top = 20 + _legend_height(legend, right - left) + 8
+    bottom = top + 230
+    height = bottom + 30
+    totals = [sum(counts[a].get(c, 0.0) for c in causes) for a in archs]
+    y_ticks = _ticks(max(totals + [1.0]))
+    y_max = y_ticks[-1]
+    group = (right - left) / max(len(archs), 1)
+    bar = min(56.0, group * 0.6)
+
+    def y_of(v: float) -> float:
+        return bottom - (bottom - top) * v / y_max
+
+    out = _svg_open("chart-failures", width, height, "Failure causes",
+                    "Number of failed cases per architecture, by attributed cause.")
+    out += _legend(legend, left, 18, right - left)
+    out += _y_axis(left, right, y_of, y_ticks, lambda t: f"{t:,.0f}", "failed cases", top, bottom)
+    for g, arch in enumerate(archs):
+        x, base = left + g * group + (group - bar) / 2, 0.0
+        for cause in causes:
+            n = counts[arch].get(cause, 0.0)
+            if n <= 0:
+                continue
+            out.append(f'<rect x="{x:.1f}" y="{y_of(base + n):.1f}" width="{bar:.1f}" '
+                       f'height="{y_of(base) - y_of(base + n):.1f}" fill="{colours[cause]}" '
+                       f'stroke="#fff"><title>{escape(arch)}: {escape(_label(cause))} '
+                       f'{n:,.0f}</title></rect>')
+            base += n
+        out.append(f'<text class="value" x="{x + bar / 2:.1f}" y="{y_of(base) - 4:.1f}" '
+                   f'text-anchor="middle">{base:,.0f}</text>')
+        out.append(f'<text class="tick" x="{left + (g + 0.5) * group:.1f}" y="{bottom + 16}" '
+                   f'text-anchor="middle">{escape(arch)}</text>')
+    out.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+CSS = """
+:root { color-scheme: light; --ink: #1b1f24; --muted: #57606a; --line: #d0d7de;
+  --soft: #f6f8fa; --best: #dafbe1; --best-ink: #0a5c2b; --bad: #a40e26; --good: #0a5c2b; }
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 72rem; padding: 1.5rem 1.25rem 4rem; color: var(--ink);
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+  sans-serif; background: #fff; }
+h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
+h2 { font-size: 1.25rem; margin: 2.2rem 0 .6rem; border-bottom: 1px solid var(--line);
+  padding-bottom: .2rem; }
+h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
+.experiment, .muted, figcaption, .desc { color: var(--muted); }
+.experiment { margin: 0 0 1rem; }
+.experiment span + span::before { content: " · "; }
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  font-size: .9em; }
+#recommendation { border: 2px solid #0072B2; border-radius: 8px; padding: 1rem 1.25rem;
+  background: #f0f7fc; }
+#recommendation .label { text-transform: uppercase; letter-spacing: .06em; font-size: .8rem;
+  color: var(--muted); margin: 0; }
+#recommendation .choice { font-size: 2.4rem; font-weight: 700; margin: 0; line-height: 1.2; }
+#recommendation .gloss { margin: 0 0 .6rem; color: var(--muted); }
+#recommendation ul { margin: .2rem 0 .6rem; padding-left: 1.3rem; }
+.warnings li { color: var(--bad); }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; margin: .4rem 0 1rem; }
+th, td { border: 1px solid var(--line); padding: .35rem .6rem; text-align: left;
+  vertical-align: top; }
+thead th { background: var(--soft); }
+#comparison td { text-align: right; white-space: nowrap; }
+#comparison td.text { text-align: left; white-space: normal; }
+#comparison th .desc { display: block; font-weight: 400; font-size: .8rem; max-width: 12rem; }
+td.best { background: var(--best); color: var(--best-ink); font-weight: 700; }
+td.best::after { content: " ★"; font-size: .8em; }
+td.num { text-align: right; }
+figure { margin: 1rem 0 1.5rem; }
+svg.chart { display: block; max-width: 100%; height: auto; }
+svg.chart text { font-family: inherit; font-size: 12px; fill: var(--ink); }
+svg.chart .tick, svg.chart .value { fill: var(--muted); font-size: 11px; }
+svg.chart .axis-label { fill: var(--muted); }
+svg.chart .point-label { font-weight: 600; }
+svg.chart .grid { stroke: #eaeef2; }
+svg.chart .axis { stroke: var(--muted); }
+details { border: 1px solid var(--line); border-radius: 6px; margin: .4rem 0; padding: 0 .8rem; }
+details[open] { padding-bottom: .6rem; }
+summary { cursor: pointer; padding: .45rem 0; }
+summary .case-id { font-weight: 600; }
+.kind { display: inline-block; border-radius: 4px; background: var(--soft);
+  border: 1px solid var(--line); padding: 0 .35rem; font-size: .8rem; margin: 0 .3rem; }
+.marks { white-space: nowrap; }
+.mark { display: inline-block; font-size: .8rem; padding: 0 .3rem; border-radius: 4px;
+  margin-left: .2rem; border: 1px solid var(--line); }
+.ok { color: var(--good); }
+.no { color: var(--bad); }
+.arch-answer { border-top: 1px solid var(--line); padding-top: .4rem; margin-top: .6rem; }
+.answer { white-space: pre-wrap; overflow-wrap: anywhere; background: var(--soft);
+  padding: .4rem .6rem; border-radius: 4px; margin: .3rem 0; }
+.passage { white-space: pre-wrap; overflow-wrap: anywhere; margin: .2rem 0 .6rem;
+  padding-left: .6rem; border-left: 3px solid var(--line); }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .1rem .8rem;
+  margin: .3rem 0; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+@media print {
+  body { max-width: none; padding: 0; font-size: 10pt; }
+  .table-wrap { overflow: visible; }
+  #comparison { width: 100%; font-size: 9pt; }
+  #comparison td, #comparison th { white-space: normal; padding: .2rem .3rem; }
+  table, figure, svg.chart, #recommendation, .arch-answer, .keep { break-inside: avoid;
+    page-break-inside: avoid; }
+  td.best, #recommendation { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  h2, h3 { break-after: avoid; page-break-after: avoid; }
+  summary { list-style: none; }
+  details { border: none; padding: 0; }
+}
+"""
+
+# Opens every <details> for printing and restores the reader's view afterwards.
+PRINT_JS = (
+    "(function(){var opened=[];"
+    "addEventListener('beforeprint',function(){document.querySelectorAll('details:not([open])')"
+    ".forEach(function(d){d.open=true;opened.push(d);});});"
+    "addEventListener('afterprint',function(){opened.forEach(function(d){d.open=false;});"
+    "opened=[];});})();"
+)
+
+
+def _csp_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+def _csp() -> str:
+    """Nothing may be fetched; only this page's own style and script run."""
+    return (f"default-src 'none'; style-src {_csp_hash(CSS)}; script-src {_csp_hash(PRINT_JS)}; "
+            "img-src data:; base-uri 'none'; form-action 'none'")
+
+
+def _e(value: Any) -> str:
+    return escape(_text(value))
+
+
+def _html_list(items: Iterable[Any], cls: str = "") -> str:
+    lis = "".join(f"<li>{_e(i)}</li>" for i in items)
+    return f'<ul class="{cls}">{lis}</ul>' if cls else f"<ul>{lis}</ul>"
+
+
+def _header_html(lab: Mapping[str, Any]) -> str:
+    exp = _dict(lab.get("experiment"))
+    spans = "".join(f"<span>{_e(p)}</span>" for p in _experiment_line(lab))
+    task = f'<p class="muted">Task: {_e(exp["task"])}</p>' if exp.get("task") else ""
+    return (f"<header><h1>{_e(_title(lab))}</h1>"
+            f'<p class="experiment">{spans}</p>{task}</header>')
+
+
+def _recommendation_html(lab: Mapping[str, Any]) -> str:
+    rec = _dict(lab.get("recommendation"))
+    choice = _text(rec.get("recommendation")) or DASH
+    parts = ['<section id="recommendation" aria-labelledby="recommendation-heading">',
+             '<h2 id="recommendation-heading" class="label">Recommendation</h2>',
+             f'<p class="choice">{escape(choice)}</p>']
+    if choice in CHOICE_GLOSS:
+        parts.append(f'<p class="gloss">{escape(CHOICE_GLOSS[choice])}</p>')
+    if reasons := _list(rec.get("reasons")):
+        parts += ["<h3>Why</h3>", _html_list(reasons, "reasons")]
+    if warnings := _list(rec.get("warnings")):
+        parts += ["<h3>Warnings</h3>", _html_list(warnings, "warnings")]
+    if decided := _decided_by(rec):
+        parts += ["<h3>Decided by</h3>", _html_list(decided, "decided-by mono")]
+    if scores := _dict(rec.get("scores")):
+        parts.append('<p class="muted">Checklist scores: '
+                     + ", ".join(f"{_e(k)} {_e(v)}" for k, v in scores.items()) + "</p>")
+    if checklist := _dict(lab.get("checklist")):
+        facts = "".join(f"<dt>{_e(_label(str(k)))}</dt><dd>{_e(_metric_value(str(k), v))}</dd>"
+                        for k, v in checklist.items())
+        parts.append(f'<details><summary>Checklist answers</summary>'
+                     f'<dl class="facts">{facts}</dl></details>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _td(text: str, best: bool = False, wrap: bool = False) -> str:
+    classes = " ".join(c for c, on in (("best", best), ("text", wrap)) if on)
+    return f'<td class="{classes}">{escape(text)}</td>' if classes else f"<td>{escape(text)}</td>"
+
+
+def _comparison_html(lab: Mapping[str, Any]) -> str:
+    archs = _architectures(lab)
+    described = _dict(lab.get("architectures"))
+    head = "".join(
+        f'<th scope="col" id="arch-{_slug(a)}">{escape(a)}'
+        f'<span class="desc">{_e(_dict(described.get(a)).get("description"))}</span></th>'
+        for a in archs)
+    body = []
+    for row, cells, best in _table_cells(lab):
+        tds = "".join(_td(cell, best=i in best, wrap=row.key == "change_cost")
+                      for i, cell in enumerate(cells))
+        hint = {"higher": " (higher is better)", "lower": " (lower is better)"}.get(
+            row.better or "", "")
+        body.append(f'<tr data-metric="{row.key}">'
+                    f'<th scope="row" title="{escape(row.label + hint)}">{escape(row.label)}</th>'
+                    f"{tds}</tr>")
+    return ('<section class="keep" aria-labelledby="comparison-heading">'
+            '<h2 id="comparison-heading">Side by side</h2>'
+            '<p class="muted">★ marks the best value in rows where higher or lower is clearly '
+            "better; – means not measured for that architecture.</p>"
+            '<div class="table-wrap"><table id="comparison">'
+            f'<thead><tr><th scope="col">Metric</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div></section>")
+
+
+def _charts_html(lab: Mapping[str, Any]) -> str:
+    fresh = _dict(lab.get("freshness"))
+    changed = [str(d) for d in _list(fresh.get("changed_documents"))]
+    fresh_note = []
+    if changed:
+        fresh_note.append(f"{len(changed)} changed documents ({', '.join(changed)})")
+    if _num(fresh.get("questions")) is not None:
+        fresh_note.append(f"{_count(fresh['questions'])} questions")
+    if _num(fresh.get("resync_seconds")) is not None:
+        fresh_note.append(f"re-sync took {_seconds(fresh['resync_seconds'])}")
+    missing = [a for a in _architectures(lab)
+               if _num(_metrics(lab, a).get("latency_ms_p50")) is None
+               or _num(_metrics(lab, a).get("correct")) is None]
+    quality_note = "Up and to the left is better."
+    if missing:
+        quality_note += " Not plotted (no measurement): " + ", ".join(missing) + "."
+    figures = [
+        (quality_latency_svg(lab), quality_note),
+        (freshness_svg(lab), "Freshness probe: " + "; ".join(fresh_note) + "."
+         if fresh_note else "Freshness probe."),
+        (failure_causes_svg(lab), "Failed cases by the cause the attribution assigned."),
+    ]
+    body = "".join(f"<figure>{svg}<figcaption>{escape(note)}</figcaption></figure>"
+                   for svg, note in figures)
+    return ('<section aria-labelledby="charts-heading"><h2 id="charts-heading">Charts</h2>'
+            f"{body}</section>")
+
+
+def _share(part: float | None, total: float) -> str:
+    return DASH if part is None or not total else f"{100 * part / total:.0f}%"
+
+
+def _stages_html(lab: Mapping[str, Any]) -> str:
+    stages = _stages(lab)
+    if not stages:
+        return ""
+    total = sum(s for _, s in stages if s is not None)
+    rows = "".join(
+        f'<tr><td>{escape(name)}</td><td class="num">{_seconds(s)}</td>'
+        f'<td class="num">{_share(s, total)}</td></tr>'
+        for name, s in stages)
+    return ('<section class="keep" aria-labelledby="stages-heading">'
+            '<h2 id="stages-heading">Stage timings</h2>'
+            '<table id="stages"><thead><tr><th scope="col">Stage</th><th scope="col">Time</th>'
+            f'<th scope="col">Share</th></tr></thead><tbody>{rows}</tbody>'
+            f'<tfoot><tr><th scope="row">total</th><td class="num">{_seconds(total)}</td>'
+            "<td></td></tr></tfoot></table></section>")
+
+
+def _mark(value: Any, good: str, bad: str) -> str:
+    """A judged property as symbol + words (never colour alone)."""
+    if value is True:
+        return f'<span class="mark ok">✓ {good}</span>'
+    if value is False:
+        return f'<span class="mark no">✗ {bad}</span>'
+    return f'<span class="mark">{DASH} {good}: not judged</span>'
+
+
+def _chip(arch: str, correct: Any) -> str:
+    """An architecture's outcome on a case, for the case's one-line summary."""
+    if correct is True:
+        return f'<span class="mark ok" title="correct">{escape(arch)} ✓</span>'
+    if correct is False:
+        return f'<span class="mark no" title="incorrect">{escape(arch)} ✗</span>'
+    return f'<span class="mark" title="not judged">{escape(arch)} {DASH}</span>'
+
+
+def _passages_html(passages: list[Any]) -> str:
+    if not passages:
+        return '<p class="muted">No retrieved passages.</p>'
+    items = []
+    for p in passages:
+        p = _dict(p)
+        title = _e(p.get("title")) or _e(p.get("doc_id"))
+        items.append(f"<li><strong>[{_e(p.get('n'))}] {title}</strong> "
+                     f'<span class="mono muted">{_e(p.get("doc_id"))}</span>'
+                     f'<div class="passage">{_e(p.get("text"))}</div></li>')
+    return (f'<details class="passages"><summary>Retrieved passages ({len(passages)})</summary>'
+            f"<ol>{''.join(items)}</ol></details>")
+
+
+def _arch_answer_html(arch: str, result: Mapping[str, Any]) -> str:
+    answer = _text(result.get("answer"))
+    refused = result.get("refused") is True
+    reason = _text(result.get("refusal_reason"))
+    facts = []
+    if refused:
+        facts.append(("refused", reason or "yes"))
+    cited = [str(d) for d in _list(result.get("cited_docs"))]
+    facts.append(("cited", ", ".join(cited) or DASH))
+    facts.append(("cause", _label(_text(result.get("cause"))) or DASH))
+    if _num(result.get("latency_ms")) is not None:
+        facts.append(("latency", f"{_milliseconds(result['latency_ms'])} ms"))
+    dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    return (f'<div class="arch-answer"><h3>{escape(arch)} <span class="marks">'
+            f'{_mark(result.get("correct"), "correct", "incorrect")}'
+            f'{_mark(result.get("format_valid"), "format valid", "format invalid")}</span></h3>'
+            f'<div class="answer">{escape(answer) if answer else DASH}</div>'
+            f'<dl class="facts">{dl}</dl>{_passages_html(_list(result.get("passages")))}</div>')
+
+
+def _case_html(index: int, case: Mapping[str, Any], archs: Sequence[str]) -> str:
+    case_id = _text(case.get("id")) or f"case {index + 1}"
+    by_arch = _dict(case.get("by_arch"))
+    chips = "".join(_chip(a, _dict(by_arch.get(a)).get("correct")) for a in archs if a in by_arch)
+    answers = ", ".join(str(a) for a in _list(case.get("answers"))) or "(none: should refuse)"
+    gold = ", ".join(str(d) for d in _list(case.get("gold_doc_ids"))) or DASH
+    results = "".join(_arch_answer_html(a, _dict(by_arch.get(a))) for a in archs if a in by_arch)
+    return (f'<details class="case" id="case-{index + 1}-{_slug(case_id)}">'
+            f'<summary><span class="case-id">{escape(case_id)}</span>'
+            f'<span class="kind">{_e(case.get("kind"))}</span> {_e(case.get("question"))} '
+            f'<span class="marks">{chips}</span></summary>'
+            f'<dl class="facts"><dt>question</dt><dd>{_e(case.get("question"))}</dd>'
+            f"<dt>gold answers</dt><dd>{escape(answers)}</dd>"
+            f"<dt>gold documents</dt><dd>{escape(gold)}</dd></dl>{results}</details>")
+
+
+def _cases_html(lab: Mapping[str, Any]) -> str:
+    archs = _architectures(lab)
+    cases = [c for c in _list(lab.get("cases")) if isinstance(c, dict)]
+    body = "".join(_case_html(i, c, archs) for i, c in enumerate(cases))
+    return ('<section id="cases" aria-labelledby="cases-heading">'
+            f'<h2 id="cases-heading">Cases ({len(cases)})</h2>'
+            '<p class="muted">Open a case for each architecture\'s answer, marks and retrieved '
+            f"passages.</p>{body}</section>")
+
+
+def render_html(lab: dict[str, Any]) -> str:
+    """The whole report as one self-contained HTML page (no network, one tiny print script).
+
+    >>> "<svg" in render_html({"order": ["rag"], "architectures": {"rag": {"metrics": {}}}})
+    True
+    """
+    sections = [_header_html(lab), _recommendation_html(lab), _comparison_html(lab),
+                _charts_html(lab), _stages_html(lab), _cases_html(lab)]
+    return ("<!DOCTYPE html>\n"
+            '<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(_title(lab))}</title><style>{CSS}</style></head>"
+            f"<body>{''.join(sections)}"
+            f'<footer class="muted"><p>Written by ragtune {_e(lab.get("ragtune"))}; '
+            "the data is in lab.json beside this file.</p></footer>"
+            f"<script>{PRINT_JS}</script></body></html>\n")
+
+
+# --- Markdown -------------------------------------------------------------------------------
+
+
+def _md(value: Any) -> str:
+    """Text safe inside a Markdown table cell or list item: one line, pipes and tags escaped."""
+    text = " ".join(_text(value).split())
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _md_recommendation(lab: Mapping[str, Any]) -> list[str]:
+    rec = _dict(lab.get("recommendation"))
+    choice = _text(rec.get("recommendation")) or DASH
+    gloss = f" ({CHOICE_GLOSS[choice]})" if choice in CHOICE_GLOSS else ""
+    lines = ["## Recommendation", "", f"**{_md(choice)}**{gloss}", ""]
+    for heading, items in (("Why", _list(rec.get("reasons"))),
+                           ("Warnings", _list(rec.get("warnings"))),
+                           ("Decided by", _decided_by(rec))):
+        if items:
+            lines += [f"{heading}:", ""] + [f"- {_md(i)}" for i in items] + [""]
+    if scores := _dict(rec.get("scores")):
+        lines += ["Checklist scores: " + ", ".join(f"{_md(k)} {_md(v)}" for k, v in scores.items()),
+                  ""]
+    return lines
+
+
+def render_markdown(lab: dict[str, Any]) -> str:
+    """The report's summary as Markdown: recommendation, the side-by-side table, failure
+    causes and stage timings (charts and the per-case drill-down are in report.html).
+
+    >>> "| Correctness |" in render_markdown({"order": ["rag"], "architectures": {}})
+    True
+    """
+    archs = _architectures(lab)
+    exp = _dict(lab.get("experiment"))
+    lines = [f"# {_md(_title(lab))}", "", " · ".join(_md(p) for p in _experiment_line(lab)), ""]
+    if exp.get("task"):
+        lines += [f"Task: {_md(exp['task'])}", ""]
+    lines += _md_recommendation(lab)
+
+    lines += ["## Side by side", "",
+              "**Bold** marks the best value where higher or lower is clearly better; "
+              f"{DASH} means not measured.", ""]
+    rows = [[_md(row.label)] + [f"**{_md(c)}**" if i in best else _md(c)
+                                for i, c in enumerate(cells)]
+            for row, cells, best in _table_cells(lab)]
+    lines += _md_table(["Metric"] + [_md(a) for a in archs], rows) + [""]
+
+    causes, counts = _failure_causes(lab)
+    lines += ["## Failure causes", ""]
+    if causes:
+        rows = [[_md(_label(c))] + [_count(counts[a].get(c, 0)) for a in archs] for c in causes]
+        lines += _md_table(["Cause"] + [_md(a) for a in archs], rows) + [""]
+    else:
+        lines += ["No failures were attributed.", ""]
+
+    if stages := _stages(lab):
+        lines += ["## Stage timings", ""]
+        lines += _md_table(["Stage", "Time"], [[_md(n), _seconds(s)] for n, s in stages]) + [""]
+
+    lines += ["Charts (quality vs latency, freshness, failure causes) and the per-case "
+              "drill-down with answers and retrieved passages are in report.html.", ""]
+    return "\n".join(lines)
+
+
+def write_report(lab: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Write `lab.json` (indent 2), `report.html` and `report.md` into the folder `out`
+    (created if missing) and return their paths keyed "json", "html" and "markdown"."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "lab.json", "html": out / "report.html", "markdown": out / "report.md"}
+    paths["json"].write_text(json.dumps(lab, indent=2, ensure_ascii=False) + "\n",
+                             encoding="utf-8")
+    paths["html"].write_text(render_html(lab), encoding="utf-8")
+    paths["markdown"].write_text(render_markdown(lab), encoding="utf-8")
+    return paths
