@@ -1,0 +1,556 @@
+"""`ragtune compare`: the architectures on the same cases, the freshness probe, the verdict.
+
+    >>> lab = Lab(load_experiment(Path("experiment.yaml")), Settings.load(), Path("lab-out"))
+    >>> result = lab.run()               # also writes lab-out/report.html, report.md, lab.json
+    >>> result["recommendation"]["recommendation"]
+    'hybrid'
+
+Architectures (one interface: an `Evaluator` over the same knowledge base and cases):
+
+| name         | retrieval | adapter            | answer format                                   |
+| base         | no        | no                 | asked for in the prompt (schema + JSON examples) |
+| rag          | yes       | no                 | asked for in the prompt                          |
+| rag+schema   | yes       | no                 | constrained decoding to the schema               |
+| tuned        | no        | closed-book pairs  | learned (short prompt, no examples)              |
+| hybrid       | yes       | RAFT examples      | learned (short prompt, no examples)              |
+
+The stages: ingest a working copy of the documents; train the adapters (a folder whose manifest
+matches the examples and settings is reused, not retrained); evaluate every architecture on the
+evaluation questions and on their paraphrases (consistency); apply the change set to the
+working copy and re-sync (timed); re-ask the changed facts' questions with every architecture,
+nothing retrained (freshness); then the metrics, the failure causes, the checklist combined
+with the evidence, and the report. Every evaluation is also saved as an `ragtune eval` run
+(`runs/<arch>`, `runs/<arch>-paraphrases`, `runs/<arch>-fresh`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ragtune.answering.ask import generator_for
+from ragtune.answering.citations import strip_citations
+from ragtune.answering.prompt import PromptStyle, doc_label
+from ragtune.config import Settings
+from ragtune.errors import InputError
+from ragtune.evaluation.cases import EvalCase
+from ragtune.evaluation.metrics import contains_answer, schema_errors, token_f1
+from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator
+from ragtune.kb import KnowledgeBase
+from ragtune.lab.experiment import Experiment, Split, normalize_question, split_questions
+from ragtune.tuning.manifest import check_staleness, read_manifest
+from ragtune.tuning.raft import build_closed_book_examples, knowledge_base_info, train_raft_adapter
+from ragtune.tuning.trainer import train_adapter
+
+ProgressFn = Callable[[int, int | None], None]
+StageFn = Callable[[str, int | None], ProgressFn]  # (label, total) -> advance(done, total)
+PASSAGE_CHARS = 700  # passage text kept per drill-down entry
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    retrieve: bool
+    adapter: str | None  # which trained adapter it answers with
+    trained_prompt: bool  # the adapters' short prompt instead of instructions + examples
+    enforce: bool  # constrained decoding
+    description: str
+
+    @property
+    def evaluator_arch(self) -> str:
+        if self.adapter is not None:
+            return "hybrid" if self.retrieve else "tuned"
+        return "rag" if self.retrieve else "base"
+
+
+ARCHITECTURES = {
+    "base": Architecture("base", False, None, False, False,
+                         "the model alone; format asked for in the prompt"),
+    "rag": Architecture("rag", True, None, False, False,
+                        "retrieve + answer; format asked for in the prompt"),
+    "rag+schema": Architecture("rag+schema", True, None, False, True,
+                               "retrieve + answer; constrained decoding to the schema"),
+    "tuned": Architecture("tuned", False, "tuned", True, False,
+                          "LoRA on closed-book question/answer pairs; no retrieval"),
+    "hybrid": Architecture("hybrid", True, "hybrid", True, False,
+                           "retrieve + LoRA trained RAFT-style on the same questions"),
+}
+CASE_KINDS = {"eval": "eval", "paraphrases": "paraphrase", "fresh": "fresh"}
+
+
+class Lab:
+    """One `compare` run: `run()` does every stage and writes the report into `out`."""
+
+    def __init__(self, experiment: Experiment, settings: Settings, out: Path,
+                 stage: StageFn | None = None, log: Callable[[str], None] | None = None
+                 ) -> None:
+        self.exp = experiment
+        self.out = Path(out)
+        self.stage_fn = stage or (lambda label, total: lambda done, t: None)
+        self.log = log or (lambda message: None)
+        b = experiment.budgets
+        chunking = settings.chunking
+        if experiment.knowledge_base.chunk_tokens:
+            chunking = chunking.model_copy(update={
+                "max_tokens": experiment.knowledge_base.chunk_tokens,
+                "overlap_tokens": min(chunking.overlap_tokens,
+                                      experiment.knowledge_base.chunk_tokens // 4)})
+        self.settings = settings.model_copy(update={
+            "chunking": chunking,
+            "generator": settings.generator.model_copy(update={
+                "adapter": None, "max_new_tokens": b.max_new_tokens,
+                "batch_size": b.eval_batch_size}),
+            "answer": settings.answer.model_copy(update={"k": b.k}),
+            "eval": settings.eval.model_copy(update={"batch_size": b.eval_batch_size}),
+            "tune": settings.tune.model_copy(update={
+                "batch_size": b.train_batch_size, "learning_rate": b.learning_rate,
+                "lora_r": b.lora_r, "lora_alpha": 2 * b.lora_r,
+                "raft_distractors": b.raft_distractors, "seed": experiment.split.seed}),
+        })
+        self.schema = experiment.schema()
+        self.stages: list[dict[str, Any]] = []
+        self.passages: dict[str, tuple[str, str]] = {}  # chunk id -> (title, text)
+
+    # --- the whole run -----------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        exp = self.exp
+        archs = [ARCHITECTURES[a] for a in exp.architectures]
+        changes = exp.load_changes()
+        questions = exp.load_questions()
+        known = {q.id: q for q in questions}
+        missing = [c.question_id for c in changes if c.question_id not in known]
+        if missing:
+            raise InputError(f"change set names unknown question id(s): {', '.join(missing)}")
+        split = split_questions(questions, exp.split, exp.budgets,
+                                keep={c.question_id for c in changes})
+        checklist = self._checklist()
+        self.out.mkdir(parents=True, exist_ok=True)
+        kb = self._timed("ingest", self._ingest)
+        split = self._resolve_gold(kb, split)
+        adapters: dict[str, Path] = {}
+        if any(a.adapter == "tuned" for a in archs):
+            adapters["tuned"] = self._timed("train tuned", lambda: self._train_tuned(kb, split))
+        if any(a.adapter == "hybrid" for a in archs):
+            adapters["hybrid"] = self._timed("train hybrid",
+                                             lambda: self._train_hybrid(kb, split))
+        runs: dict[str, dict[str, EvalRun]] = {a.name: {} for a in archs}
+        evaluators = {a.name: self._evaluator(kb, a, adapters) for a in archs}
+        for a in archs:
+            runs[a.name]["eval"] = self._timed(
+                f"evaluate {a.name}",
+                lambda a=a: self._evaluate(evaluators[a.name], split.eval, a.name, "eval")
+                if not split.paraphrases else self._evaluate(
+                    evaluators[a.name], split.eval + split.paraphrases, a.name, "eval"))
+        for a in archs:  # split the combined run back into the questions and their paraphrases
+            combined = runs[a.name].pop("eval")
+            n = len(split.eval)
+            runs[a.name]["eval"] = self._subrun(evaluators[a.name], combined, 0, n)
+            runs[a.name]["paraphrases"] = self._subrun(evaluators[a.name], combined, n, None)
+            runs[a.name]["eval"].save(self.out / "runs" / _slug(a.name))
+            runs[a.name]["paraphrases"].save(self.out / "runs" / f"{_slug(a.name)}-paraphrases")
+        freshness: dict[str, Any] = {"changed_documents": [], "questions": 0,
+                                     "resync_seconds": None}
+        if changes:
+            fresh_cases = [self._gold_ids(kb, known[c.question_id].case(
+                split.eval_phrasing.get(c.question_id) or _eval_phrasing(known[c.question_id],
+                                                                         split),
+                "fresh", c.new_answers)) for c in changes]
+            resync = self._timed("apply change set + re-sync", lambda: self._apply_changes(kb))
+            freshness = {"changed_documents": sorted({c.doc_id for c in changes}),
+                         "questions": len(fresh_cases), "resync_seconds": resync["seconds"],
+                         "resync": resync["report"]}
+            for a in archs:
+                runs[a.name]["fresh"] = self._timed(
+                    f"freshness {a.name}",
+                    lambda a=a: self._evaluate(evaluators[a.name], fresh_cases, a.name, "fresh"))
+                runs[a.name]["fresh"].save(self.out / "runs" / f"{_slug(a.name)}-fresh")
+        metrics = {a.name: self._metrics(a, runs[a.name], changes, adapters, kb, freshness)
+                   for a in archs}
+        recommendation = self._recommend(checklist, metrics)
+        lab = {
+            "ragtune": _version(), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "experiment": {
+                "name": exp.name, "file": str(exp.path) if exp.path else None,
+                "kb": kb.name, "documents": len(kb.store.document_hashes()),
+                "eval_cases": len(split.eval), "paraphrases": len(split.paraphrases),
+                "seed": exp.split.seed, "split": split.to_dict(),
+                "task": "answer as JSON valid for the task schema, or refuse",
+                "schema": self.schema,
+                "train_examples": {"tuned": len(split.tuned_training),
+                                   "hybrid": len(split.hybrid_training)},
+                "budgets": exp.budgets.model_dump(),
+                "generator": evaluators[archs[0].name].answerer.generator.name,
+            },
+            "recommendation": recommendation,
+            "checklist": checklist.model_dump() if checklist is not None else None,
+            "order": [a.name for a in archs],
+            "architectures": {a.name: {"description": a.description,
+                                       "metrics": metrics[a.name],
+                                       "failure_causes": runs[a.name]["eval"].summary[
+                                           "failure_causes"]} for a in archs},
+            "freshness": freshness,
+            "stages": self.stages,
+            "cases": self._cases(archs, runs),
+        }
+        lab["seconds"] = round(time.perf_counter() - started, 1)
+        self._timed("report", lambda: self._write(lab))
+        lab["seconds"] = round(time.perf_counter() - started, 1)
+        self._write(lab)
+        return lab
+
+    # --- stages ------------------------------------------------------------------------------
+
+    def _timed(self, name: str, work: Callable[[], Any]) -> Any:
+        self.log(f"{name} ...")
+        t0 = time.perf_counter()
+        result = work()
+        seconds = round(time.perf_counter() - t0, 1)
+        self.stages = [s for s in self.stages if s["stage"] != name]
+        self.stages.append({"stage": name, "seconds": seconds})
+        self.log(f"{name}: {seconds:.1f} s")
+        return result
+
+    def _checklist(self) -> Any:
+        if self.exp.checklist is None:
+            return None
+        from ragtune.lab.checklist import load_answers
+
+        return load_answers(self.exp.resolve(self.exp.checklist))
+
+    def _ingest(self) -> KnowledgeBase:
+        src = self.exp.resolve(self.exp.knowledge_base.documents)
+        docs = self.out / "documents"
+        if docs.exists():
+            shutil.rmtree(docs)
+        shutil.copytree(src, docs)
+        kb = KnowledgeBase(self.exp.knowledge_base.name, self.settings)
+        kb.ingest([docs], sync=True, progress=self._bar("ingest"))
+        return kb
+
+    def _resolve_gold(self, kb: KnowledgeBase, split: Split) -> Split:
+        """Gold documents are named by file name in the question file; the knowledge base's
+        document ids are absolute paths of the working copy."""
+        ids = {doc_label(d): d for d in kb.store.document_hashes()}
+        unknown = sorted({g for c in split.eval + split.tuned_training + split.hybrid_training
+                          for g in c.gold_doc_ids if g not in ids})
+        if unknown:
+            raise InputError(f"{self.exp.resolve(self.exp.questions)}: gold document(s) not in "
+                             f"the documents: {', '.join(unknown[:5])}")
+
+        def fix(cases: list[EvalCase]) -> list[EvalCase]:
+            return [self._gold_ids(kb, c) for c in cases]
+
+        return replace(split, eval=fix(split.eval), paraphrases=fix(split.paraphrases),
+                       tuned_training=split.tuned_training,  # targets name documents by label
+                       hybrid_training=fix(split.hybrid_training))
+
+    def _gold_ids(self, kb: KnowledgeBase, case: EvalCase) -> EvalCase:
+        ids = {doc_label(d): d for d in kb.store.document_hashes()}
+        return replace(case, gold_doc_ids=tuple(ids.get(g, g) for g in case.gold_doc_ids))
+
+    def _apply_changes(self, kb: KnowledgeBase) -> dict[str, Any]:
+        assert self.exp.changes is not None
+        docs = self.out / "documents"
+        for path in sorted(self.exp.resolve(self.exp.changes.documents).rglob("*")):
+            if path.is_file():
+                target = docs / path.relative_to(self.exp.resolve(self.exp.changes.documents))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+        t0 = time.perf_counter()
+        report = kb.ingest([docs], sync=True, progress=self._bar("re-sync"))
+        seconds = round(time.perf_counter() - t0, 2)
+        return {"seconds": seconds, "report": {k: v for k, v in report.to_dict().items()
+                                               if isinstance(v, int | float)}}
+
+    def _tune(self, epochs: int) -> Any:
+        return self.settings.tune.model_copy(update={"epochs": epochs, "val_split": 0.05,
+                                                     "save_every": 0})
+
+    def _train_tuned(self, kb: KnowledgeBase, split: Split) -> Path:
+        out = self.out / "adapters" / "tuned"
+        examples = build_closed_book_examples(split.tuned_training, self.trained_style)
+        ids = {doc_label(d): d for d in kb.store.document_hashes()}
+        docs = {ids[g] for c in split.tuned_training for g in c.gold_doc_ids if g in ids}
+        result = train_adapter(examples, out, self.settings,
+                               tune=self._tune(self.exp.budgets.tuned_epochs),
+                               data_file=out / "closed-book-data.jsonl", shape="closed-book",
+                               knowledge_base=knowledge_base_info(kb, docs),
+                               progress=self._train_bar("train tuned"), save_examples=True)
+        self.log("tuned adapter: " + ("reused (manifest matches)" if result.already_trained
+                                      else f"trained on {len(examples)} examples"))
+        return out
+
+    def _train_hybrid(self, kb: KnowledgeBase, split: Split) -> Path:
+        out = self.out / "adapters" / "hybrid"
+        report, result = train_raft_adapter(
+            kb, split.hybrid_training, out, self.settings, style=self.trained_style,
+            tune=self._tune(self.exp.budgets.hybrid_epochs),
+            progress=self._train_bar("train hybrid"))
+        self.log("hybrid adapter: " + ("reused (manifest matches)" if result.already_trained
+                                       else f"trained on {len(report.examples)} RAFT examples"))
+        return out
+
+    @property
+    def trained_style(self) -> PromptStyle:
+        return PromptStyle(system=self.exp.task.system, examples=False, schema=self.schema,
+                           tell_schema=False)
+
+    def _evaluator(self, kb: KnowledgeBase, arch: Architecture, adapters: dict[str, Path]
+                   ) -> Evaluator:
+        settings = self.settings
+        if arch.adapter is not None:
+            settings = settings.model_copy(update={"generator": settings.generator.model_copy(
+                update={"adapter": str(adapters[arch.adapter])})})
+        style = self.trained_style if arch.trained_prompt else PromptStyle(schema=self.schema)
+        return Evaluator(kb, arch.evaluator_arch, settings, generator=generator_for(settings),
+                         schema=self.schema, style=style, enforce_schema=arch.enforce,
+                         correct=states)
+
+    def _evaluate(self, evaluator: Evaluator, cases: list[EvalCase], arch: str, kind: str
+                  ) -> EvalRun:
+        run = evaluator.run(cases, progress=self._bar(f"{kind} {arch}"),
+                            batch=self.exp.budgets.eval_batch_size)
+        self._keep_passages(evaluator.kb, run.results)
+        return run
+
+    def _subrun(self, evaluator: Evaluator, run: EvalRun, start: int, stop: int | None
+                ) -> EvalRun:
+        results = run.results[start:stop]
+        config = dict(run.config) | {"cases": len(results)}
+        return EvalRun(config, results, evaluator.summarize(results) if results else {
+            "cases": 0, "metrics": {}, "failure_causes": {}})
+
+    def _keep_passages(self, kb: KnowledgeBase, results: list[CaseResult]) -> None:
+        wanted = {p["chunk_id"] for r in results for p in r.passages} - set(self.passages)
+        for chunk in kb.store.get_chunks(wanted):
+            self.passages[chunk.id] = (chunk.title, chunk.text[:PASSAGE_CHARS])
+
+    def _bar(self, label: str) -> ProgressFn:
+        return self.stage_fn(label, None)
+
+    def _train_bar(self, label: str) -> Callable[[Any], None]:
+        advance = self.stage_fn(label, None)
+        seen = {"step": 0}
+
+        def update(p: Any) -> None:  # a TrainProgress
+            advance(max(0, p.step - seen["step"]), p.total_steps)
+            seen["step"] = max(seen["step"], p.step)
+        return update
+
+    # --- measurements ------------------------------------------------------------------------
+
+    def _metrics(self, arch: Architecture, runs: dict[str, EvalRun], changes: list[Any],
+                 adapters: dict[str, Path], kb: KnowledgeBase, freshness: dict[str, Any]
+                 ) -> dict[str, Any]:
+        main = runs["eval"]
+        m = main.summary["metrics"]
+        out: dict[str, Any] = {
+            "correct": _mean(_correct(r) for r in main.results),
+            "faithfulness": m.get("faithfulness"),
+            "citation_accuracy": _mean(_citation_accuracy(r) for r in main.results),
+            "format_valid": _mean(self._format_valid(r) for r in main.results),
+            "refusal_correct": m.get("refusal_correct"),
+            "false_refusal_rate": m.get("false_refusal_rate"),
+            "recall@k": m.get("recall@k"),
+        }
+        old = {c.question_id: c for c in changes}
+        before = [r for r in main.results if r.id in old]
+        out["freshness_before"] = _mean(_correct(r) for r in before)
+        fresh = runs.get("fresh")
+        out["freshness_after"] = _mean(_correct(r) for r in fresh.results) if fresh else None
+        out["stale_after"] = _mean(_correct(r, old[r.id].old_answers)
+                                   for r in fresh.results) if fresh else None
+        out["consistency"] = _consistency(main.results, runs["paraphrases"].results)
+        out["latency_ms_p50"] = m.get("latency_ms_p50")
+        out["latency_ms_p95"] = m.get("latency_ms_p95")
+        out["prompt_tokens"] = m.get("prompt_tokens")
+        out["output_tokens"] = m.get("output_tokens")
+        out["training_seconds"] = 0.0
+        out["adapter_stale"] = None
+        resync = freshness.get("resync_seconds")
+        out["change_cost_seconds"] = resync if arch.retrieve else None
+        out["change_cost"] = (f"re-sync {len(freshness['changed_documents'])} documents"
+                              if arch.retrieve else "cannot absorb it (no retrieval, no "
+                              "training)")
+        if arch.adapter is not None:
+            manifest = read_manifest(adapters[arch.adapter])
+            out["training_seconds"] = round(manifest.training.seconds, 1)
+            staleness = check_staleness(manifest, kb)
+            out["adapter_stale"] = bool(staleness.changed or staleness.removed)
+            out["adapter_stale_documents"] = [doc_label(d) for d in staleness.changed
+                                              + staleness.removed]
+            if not arch.retrieve:
+                out["change_cost_seconds"] = out["training_seconds"]
+                out["change_cost"] = (f"retrain to learn the new facts (training took "
+                                      f"{out['training_seconds']:.0f} s)")
+        return out
+
+    def _format_valid(self, result: CaseResult) -> float | None:
+        """Whether the model's own output was valid for the schema (None when nothing was
+        generated: a refusal before generation is the system's, not the model's)."""
+        if not result.raw_output.strip():
+            return None
+        return float(not schema_errors(result.raw_output, self.schema))
+
+    def _recommend(self, checklist: Any, metrics: dict[str, dict[str, Any]]
+                   ) -> dict[str, Any]:
+        from ragtune.lab.checklist import Evidence, assess
+
+        rag = metrics.get("rag") or metrics.get("rag+schema") or {}
+        evidence = Evidence(retrieval_recall=rag.get("recall@k"),
+                            faithfulness=rag.get("faithfulness"),
+                            refusal_correct=rag.get("refusal_correct"),
+                            archs=metrics, source=str(self.out))
+        if checklist is None:
+            raise InputError("the experiment needs a checklist (assess answers) to recommend")
+        return assess(checklist, evidence).to_dict()
+
+    # --- the report --------------------------------------------------------------------------
+
+    def _cases(self, archs: list[Architecture], runs: dict[str, dict[str, EvalRun]]
+               ) -> list[dict[str, Any]]:
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for a in archs:
+            for kind, run in runs[a.name].items():
+                for r in run.results:
+                    row = rows.setdefault((kind, r.id), {
+                        "id": r.id, "kind": CASE_KINDS[kind],
+                        "question": r.question, "answers": r.answers,
+                        "gold_doc_ids": r.metadata.get("gold_doc_ids", []), "by_arch": {}})
+                    row["by_arch"][a.name] = self._case_entry(r)
+        return list(rows.values())
+
+    def _case_entry(self, r: CaseResult) -> dict[str, Any]:
+        correct = _correct(r)
+        valid = self._format_valid(r)
+        return {
+            "answer": r.answer, "raw_output": r.raw_output, "refused": r.refused,
+            "refusal_reason": r.refusal_reason,
+            "correct": None if correct is None else bool(correct),
+            "format_valid": None if valid is None else bool(valid),
+            "cited_docs": _cited_docs(r),
+            "cause": r.attribution.cause if r.attribution else None,
+            "latency_ms": r.latency_ms,
+            "passages": [{"n": p["n"], "doc_id": p["doc_id"],
+                          "title": self.passages.get(p["chunk_id"], ("", ""))[0],
+                          "text": self.passages.get(p["chunk_id"], ("", ""))[1]}
+                         for p in r.passages],
+        }
+
+    def _write(self, lab: dict[str, Any]) -> dict[str, Path]:
+        from ragtune.lab.report import write_report
+
+        return write_report(lab, self.out)
+
+
+# --- per-case measures ---------------------------------------------------------------------------
+
+
+def states(answer: str, references: Any) -> bool:
+    """Whether `answer` states one of the reference facts: it contains a reference as whole
+    words, or it is a shorter form of one that keeps every number (`EUR 12` for `EUR 12 per
+    month`, token F1 >= 0.5). Token F1 alone would credit `EUR 25` for `EUR 27`: a fact lab's
+    answers are mostly figures, where one wrong digit is a wrong answer."""
+    refs = [r for r in references if r.strip()]
+    if not answer.strip() or not refs:
+        return False
+    if contains_answer(answer, refs):
+        return True
+    numbers = set(re.findall(r"\d+(?:[.,]\d+)?", answer))
+    return any(set(re.findall(r"\d+(?:[.,]\d+)?", ref)) <= numbers and token_f1(answer, [ref])
+               >= 0.5 for ref in refs)
+
+
+def _correct(r: CaseResult, references: Any | None = None) -> float | None:
+    """1.0 when the (not refused) answer states a reference fact; None for unanswerable cases.
+    (The evaluator scored `r.answers` with `states` already; other references are scored
+    here, e.g. the old facts of a freshness question.)"""
+    refs = r.answers if references is None else references
+    if not refs:
+        return None
+    return float(not r.refused and states(_answer_text(r), refs))
+
+
+def _answer_text(r: CaseResult) -> str:
+    """The answer itself: a JSON answer's `answer` field, else the text without markers."""
+    try:
+        data = json.loads(r.answer)
+    except ValueError:
+        return strip_citations(r.answer)
+    if isinstance(data, dict) and isinstance(data.get("answer"), str):
+        return strip_citations(data["answer"])
+    return strip_citations(r.answer)
+
+
+def _cited_docs(r: CaseResult) -> list[str]:
+    """Documents the answer cites: its resolved citations, else (closed-book) the document ids
+    its JSON `sources` names."""
+    if r.citations:
+        return list(dict.fromkeys(doc_label(c["doc_id"]) for c in r.citations))
+    try:
+        data = json.loads(r.raw_output)
+    except ValueError:
+        return []
+    sources = data.get("sources") if isinstance(data, dict) else None
+    return [s for s in sources if isinstance(s, str)] if isinstance(sources, list) else []
+
+
+def _citation_accuracy(r: CaseResult) -> float | None:
+    """Share of the cited documents that are gold (answered answerable cases; 0 when the
+    answer cites nothing)."""
+    gold = set(r.metadata.get("gold_doc_ids", []))
+    if not r.answers or r.refused or not gold:
+        return None
+    cited = _cited_docs(r)
+    return sum(d in gold for d in cited) / len(cited) if cited else 0.0
+
+
+def _consistency(main: list[CaseResult], paraphrases: list[CaseResult]) -> float | None:
+    """Share of paraphrase pairs answered alike: both refused, or both answered with the same
+    answer (token F1 >= 0.5 between them)."""
+    by_id = {r.id: r for r in main}
+    agree = []
+    for p in paraphrases:
+        r = by_id.get(p.id)
+        if r is None:
+            continue
+        if r.refused or p.refused:
+            agree.append(float(r.refused == p.refused))
+            continue
+        a, b = _answer_text(r), _answer_text(p)
+        same = normalize_question(a) == normalize_question(b) or token_f1(a, [b]) >= 0.5
+        agree.append(float(same))
+    return _mean(agree)
+
+
+def _eval_phrasing(q: Any, split: Split) -> str:
+    """A phrasing of `q` that no training example uses (for change-set questions outside the
+    evaluation sample)."""
+    trained = {normalize_question(c.question) for c in split.tuned_training
+               + split.hybrid_training}
+    return next((p for p in q.phrasings if normalize_question(p) not in trained),
+                q.phrasings[-1])
+
+
+def _mean(values: Any) -> float | None:
+    kept = [v for v in values if v is not None]
+    return round(statistics.fmean(kept), 4) if kept else None
+
+
+def _slug(name: str) -> str:
+    return name.replace("+", "-")
+
+
+def _version() -> str:
+    from ragtune import __version__
+
+    return __version__
