@@ -45,7 +45,7 @@ def run_once(keep: Path | None) -> dict:
     if keep is not None:  # keep the report of the (last) run for reading
         shutil.rmtree(keep, ignore_errors=True)
         shutil.copytree(home / "labs" / "demo", keep,
-                        ignore=shutil.ignore_patterns("adapters", "documents"))
+                        ignore=shutil.ignore_patterns("adapters", "documents", "runs", "lab.json"))
     shutil.rmtree(home, ignore_errors=True)
     return {"wall_seconds": round(wall, 1), "lab_seconds": data["seconds"],
             "stages": data["stages"], "recommendation": data["recommendation"],

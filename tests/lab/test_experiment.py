@@ -61,7 +61,7 @@ def test_the_split_is_seeded_and_keeps_every_evaluation_question_out_of_training
     assert not trained & asked
     assert len(a.eval) == exp.budgets.eval_cases
     assert changed <= {c.id for c in a.eval}  # the freshness probe's questions are evaluated
-    assert sum(not c.answerable for c in a.eval) == 10  # the file's share: 20%
+    assert sum(not c.answerable for c in a.eval) == 9  # the file's share: 20%
     # every answerable question lends two phrasings to training; unanswerable ones split whole
     answerable = [q for q in questions if q.answerable]
     assert len([c for c in a.tuned_training if c.answerable]) == 2 * len(answerable)
@@ -140,3 +140,21 @@ def test_unknown_architecture_and_missing_files_are_errors(tmp_path: Path) -> No
 def test_states_credits_a_fact_only_with_its_figures(answer: str, refs: list[str],
                                                      expected: bool) -> None:
     assert states(answer, refs) is expected
+
+
+def test_own_training_data_may_not_contain_an_evaluation_question(tmp_path: Path) -> None:
+    from ragtune.lab.compare import check_no_leak
+    from ragtune.tuning.data import load_training_data
+
+    exp = load_experiment(SAMPLE_EXPERIMENT)
+    split = split_questions(exp.load_questions(), exp.split, exp.budgets)
+    asked = split.eval[3].question
+    clean = [{"prompt": f"Question: {c.question}", "completion": c.answers[0] if c.answers
+              else "I don't know."} for c in split.tuned_training[:20]]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in clean))
+    check_no_leak(load_training_data(path), split, path)  # training phrasings only: fine
+    leaking = clean + [{"prompt": f"Question: {asked.upper()}", "completion": "x"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in leaking))
+    with pytest.raises(InputError, match=r"train\.jsonl:21: contains the evaluation question"):
+        check_no_leak(load_training_data(path), split, path)

@@ -32,6 +32,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from ragtune.evaluation.metrics import contains_answer, schema_errors, token_f1
 from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator
 from ragtune.kb import KnowledgeBase
 from ragtune.lab.experiment import Experiment, Split, normalize_question, split_questions
+from ragtune.tuning.data import TrainingExample, load_training_data
 from ragtune.tuning.manifest import check_staleness, read_manifest
 from ragtune.tuning.raft import build_closed_book_examples, knowledge_base_info, train_raft_adapter
 from ragtune.tuning.trainer import train_adapter
@@ -114,7 +116,7 @@ class Lab:
                 "lora_r": b.lora_r, "lora_alpha": 2 * b.lora_r,
                 "raft_distractors": b.raft_distractors, "seed": experiment.split.seed}),
         })
-        self.schema = experiment.schema()
+        self.schema = experiment.answer_schema()
         self.stages: list[dict[str, Any]] = []
         self.passages: dict[str, tuple[str, str]] = {}  # chunk id -> (title, text)
 
@@ -133,46 +135,23 @@ class Lab:
         split = split_questions(questions, exp.split, exp.budgets,
                                 keep={c.question_id for c in changes})
         checklist = self._checklist()
+        tuned_examples = self._tuned_examples(split)  # a bad or leaking file fails right away
         self.out.mkdir(parents=True, exist_ok=True)
         kb = self._timed("ingest", self._ingest)
         split = self._resolve_gold(kb, split)
         adapters: dict[str, Path] = {}
         if any(a.adapter == "tuned" for a in archs):
-            adapters["tuned"] = self._timed("train tuned", lambda: self._train_tuned(kb, split))
+            adapters["tuned"] = self._timed("train tuned", partial(
+                self._train_tuned, kb, split, tuned_examples))
         if any(a.adapter == "hybrid" for a in archs):
             adapters["hybrid"] = self._timed("train hybrid",
-                                             lambda: self._train_hybrid(kb, split))
-        runs: dict[str, dict[str, EvalRun]] = {a.name: {} for a in archs}
+                                             partial(self._train_hybrid, kb, split))
         evaluators = {a.name: self._evaluator(kb, a, adapters) for a in archs}
-        for a in archs:
-            runs[a.name]["eval"] = self._timed(
-                f"evaluate {a.name}",
-                lambda a=a: self._evaluate(evaluators[a.name], split.eval, a.name, "eval")
-                if not split.paraphrases else self._evaluate(
-                    evaluators[a.name], split.eval + split.paraphrases, a.name, "eval"))
-        for a in archs:  # split the combined run back into the questions and their paraphrases
-            combined = runs[a.name].pop("eval")
-            n = len(split.eval)
-            runs[a.name]["eval"] = self._subrun(evaluators[a.name], combined, 0, n)
-            runs[a.name]["paraphrases"] = self._subrun(evaluators[a.name], combined, n, None)
-            runs[a.name]["eval"].save(self.out / "runs" / _slug(a.name))
-            runs[a.name]["paraphrases"].save(self.out / "runs" / f"{_slug(a.name)}-paraphrases")
-        freshness: dict[str, Any] = {"changed_documents": [], "questions": 0,
-                                     "resync_seconds": None}
-        if changes:
-            fresh_cases = [self._gold_ids(kb, known[c.question_id].case(
-                split.eval_phrasing.get(c.question_id) or _eval_phrasing(known[c.question_id],
-                                                                         split),
-                "fresh", c.new_answers)) for c in changes]
-            resync = self._timed("apply change set + re-sync", lambda: self._apply_changes(kb))
-            freshness = {"changed_documents": sorted({c.doc_id for c in changes}),
-                         "questions": len(fresh_cases), "resync_seconds": resync["seconds"],
-                         "resync": resync["report"]}
-            for a in archs:
-                runs[a.name]["fresh"] = self._timed(
-                    f"freshness {a.name}",
-                    lambda a=a: self._evaluate(evaluators[a.name], fresh_cases, a.name, "fresh"))
-                runs[a.name]["fresh"].save(self.out / "runs" / f"{_slug(a.name)}-fresh")
+        runs = {a.name: self._evaluate_arch(evaluators[a.name], a, split) for a in archs}
+        fresh_cases = [self._gold_ids(kb, known[c.question_id].case(
+            split.eval_phrasing.get(c.question_id) or _eval_phrasing(known[c.question_id], split),
+            "fresh", c.new_answers)) for c in changes]
+        freshness = self._probe(kb, archs, evaluators, runs, changes, fresh_cases)
         metrics = {a.name: self._metrics(a, runs[a.name], changes, adapters, kb, freshness)
                    for a in archs}
         recommendation = self._recommend(checklist, metrics)
@@ -189,9 +168,10 @@ class Lab:
                                    "hybrid": len(split.hybrid_training)},
                 "budgets": exp.budgets.model_dump(),
                 "generator": evaluators[archs[0].name].answerer.generator.name,
+                "notes": self._notes(split, len(changes)),
             },
             "recommendation": recommendation,
-            "checklist": checklist.model_dump() if checklist is not None else None,
+            "checklist": checklist.model_dump(),
             "order": [a.name for a in archs],
             "architectures": {a.name: {"description": a.description,
                                        "metrics": metrics[a.name],
@@ -207,6 +187,22 @@ class Lab:
         self._write(lab)
         return lab
 
+    def _notes(self, split: Split, changed: int) -> list[str]:
+        b = self.exp.budgets
+        unanswerable = sum(not c.answerable for c in split.eval)
+        return [
+            f"Evaluation sample: {len(split.eval)} held-out questions ({unanswerable} "
+            f"unanswerable; the {changed} whose facts the change set replaces are always in it), "
+            f"{len(split.paraphrases)} of them asked again in other words (consistency).",
+            f"Training: tuned on {len(split.tuned_training)} examples for {b.tuned_epochs} "
+            f"epoch(s); hybrid on {len(split.hybrid_training)} RAFT examples for "
+            f"{b.hybrid_epochs} epoch(s); LoRA r={b.lora_r}, learning rate {b.learning_rate}.",
+            "Correct = the answer states a reference fact: it contains one, or is a shorter form "
+            "keeping every figure (EUR 12 for EUR 12 per month; never EUR 25 for EUR 27).",
+            f"Latency: retrieval to answer per question, generation batched {b.eval_batch_size} "
+            "at a time on this machine, so p50 is about one batch's time.",
+        ]
+
     # --- stages ------------------------------------------------------------------------------
 
     def _timed(self, name: str, work: Callable[[], Any]) -> Any:
@@ -220,8 +216,6 @@ class Lab:
         return result
 
     def _checklist(self) -> Any:
-        if self.exp.checklist is None:
-            return None
         from ragtune.lab.checklist import load_answers
 
         return load_answers(self.exp.resolve(self.exp.checklist))
@@ -275,16 +269,31 @@ class Lab:
         return self.settings.tune.model_copy(update={"epochs": epochs, "val_split": 0.05,
                                                      "save_every": 0})
 
-    def _train_tuned(self, kb: KnowledgeBase, split: Split) -> Path:
+    def _tuned_examples(self, split: Split) -> list[TrainingExample]:
+        """The experiment's own training file (checked for evaluation questions), or the
+        closed-book pairs made from the training phrasings."""
+        if self.exp.training_data is None:
+            return build_closed_book_examples(split.tuned_training, self.trained_style)
+        path = self.exp.resolve(self.exp.training_data)
+        examples = load_training_data(path, self.settings.tune.min_examples)
+        check_no_leak(examples, split, path)
+        return examples
+
+    def _train_tuned(self, kb: KnowledgeBase, split: Split, examples: list[TrainingExample]
+                     ) -> Path:
         out = self.out / "adapters" / "tuned"
-        examples = build_closed_book_examples(split.tuned_training, self.trained_style)
+        data_file = out / "closed-book-data.jsonl"
+        if self.exp.training_data is not None:
+            data_file = self.exp.resolve(self.exp.training_data)
         ids = {doc_label(d): d for d in kb.store.document_hashes()}
         docs = {ids[g] for c in split.tuned_training for g in c.gold_doc_ids if g in ids}
         result = train_adapter(examples, out, self.settings,
                                tune=self._tune(self.exp.budgets.tuned_epochs),
-                               data_file=out / "closed-book-data.jsonl", shape="closed-book",
+                               data_file=data_file,
+                               shape=None if self.exp.training_data else "closed-book",
                                knowledge_base=knowledge_base_info(kb, docs),
-                               progress=self._train_bar("train tuned"), save_examples=True)
+                               progress=self._train_bar("train tuned"),
+                               save_examples=self.exp.training_data is None)
         self.log("tuned adapter: " + ("reused (manifest matches)" if result.already_trained
                                       else f"trained on {len(examples)} examples"))
         return out
@@ -328,6 +337,36 @@ class Lab:
         config = dict(run.config) | {"cases": len(results)}
         return EvalRun(config, results, evaluator.summarize(results) if results else {
             "cases": 0, "metrics": {}, "failure_causes": {}})
+
+    def _evaluate_arch(self, evaluator: Evaluator, arch: Architecture, split: Split
+                       ) -> dict[str, EvalRun]:
+        """The evaluation questions and their paraphrases in one pass (full batches), kept as
+        two saved runs."""
+        combined = self._timed(f"evaluate {arch.name}", partial(
+            self._evaluate, evaluator, split.eval + split.paraphrases, arch.name, "eval"))
+        n = len(split.eval)
+        runs = {"eval": self._subrun(evaluator, combined, 0, n),
+                "paraphrases": self._subrun(evaluator, combined, n, None)}
+        runs["eval"].save(self.out / "runs" / _slug(arch.name))
+        runs["paraphrases"].save(self.out / "runs" / f"{_slug(arch.name)}-paraphrases")
+        return runs
+
+    def _probe(self, kb: KnowledgeBase, archs: list[Architecture],
+               evaluators: dict[str, Evaluator], runs: dict[str, dict[str, EvalRun]],
+               changes: list[Any], fresh_cases: list[EvalCase]) -> dict[str, Any]:
+        """The freshness probe: apply the change set, re-sync (timed), re-ask the changed
+        facts' questions with every architecture, nothing retrained."""
+        if not changes:
+            return {"changed_documents": [], "questions": 0, "resync_seconds": None}
+        resync = self._timed("apply change set + re-sync", partial(self._apply_changes, kb))
+        for a in archs:
+            run = self._timed(f"freshness {a.name}", partial(
+                self._evaluate, evaluators[a.name], fresh_cases, a.name, "fresh"))
+            run.save(self.out / "runs" / f"{_slug(a.name)}-fresh")
+            runs[a.name]["fresh"] = run
+        return {"changed_documents": sorted({c.doc_id for c in changes}),
+                "questions": len(fresh_cases), "resync_seconds": resync["seconds"],
+                "resync": resync["report"]}
 
     def _keep_passages(self, kb: KnowledgeBase, results: list[CaseResult]) -> None:
         wanted = {p["chunk_id"] for r in results for p in r.passages} - set(self.passages)
@@ -410,8 +449,6 @@ class Lab:
                             faithfulness=rag.get("faithfulness"),
                             refusal_correct=rag.get("refusal_correct"),
                             archs=metrics, source=str(self.out))
-        if checklist is None:
-            raise InputError("the experiment needs a checklist (assess answers) to recommend")
         return assess(checklist, evidence).to_dict()
 
     # --- the report --------------------------------------------------------------------------
@@ -530,6 +567,21 @@ def _consistency(main: list[CaseResult], paraphrases: list[CaseResult]) -> float
         same = normalize_question(a) == normalize_question(b) or token_f1(a, [b]) >= 0.5
         agree.append(float(same))
     return _mean(agree)
+
+
+def check_no_leak(examples: list[TrainingExample], split: Split, path: Path) -> None:
+    """No evaluation question (or paraphrase) may appear in the user turns of training data."""
+    asked = {normalize_question(c.question): c.id for c in split.eval + split.paraphrases}
+    for example in examples:
+        for m in example.messages:
+            if m["role"] != "user":
+                continue
+            text = normalize_question(m["content"])
+            hit = next((q for q in asked if q and f" {q} " in f" {text} "), None)
+            if hit is not None:
+                raise InputError(f"{path}:{example.line}: contains the evaluation question "
+                                 f"{asked[hit]!r} ({hit!r}); evaluation questions must not be "
+                                 "trained on")
 
 
 def _eval_phrasing(q: Any, split: Split) -> str:

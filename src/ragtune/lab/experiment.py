@@ -92,12 +92,15 @@ class Experiment(_Strict):
     name: str
     knowledge_base: KnowledgeBaseSpec
     questions: Path
+    training_data: Path | None = Field(None, description="the tuned adapter's own training "
+                                       "file (chat or prompt/completion JSONL) instead of the "
+                                       "closed-book pairs made from the training phrasings")
     changes: ChangeSpec | None = None
     task: TaskSpec
     architectures: list[str] = Field(default_factory=lambda: list(LAB_ARCHITECTURES))
     split: SplitSpec = SplitSpec()
     budgets: Budgets = Budgets()
-    checklist: Path | None = Field(None, description="`ragtune assess` answers (YAML)")
+    checklist: Path = Field(description="`ragtune assess` answers (YAML) about the workload")
     path: Path | None = Field(None, exclude=True)
 
     @field_validator("architectures")
@@ -114,7 +117,7 @@ class Experiment(_Strict):
         base = self.path.parent if self.path is not None else Path.cwd()
         return path if path.is_absolute() else base / path
 
-    def schema(self) -> dict[str, Any]:
+    def answer_schema(self) -> dict[str, Any]:
         from ragtune.models.constrained import load_schema
 
         return load_schema(self.resolve(self.task.schema_file))
@@ -146,9 +149,10 @@ def load_experiment(path: Path) -> Experiment:
     exp.path = path.resolve()
     for label, p in (("knowledge_base.documents", exp.knowledge_base.documents),
                      ("questions", exp.questions), ("task.schema", exp.task.schema_file),
+                     *((("training_data", exp.training_data),) if exp.training_data else ()),
                      *((("changes.documents", exp.changes.documents),
                         ("changes.questions", exp.changes.questions)) if exp.changes else ()),
-                     *((("checklist", exp.checklist),) if exp.checklist else ())):
+                     ("checklist", exp.checklist)):
         if not exp.resolve(p).exists():
             raise InputError(f"{path}: {label}: {exp.resolve(p)} does not exist")
     return exp

@@ -588,8 +588,9 @@ def _header_html(lab: Mapping[str, Any]) -> str:
     exp = _dict(lab.get("experiment"))
     spans = "".join(f"<span>{_e(p)}</span>" for p in _experiment_line(lab))
     task = f'<p class="muted">Task: {_e(exp["task"])}</p>' if exp.get("task") else ""
+    notes = "".join(f'<p class="muted">{_e(n)}</p>' for n in _list(exp.get("notes")))
     return (f"<header><h1>{_e(_title(lab))}</h1>"
-            f'<p class="experiment">{spans}</p>{task}</header>')
+            f'<p class="experiment">{spans}</p>{task}{notes}</header>')
 
 
 def _recommendation_html(lab: Mapping[str, Any]) -> str:
@@ -837,6 +838,7 @@ def render_markdown(lab: dict[str, Any]) -> str:
     lines = [f"# {_md(_title(lab))}", "", " · ".join(_md(p) for p in _experiment_line(lab)), ""]
     if exp.get("task"):
         lines += [f"Task: {_md(exp['task'])}", ""]
+    lines += [f"{_md(n)}" for n in _list(exp.get("notes"))] + ([""] if exp.get("notes") else [])
     lines += _md_recommendation(lab)
 
     lines += ["## Side by side", "",
