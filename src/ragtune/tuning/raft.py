@@ -150,7 +150,7 @@ def build_closed_book_examples(cases: Sequence[EvalCase], style: PromptStyle | N
     as the target (citing the case's first gold document when the style lists sources);
     unanswerable cases teach the refusal."""
     style = style or PromptStyle()
-    examples = []
+    examples: list[TrainingExample] = []
     for case in cases:
         prompt = build_closed_book_prompt(case.question, style=style)
         if case.answerable:
