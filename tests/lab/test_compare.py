@@ -172,3 +172,13 @@ def test_a_second_run_reuses_the_adapters_whose_manifest_matches(lab_run) -> Non
     for arch, text in manifests.items():  # untouched: not retrained
         assert (out / "adapters" / arch / "ragtune-adapter.json").read_text() == text
     assert json.loads(result.stdout)["order"] == ["tuned", "hybrid"]
+
+
+def test_compare_refuses_to_sync_a_knowledge_base_it_did_not_build(tmp_path: Path,
+                                                                   six_kb) -> None:
+    exp = _slice(tmp_path)
+    exp.write_text(exp.read_text().replace("name: slice, documents", "name: six, documents"))
+    result = CliRunner().invoke(app, ["compare", str(exp), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "knowledge base 'six' already exists, built outside the lab" in result.stderr
+    assert six_kb.store.document_hashes()  # untouched

@@ -84,6 +84,7 @@ ARCHITECTURES = {
     "hybrid": Architecture("hybrid", True, "hybrid", True, False,
                            "retrieve + LoRA trained RAFT-style on the same questions"),
 }
+LAB_META_KEY = "lab"  # the experiment whose documents a lab's knowledge base holds
 CASE_KINDS = {"eval": "eval", "paraphrases": "paraphrase", "fresh": "fresh"}
 
 
@@ -119,6 +120,7 @@ class Lab:
         self.schema = experiment.answer_schema()
         self.stages: list[dict[str, Any]] = []
         self.passages: dict[str, tuple[str, str]] = {}  # chunk id -> (title, text)
+        self.tuned_count = 0
 
     # --- the whole run -----------------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class Lab:
                                 keep={c.question_id for c in changes})
         checklist = self._checklist()
         tuned_examples = self._tuned_examples(split)  # a bad or leaking file fails right away
+        self.tuned_count = len(tuned_examples)
         self.out.mkdir(parents=True, exist_ok=True)
         kb = self._timed("ingest", self._ingest)
         split = self._resolve_gold(kb, split)
@@ -164,7 +167,7 @@ class Lab:
                 "seed": exp.split.seed, "split": split.to_dict(),
                 "task": "answer as JSON valid for the task schema, or refuse",
                 "schema": self.schema,
-                "train_examples": {"tuned": len(split.tuned_training),
+                "train_examples": {"tuned": self.tuned_count,
                                    "hybrid": len(split.hybrid_training)},
                 "budgets": exp.budgets.model_dump(),
                 "generator": evaluators[archs[0].name].answerer.generator.name,
@@ -194,7 +197,7 @@ class Lab:
             f"Evaluation sample: {len(split.eval)} held-out questions ({unanswerable} "
             f"unanswerable; the {changed} whose facts the change set replaces are always in it), "
             f"{len(split.paraphrases)} of them asked again in other words (consistency).",
-            f"Training: tuned on {len(split.tuned_training)} examples for {b.tuned_epochs} "
+            f"Training: tuned on {self.tuned_count} examples for {b.tuned_epochs} "
             f"epoch(s); hybrid on {len(split.hybrid_training)} RAFT examples for "
             f"{b.hybrid_epochs} epoch(s); LoRA r={b.lora_r}, learning rate {b.learning_rate}.",
             "Correct = the answer states a reference fact: it contains one, or is a shorter form "
@@ -227,7 +230,15 @@ class Lab:
             shutil.rmtree(docs)
         shutil.copytree(src, docs)
         kb = KnowledgeBase(self.exp.knowledge_base.name, self.settings)
+        owner = kb.store.get_meta().get(LAB_META_KEY) if kb.exists() else self.exp.name
+        if owner != self.exp.name:
+            built = f"by the lab {owner!r}" if owner else "outside the lab"
+            raise InputError(
+                f"knowledge base {kb.name!r} already exists, built {built}: compare syncs its "
+                "knowledge base to the experiment's documents (deleting any others), so name "
+                "one of its own in knowledge_base.name")
         kb.ingest([docs], sync=True, progress=self._bar("ingest"))
+        kb.store.set_meta({LAB_META_KEY: self.exp.name})
         return kb
 
     def _resolve_gold(self, kb: KnowledgeBase, split: Split) -> Split:
