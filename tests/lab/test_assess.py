@@ -311,8 +311,11 @@ def test_bad_evidence_paths_name_the_path(tmp_path: Path) -> None:
 def _start_on_a_terminal(*args: str) -> tuple[subprocess.Popen[bytes], int]:
     primary, secondary = os.openpty()
     env = os.environ | {"TERM": "dumb"}
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # Python then installs no Ctrl-C handler: give the child the default disposition back.
     proc = subprocess.Popen([sys.executable, "-m", "ragtune", "assess", *args],
-                            stdin=secondary, stdout=secondary, stderr=secondary, env=env)
+                            stdin=secondary, stdout=secondary, stderr=secondary, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(secondary)
     return proc, primary
 
