@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ragtune.answering.citations import Citation, best_supporting, parse_citations, strip_citations
@@ -152,9 +152,7 @@ class Answerer:
     ) -> None:
         self.kb = kb
         self.retrieve = retrieve
-        self.style = PromptStyle(style.system if style else None,
-                                 style.examples if style else True, schema,
-                                 style.tell_schema if style else True)
+        self.style = replace(style or PromptStyle(), schema=schema)
         self.schema = schema
         self.enforce_schema = enforce_schema
         self.settings = settings or kb.settings

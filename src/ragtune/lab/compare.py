@@ -121,6 +121,7 @@ class Lab:
         self.stages: list[dict[str, Any]] = []
         self.passages: dict[str, tuple[str, str]] = {}  # chunk id -> (title, text)
         self.tuned_count = 0
+        self.doc_ids: dict[str, str] = {}  # file name -> document id (after the ingest)
 
     # --- the whole run -----------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class Lab:
                                              partial(self._train_hybrid, kb, split))
         evaluators = {a.name: self._evaluator(kb, a, adapters) for a in archs}
         runs = {a.name: self._evaluate_arch(evaluators[a.name], a, split) for a in archs}
-        fresh_cases = [self._gold_ids(kb, known[c.question_id].case(
+        fresh_cases = [self._gold_ids(known[c.question_id].case(
             split.eval_phrasing.get(c.question_id) or _eval_phrasing(known[c.question_id], split),
             "fresh", c.new_answers)) for c in changes]
         freshness = self._probe(kb, archs, evaluators, runs, changes, fresh_cases)
@@ -184,10 +185,8 @@ class Lab:
             "stages": self.stages,
             "cases": self._cases(archs, runs),
         }
-        lab["seconds"] = round(time.perf_counter() - started, 1)
-        self._timed("report", lambda: self._write(lab))
-        lab["seconds"] = round(time.perf_counter() - started, 1)
-        self._write(lab)
+        lab["seconds"] = round(time.perf_counter() - started, 1)  # the report's writing aside
+        self._timed("report", partial(self._write, lab))
         return lab
 
     def _notes(self, split: Split, changed: int) -> list[str]:
@@ -243,24 +242,24 @@ class Lab:
 
     def _resolve_gold(self, kb: KnowledgeBase, split: Split) -> Split:
         """Gold documents are named by file name in the question file; the knowledge base's
-        document ids are absolute paths of the working copy."""
-        ids = {doc_label(d): d for d in kb.store.document_hashes()}
+        document ids are absolute paths of the working copy (`self.doc_ids` maps them)."""
+        self.doc_ids = {doc_label(d): d for d in kb.store.document_hashes()}
         unknown = sorted({g for c in split.eval + split.tuned_training + split.hybrid_training
-                          for g in c.gold_doc_ids if g not in ids})
+                          for g in c.gold_doc_ids if g not in self.doc_ids})
         if unknown:
             raise InputError(f"{self.exp.resolve(self.exp.questions)}: gold document(s) not in "
                              f"the documents: {', '.join(unknown[:5])}")
 
         def fix(cases: list[EvalCase]) -> list[EvalCase]:
-            return [self._gold_ids(kb, c) for c in cases]
+            return [self._gold_ids(c) for c in cases]
 
         return replace(split, eval=fix(split.eval), paraphrases=fix(split.paraphrases),
                        tuned_training=split.tuned_training,  # targets name documents by label
                        hybrid_training=fix(split.hybrid_training))
 
-    def _gold_ids(self, kb: KnowledgeBase, case: EvalCase) -> EvalCase:
-        ids = {doc_label(d): d for d in kb.store.document_hashes()}
-        return replace(case, gold_doc_ids=tuple(ids.get(g, g) for g in case.gold_doc_ids))
+    def _gold_ids(self, case: EvalCase) -> EvalCase:
+        return replace(case, gold_doc_ids=tuple(self.doc_ids.get(g, g)
+                                                for g in case.gold_doc_ids))
 
     def _apply_changes(self, kb: KnowledgeBase) -> dict[str, Any]:
         assert self.exp.changes is not None
@@ -296,8 +295,8 @@ class Lab:
         data_file = out / "closed-book-data.jsonl"
         if self.exp.training_data is not None:
             data_file = self.exp.resolve(self.exp.training_data)
-        ids = {doc_label(d): d for d in kb.store.document_hashes()}
-        docs = {ids[g] for c in split.tuned_training for g in c.gold_doc_ids if g in ids}
+        docs = {self.doc_ids[g] for c in split.tuned_training for g in c.gold_doc_ids
+                if g in self.doc_ids}
         result = train_adapter(examples, out, self.settings,
                                tune=self._tune(self.exp.budgets.tuned_epochs),
                                data_file=data_file,
