@@ -56,6 +56,9 @@ docs_app = typer.Typer(cls=_Group, help="The documents of a knowledge base and t
 app.add_typer(docs_app, name="docs")
 bench_app = typer.Typer(cls=_Group, help="Benchmarks on standard data sets.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+keys_app = typer.Typer(cls=_Group, help="API keys of the HTTP service: scopes and access groups.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Data home (default $RAGTUNE_HOME or ~/.ragtune).")
@@ -980,6 +983,65 @@ def _render_lab(lab: dict[str, Any]) -> None:
         m = lab["architectures"][arch]["metrics"]
         table.add_row(escape(arch), *(_fmt(m.get(key)) for key, _ in rows))
     out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[str], typer.Option(
+        "--scope", help="read, ingest or admin (repeat, or comma-separated).")],
+    groups: Annotated[str, typer.Option(
+        "--groups", help="Access groups whose documents the key may see (comma-separated); "
+                         "documents without groups are visible to every key.")] = "",
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "",
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key; its secret is printed once and only its hash is stored."""
+    from ragtune.service import KeyStore, parse_scopes
+
+    store = KeyStore.open(Settings.load(home=home))
+    secret, record = store.create(parse_scopes(scope), groups.split(","), name)
+    if as_json:
+        _print_json({"key": secret} | record.to_dict())
+        return
+    err.print(f"key {record.id} ({', '.join(record.scopes)}; groups: "
+              f"{', '.join(record.groups) or 'none'}). Store it now: it is not shown again.",
+              highlight=False)
+    out.print(secret, markup=False, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every key: id, name, scopes, groups, created, last used, revoked (never a secret)."""
+    from ragtune.service import KeyStore
+
+    records = KeyStore.open(Settings.load(home=home)).list()
+    if as_json:
+        _print_json([r.to_dict() for r in records])
+        return
+    table = Table("id", "name", "scopes", "groups", "created", "last used", "state", box=None)
+    for r in records:
+        d = r.to_dict()
+        table.add_row(r.id, escape(r.name), ",".join(r.scopes), escape(",".join(r.groups)),
+                      d["created_at"], d["last_used_at"] or "-",
+                      "active" if r.active else f"revoked {d['revoked_at']}")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from ragtune keys list).")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    from ragtune.service import KeyStore
+
+    record = KeyStore.open(Settings.load(home=home)).revoke(key_id)
+    if as_json:
+        _print_json(record.to_dict())
+        return
+    out.print(f"revoked {record.id}", highlight=False)
 
 
 ProgressFn = Callable[[int, int | None], None]

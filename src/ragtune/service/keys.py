@@ -1,0 +1,217 @@
+"""API keys of the HTTP service: scopes, access groups, hashed at rest.
+
+    >>> keys = KeyStore.open(settings)                 # <home>/service.db
+    >>> secret, record = keys.create(["read"], groups=["support"], name="help-widget")
+    >>> print(secret)                                  # shown once: rt_<id>_<secret>
+    >>> keys.verify(secret).groups
+    ('support',)
+
+A key is `rt_<id>_<secret>`: the id (8 hex characters) finds the row, the secret (32 random
+bytes, URL-safe base64) is checked against its SHA-256 in constant time. Only the hash is stored:
+the secrets are random, so a slow password hash would add nothing but latency per request.
+Scopes: `read` (search, ask, documents, reports), `ingest` (add and delete documents), `admin`
+(everything, keys and traces included). Groups are the access groups whose documents the key may
+see; documents without groups are visible to every key, and an `admin` key without groups sees
+all documents.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ragtune.errors import InputError, StoreError
+
+SCOPES = ("read", "ingest", "admin")
+PREFIX = "rt"
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_keys", """
+        CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            secret_sha256 TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            groups TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            revoked_at REAL,
+            last_used_at REAL
+        )
+    """),
+]
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the service knows about a key (never its secret)."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    groups: tuple[str, ...]
+    created_at: float
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def allows(self, scope: str) -> bool:
+        """`admin` allows everything; `read` and `ingest` allow themselves."""
+        return "admin" in self.scopes or scope in self.scopes
+
+    @property
+    def sees_everything(self) -> bool:
+        """An admin key without groups is not limited to some groups' documents."""
+        return "admin" in self.scopes and not self.groups
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "scopes": list(self.scopes),
+                "groups": list(self.groups), "created_at": _iso(self.created_at),
+                "revoked_at": _iso(self.revoked_at), "last_used_at": _iso(self.last_used_at),
+                "active": self.active}
+
+
+class KeyStore:
+    """The keys table in one SQLite file (WAL: the CLI can revoke while the server runs)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open the key store ({exc})") from exc
+
+    @classmethod
+    def open(cls, settings: Any) -> KeyStore:
+        """The key store of a data home (`<home>/service.db`)."""
+        return cls(Path(settings.home) / "service.db")
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, "
+                   "applied_at REAL)")
+        done = {row[0] for row in db.execute("SELECT name FROM migrations")}
+        for name, sql in MIGRATIONS:
+            if name not in done:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(sql)
+                db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+                db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- management -------------------------------------------------------------------------
+
+    def create(self, scopes: Iterable[str], groups: Iterable[str] = (), name: str = ""
+               ) -> tuple[str, KeyRecord]:
+        """A new key: returns its secret (shown once, stored only as a hash) and its record."""
+        wanted = tuple(dict.fromkeys(s.strip() for s in scopes if s.strip()))
+        unknown = [s for s in wanted if s not in SCOPES]
+        if unknown or not wanted:
+            raise InputError(f"scopes must be among {', '.join(SCOPES)}, got "
+                             f"{', '.join(unknown) if unknown else 'none'}")
+        clean_groups = tuple(sorted({g.strip() for g in groups if g.strip()}))
+        bad = [g for g in clean_groups if "," in g]
+        if bad:
+            raise InputError(f"group names cannot contain commas: {bad[0]!r}")
+        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        with self._lock:
+            key_id = self._new_id()
+            record = KeyRecord(key_id, name, wanted, clean_groups, time.time())
+            self._db.execute(
+                "INSERT INTO keys (id, name, secret_sha256, scopes, groups, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key_id, name, _sha256(secret), ",".join(wanted), ",".join(clean_groups),
+                 record.created_at))
+        return f"{PREFIX}_{key_id}_{secret}", record
+
+    def _new_id(self) -> str:
+        while True:
+            key_id = secrets.token_hex(4)
+            if not self._db.execute("SELECT 1 FROM keys WHERE id = ?", (key_id,)).fetchone():
+                return key_id
+
+    def list(self) -> list[KeyRecord]:
+        rows = self._db.execute("SELECT id, name, scopes, groups, created_at, revoked_at, "
+                                "last_used_at FROM keys ORDER BY created_at").fetchall()
+        return [_record(row) for row in rows]
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        row = self._db.execute("SELECT id, name, scopes, groups, created_at, revoked_at, "
+                               "last_used_at FROM keys WHERE id = ?", (key_id,)).fetchone()
+        return _record(row) if row else None
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key by id (its first 8 characters after `rt_`); revoking twice is fine."""
+        with self._lock:
+            self._db.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+                             (time.time(), key_id))
+        record = self.get(key_id)
+        if record is None:
+            raise InputError(f"no key with id {key_id!r} (see ragtune keys list)")
+        return record
+
+    def any_active(self) -> bool:
+        return self._db.execute("SELECT 1 FROM keys WHERE revoked_at IS NULL LIMIT 1"
+                                ).fetchone() is not None
+
+    # --- checking a request -----------------------------------------------------------------
+
+    def verify(self, token: str, touch: bool = True) -> KeyRecord | None:
+        """The active key this token is, or None (unknown, malformed, wrong secret, revoked).
+        `touch` records the use (at most once a minute per key, to spare the disk)."""
+        parts = token.strip().split("_", 2)
+        if len(parts) != 3 or parts[0] != PREFIX:
+            return None
+        key_id, secret = parts[1], parts[2]
+        row = self._db.execute("SELECT id, name, scopes, groups, created_at, revoked_at, "
+                               "last_used_at, secret_sha256 FROM keys WHERE id = ?",
+                               (key_id,)).fetchone()
+        if row is None:
+            _sha256(secret)  # the same work as a known id: no timing hint about ids
+            return None
+        if not hmac.compare_digest(row[7], _sha256(secret)):
+            return None
+        record = _record(row[:7])
+        if not record.active:
+            return None
+        now = time.time()
+        if touch and (record.last_used_at is None or now - record.last_used_at > 60):
+            with self._lock:
+                self._db.execute("UPDATE keys SET last_used_at = ? WHERE id = ?", (now, key_id))
+            record = replace(record, last_used_at=now)
+        return record
+
+
+def parse_scopes(values: Iterable[str]) -> list[str]:
+    """`--scope read --scope ingest` or `--scope read,ingest`."""
+    return [s for v in values for s in v.split(",") if s.strip()]
+
+
+def _record(row: Any) -> KeyRecord:
+    return KeyRecord(row[0], row[1], tuple(s for s in row[2].split(",") if s),
+                     tuple(g for g in row[3].split(",") if g), row[4], row[5], row[6])
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
