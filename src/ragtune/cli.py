@@ -1044,6 +1044,27 @@ def keys_revoke(
     out.print(f"revoked {record.id}", highlight=False)
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on (non-loopback needs a key).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    home: HomeOpt = None,
+) -> None:
+    """Serve the HTTP API (documents, search, ask) with API keys and access groups."""
+    import uvicorn
+
+    from ragtune.service import KeyStore
+    from ragtune.service.app import check_bind, create_app
+
+    settings = Settings.load(home=home)
+    keys = KeyStore.open(settings)
+    check_bind(host, keys)
+    err.print(f"serving {settings.home} on http://{host}:{port} (OpenAPI: /docs, "
+              "/openapi.json)", highlight=False)
+    uvicorn.run(create_app(settings, keys), host=host, port=port, log_level="warning")
+
+
 ProgressFn = Callable[[int, int | None], None]
 
 

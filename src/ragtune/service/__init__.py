@@ -1,4 +1,5 @@
-"""The HTTP service (in progress): API keys with scopes and access groups so far.
+"""The HTTP service (in progress): API keys with scopes and access groups, and the first routes
+(health, documents, search, ask) with those groups enforced.
 
     >>> from ragtune.service import KeyStore
     >>> secret, record = KeyStore.open(Settings.load()).create(["read"], groups=["support"])

@@ -1,0 +1,213 @@
+"""The HTTP API (FastAPI): thin routes over the library, keys and access groups enforced.
+
+    >>> app = create_app(Settings.load())              # what `ragtune serve` runs
+    >>> # GET /healthz; /v1/documents, /v1/search, /v1/ask with "Authorization: Bearer rt_..."
+
+Every route under `/v1/` needs a key (`ragtune keys create`); its scope decides what the route
+may do and its groups what the caller sees: retrieval, answers, citations and document listings
+only ever come from documents without groups or in one of the key's groups. A document the key
+may not see answers 404, exactly like one that does not exist. Errors have one shape:
+`{"error": {"type": "...", "message": "..."}}`. (No `from __future__ import annotations` here:
+FastAPI reads the routes' annotations at runtime, and they name closures of `create_app`.)
+
+So far: health, documents (list, get, delete), search and ask (JSON). Ingest over HTTP, streaming,
+the OpenAI-compatible endpoint, the web page, traces and metrics are the rest of the service issue.
+"""
+
+
+import ipaddress
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ragtune.config import Settings
+from ragtune.errors import ConfigError, InputError, RagtuneError
+from ragtune.kb import KnowledgeBase
+from ragtune.service.keys import KeyRecord, KeyStore
+
+MAX_BODY_BYTES = 1_000_000  # JSON request bodies (uploads get their own limit)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and stable `type`."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None
+           ) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=2000)
+    kb: str | None = None
+    k: int = Field(5, ge=1, le=50)
+    mode: str = Field("hybrid", pattern="^(hybrid|bm25|dense)$")
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=2000)
+    kb: str | None = None
+    k: int | None = Field(None, ge=1, le=20)
+
+
+def check_bind(host: str, keys: KeyStore) -> None:
+    """Without any active key the server only listens on a loopback address."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not keys.any_active():
+        raise ConfigError(f"refusing to listen on {host}: no API key exists; create one with "
+                          "`ragtune keys create --scope read` first (or bind 127.0.0.1)")
+
+
+def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
+    """The service for one data home. Knowledge bases open on first use and stay open."""
+    keys = keys or KeyStore.open(settings)
+    app = FastAPI(title="ragtune", version=_version(),
+                  description="Grounded answers from your documents, with citations, "
+                              "API keys and per-document access groups.")
+    kbs: dict[str, KnowledgeBase] = {}
+    kb_lock = threading.Lock()
+    model_lock = threading.Lock()  # one generation at a time on the shared local model
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.kind, exc.message)
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        return _error(400, "invalid_request", str(exc))
+
+    @app.exception_handler(RagtuneError)
+    async def _ragtune_error(request: Request, exc: RagtuneError) -> JSONResponse:
+        return _error(500, "server_error", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return _error(422, "invalid_request", f"{where}: {first['msg']}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, kind, str(exc.detail))
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Callable[..., Any]) -> Any:
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
+            return _error(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+    def caller(request: Request) -> KeyRecord:
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "missing 'Authorization: Bearer <key>'")
+        record = keys.verify(token)
+        if record is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked key")
+        return record
+
+    def needs(scope: str) -> Callable[[KeyRecord], KeyRecord]:
+        def check(key: Annotated[KeyRecord, Depends(caller)]) -> KeyRecord:
+            if not key.allows(scope):
+                raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
+            return key
+        return check
+
+    Reader = Annotated[KeyRecord, Depends(needs("read"))]
+    Ingester = Annotated[KeyRecord, Depends(needs("ingest"))]
+
+    def open_kb(name: str | None) -> KnowledgeBase:
+        name = name or settings.kb
+        with kb_lock:
+            kb = kbs.get(name)
+            if kb is None:
+                kb = KnowledgeBase.open(name, settings)
+                if not kb.exists():
+                    raise ApiError(404, "not_found", f"no knowledge base {name!r}")
+                kbs[name] = kb
+        return kb
+
+    def visible(key: KeyRecord, groups: tuple[str, ...]) -> bool:
+        return key.sees_everything or not groups or bool(set(groups) & set(key.groups))
+
+    def groups_of(key: KeyRecord) -> list[str] | None:
+        return None if key.sees_everything else list(key.groups)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> dict[str, Any]:
+        return {"status": "ready", "knowledge_bases_open": sorted(kbs)}
+
+    @app.get("/v1/documents", tags=["documents"])
+    def list_documents(key: Reader, kb: str | None = None) -> dict[str, Any]:
+        base = open_kb(kb)
+        docs = [d for d in base.documents() if visible(key, d.groups)]
+        return {"kb": base.name, "documents": [_doc(d) for d in docs]}
+
+    @app.get("/v1/documents/{doc_id:path}", tags=["documents"])
+    def get_document(doc_id: str, key: Reader, kb: str | None = None) -> dict[str, Any]:
+        base = open_kb(kb)
+        doc = base.store.get_document(doc_id)
+        if doc is None or not visible(key, doc.groups):
+            raise ApiError(404, "not_found", f"no document {doc_id!r}")
+        return _doc(doc)
+
+    @app.delete("/v1/documents/{doc_id:path}", tags=["documents"])
+    def delete_document(doc_id: str, key: Ingester, kb: str | None = None) -> dict[str, Any]:
+        base = open_kb(kb)
+        doc = base.store.get_document(doc_id)
+        if doc is None or not visible(key, doc.groups):
+            raise ApiError(404, "not_found", f"no document {doc_id!r}")
+        return {"deleted": base.remove([doc_id])}
+
+    @app.post("/v1/search", tags=["search"])
+    def search_route(body: SearchRequest, key: Reader) -> dict[str, Any]:
+        from ragtune.retrieval import search
+
+        base = open_kb(body.kb)
+        return search(base, body.query, k=body.k, mode=body.mode,
+                      groups=groups_of(key)).to_dict()
+
+    @app.post("/v1/ask", tags=["answers"])
+    def ask_route(body: AskRequest, key: Reader) -> dict[str, Any]:
+        from ragtune.answering import Answerer
+
+        base = open_kb(body.kb)
+        with model_lock:
+            answer = Answerer(base).ask(body.question, k=body.k, groups=groups_of(key))
+        return answer.to_dict(context=False)
+
+    return app
+
+
+def _doc(d: Any) -> dict[str, Any]:
+    return {"id": d.id, "title": d.title, "source": d.source, "format": d.format,
+            "version": d.version, "chunks": d.chunks, "groups": list(d.groups),
+            "metadata": dict(d.metadata)}
+
+
+def _version() -> str:
+    from ragtune import __version__
+
+    return __version__

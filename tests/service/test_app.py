@@ -1,0 +1,128 @@
+"""The HTTP API through a real ASGI client: keys, scopes, the error shape, and two tenants who
+see nothing of each other through documents, search or answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ragtune.errors import ConfigError
+from ragtune.service import KeyStore
+from ragtune.service.app import MAX_BODY_BYTES, check_bind, create_app
+
+pytestmark = pytest.mark.slow
+
+TENANTS = {
+    "acme": {"acme-sla.md": "# Acme SLA\n\nAcme's support replies within 17 minutes on the "
+                            "Platinum plan. Acme invoices are due in 45 days."},
+    "globex": {"globex-sla.md": "# Globex SLA\n\nGlobex support replies within 93 minutes on the "
+                                "Titanium plan. Globex invoices are due in 12 days."},
+}
+PUBLIC = {"holidays.md": "# Holidays\n\nThe office is closed on the first of May."}
+
+
+@pytest.fixture
+def service(tmp_path: Path, settings):
+    from ragtune import KnowledgeBase
+
+    kb = KnowledgeBase.open("shared", settings)
+    for tenant, docs in TENANTS.items():
+        folder = tmp_path / tenant
+        folder.mkdir()
+        for name, text in docs.items():
+            (folder / name).write_text(text)
+        kb.ingest([folder], groups=[tenant])
+    public = tmp_path / "public"
+    public.mkdir()
+    for name, text in PUBLIC.items():
+        (public / name).write_text(text)
+    kb.ingest([public])
+    keys = KeyStore.open(settings)
+    tokens = {t: keys.create(["read"], groups=[t])[0] for t in TENANTS}
+    tokens["admin"] = keys.create(["admin"])[0]
+    tokens["writer-acme"] = keys.create(["ingest"], groups=["acme"])[0]
+    client = TestClient(create_app(settings.model_copy(update={"kb": "shared"}), keys))
+    yield client, tokens, kb
+    kb.close()
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_every_v1_route_needs_a_valid_key_and_errors_have_one_shape(service) -> None:
+    client, tokens, _ = service
+    assert client.get("/healthz").json() == {"status": "ok"}
+    for response in (client.get("/v1/documents"),
+                     client.get("/v1/documents", headers={"Authorization": "Bearer rt_x_y"}),
+                     client.post("/v1/search", json={"query": "sla"},
+                                 headers={"Authorization": "Basic abc"})):
+        assert response.status_code == 401
+        assert set(response.json()["error"]) == {"type", "message"}
+    bad = client.post("/v1/search", json={"query": ""}, headers=auth(tokens["acme"]))
+    assert bad.status_code == 422 and bad.json()["error"]["type"] == "invalid_request"
+    extra = client.post("/v1/search", json={"query": "x", "path": "/etc/passwd"},
+                        headers=auth(tokens["acme"]))
+    assert extra.status_code == 422  # no unknown fields (and no paths) from clients
+    missing = client.get("/v1/documents?kb=nope", headers=auth(tokens["acme"]))
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
+    huge = client.post("/v1/search", content=b"x" * (MAX_BODY_BYTES + 1),
+                       headers=auth(tokens["acme"]) | {"content-type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["error"]["type"] == "too_large"
+    assert client.get("/openapi.json").json()["info"]["title"] == "ragtune"
+
+
+def test_two_tenants_see_nothing_of_each_other(service) -> None:
+    client, tokens, kb = service
+    ids = {d.title: d.id for d in kb.documents()}
+    for tenant, other in (("acme", "globex"), ("globex", "acme")):
+        h = auth(tokens[tenant])
+        listed = {d["title"] for d in client.get("/v1/documents", headers=h).json()["documents"]}
+        assert listed == {f"{tenant.title()} SLA", "Holidays"}
+        hidden = client.get(f"/v1/documents/{ids[f'{other.title()} SLA']}", headers=h)
+        assert hidden.status_code == 404  # the same answer as a document that does not exist
+        hits = client.post("/v1/search", headers=h, json={"query": f"{other} support replies "
+                                                          "invoices due", "k": 10}).json()["hits"]
+        assert hits and all(other not in h_["doc_id"] for h_ in hits)
+        assert all(other.title() not in h_["text"] for h_ in hits)
+    everything = client.get("/v1/documents", headers=auth(tokens["admin"])).json()["documents"]
+    assert len(everything) == 3
+
+
+def test_scopes_decide_what_a_key_may_do(service) -> None:
+    client, tokens, kb = service
+    ids = {d.title: d.id for d in kb.documents()}
+    target = ids["Acme SLA"]
+    assert client.delete(f"/v1/documents/{target}",
+                         headers=auth(tokens["acme"])).status_code == 403  # read only
+    assert client.delete(f"/v1/documents/{ids['Globex SLA']}",
+                         headers=auth(tokens["writer-acme"])).status_code == 404  # not its group
+    gone = client.delete(f"/v1/documents/{target}", headers=auth(tokens["writer-acme"]))
+    assert gone.status_code == 200 and gone.json() == {"deleted": [target]}
+    assert client.get("/v1/documents", headers=auth(tokens["writer-acme"])).status_code == 403
+    KeyStore(kb.settings.home / "service.db").revoke(tokens["admin"].split("_")[1])
+    assert client.get("/v1/documents", headers=auth(tokens["admin"])).status_code == 401
+
+
+def test_answers_and_citations_come_only_from_the_callers_documents(service) -> None:
+    client, tokens, _ = service
+    body = {"question": "Within how many minutes does Globex support reply?"}
+    acme = client.post("/v1/ask", json=body, headers=auth(tokens["acme"])).json()
+    assert "93" not in acme["answer"]
+    assert all("globex" not in c["doc_id"] for c in acme["citations"])
+    assert all("globex" not in p["doc_id"] for p in acme["passages"])
+    globex = client.post("/v1/ask", json=body, headers=auth(tokens["globex"])).json()
+    assert any("globex" in p["doc_id"] for p in globex["passages"])
+
+
+def test_without_keys_the_server_binds_loopback_only(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "service.db")
+    check_bind("127.0.0.1", keys)
+    check_bind("::1", keys)
+    check_bind("localhost", keys)
+    with pytest.raises(ConfigError, match="refusing to listen on 0.0.0.0: no API key"):
+        check_bind("0.0.0.0", keys)
+    keys.create(["read"])
+    check_bind("0.0.0.0", keys)
