@@ -14,8 +14,8 @@ documents whose source lies under the given paths but was not seen are deleted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +292,24 @@ class KnowledgeBase:
             notify(1, None)
 
     # --- documents --------------------------------------------------------------------------
+
+    def ingest_records(self, records: Sequence[Mapping[str, Any]],
+                       groups: Iterable[str] = ()) -> IngestReport:
+        """Ingest documents given as records (`id`, `text`, optional `title` and metadata
+        fields: the JSONL corpus row shape), all with the same access `groups`. The record's id
+        is the document id; a record with the same id and text again is unchanged."""
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="ragtune-records-") as tmp:
+            path = Path(tmp) / "records.jsonl"
+            with path.open("w", encoding="utf-8") as fh:
+                for record in records:
+                    fh.write(json.dumps(dict(record), ensure_ascii=False) + "\n")
+            report = self.ingest([path], groups=groups)
+        report.failed = [replace(f, path=f.path.replace(str(path), "records"))  # not the temp
+                         for f in report.failed]
+        return report
 
     def documents(self) -> list[StoredDocument]:
         """Every document's current version."""

@@ -126,3 +126,31 @@ def test_without_keys_the_server_binds_loopback_only(tmp_path: Path) -> None:
         check_bind("0.0.0.0", keys)
     keys.create(["read"])
     check_bind("0.0.0.0", keys)
+
+
+def test_ingest_over_http_writes_only_into_the_keys_groups(service) -> None:
+    client, tokens, kb = service
+    h = auth(tokens["writer-acme"])
+    body = {"documents": [{"id": "acme-faq", "title": "Acme FAQ",
+                           "text": "Acme's cafeteria opens at 7:40 every weekday.",
+                           "metadata": {"team": "facilities"}}]}
+    done = client.post("/v1/documents", json=body, headers=h)
+    assert done.status_code == 200, done.text
+    assert done.json()["added"] == 1 and done.json()["failed"] == []
+    stored = kb.store.get_document("acme-faq")
+    assert stored is not None and stored.groups == ("acme",)  # the key's groups by default
+    assert client.post("/v1/documents", json=body, headers=h).json()["unchanged"] == 1
+    # a tenant key can neither publish to everyone nor write into another tenant's group
+    for groups in ([], ["globex"], ["acme", "globex"]):
+        sneaky = {"documents": [{"id": "x", "text": "t", "groups": groups}]}
+        refused = client.post("/v1/documents", json=sneaky, headers=h)
+        assert refused.status_code == 403 and refused.json()["error"]["type"] == "forbidden"
+    assert kb.store.get_document("x") is None
+    # read keys cannot ingest; ids are names, not paths
+    assert client.post("/v1/documents", json=body,
+                       headers=auth(tokens["acme"])).status_code == 403
+    path_id = {"documents": [{"id": "/etc/passwd", "text": "t"}]}
+    assert client.post("/v1/documents", json=path_id, headers=h).status_code == 422
+    seen = client.post("/v1/search", json={"query": "cafeteria opens", "k": 3},
+                       headers=auth(tokens["globex"])).json()["hits"]
+    assert all(hit["doc_id"] != "acme-faq" for hit in seen)

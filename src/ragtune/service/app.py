@@ -56,6 +56,21 @@ class SearchRequest(BaseModel):
     mode: str = Field("hybrid", pattern="^(hybrid|bm25|dense)$")
 
 
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=300, pattern=r"^[^\s/\\][^\\]*$")
+    text: str = Field(min_length=1, max_length=MAX_BODY_BYTES)
+    title: str = Field("", max_length=500)
+    groups: list[str] | None = Field(None, description="access groups (default: the key's)")
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kb: str | None = None
+    documents: list[DocumentIn] = Field(min_length=1, max_length=1000)
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=2000)
@@ -180,6 +195,27 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         if doc is None or not visible(key, doc.groups):
             raise ApiError(404, "not_found", f"no document {doc_id!r}")
         return {"deleted": base.remove([doc_id])}
+
+    @app.post("/v1/documents", tags=["documents"])
+    def ingest_documents(body: IngestRequest, key: Ingester) -> dict[str, Any]:
+        """JSON records in; a key limited to groups can only write documents into them (and
+        none visible to everyone), so one tenant can never publish into another's view."""
+        base = open_kb(body.kb)
+        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for doc in body.documents:
+            groups = tuple(sorted(set(doc.groups if doc.groups is not None else key.groups)))
+            if not key.sees_everything and (not groups or not set(groups) <= set(key.groups)):
+                raise ApiError(403, "forbidden", f"document {doc.id!r}: this key may only "
+                               f"write into its groups ({', '.join(key.groups) or 'none'})")
+            batches.setdefault(groups, []).append(
+                {**doc.metadata, "_id": doc.id, "title": doc.title, "text": doc.text})
+        reports = [base.ingest_records(rows, groups) for groups, rows in batches.items()]
+        total: dict[str, Any] = {"kb": base.name}
+        for key_name in ("added", "updated", "unchanged", "chunks_written", "chunks_embedded"):
+            total[key_name] = sum(getattr(r, key_name) for r in reports)
+        total["failed"] = [{"document": f.path, "error": f.error} for r in reports
+                           for f in r.failed]
+        return total
 
     @app.post("/v1/search", tags=["search"])
     def search_route(body: SearchRequest, key: Reader) -> dict[str, Any]:
