@@ -154,3 +154,26 @@ def test_ingest_over_http_writes_only_into_the_keys_groups(service) -> None:
     seen = client.post("/v1/search", json={"query": "cafeteria opens", "k": 3},
                        headers=auth(tokens["globex"])).json()["hits"]
     assert all(hit["doc_id"] != "acme-faq" for hit in seen)
+
+
+def test_ask_streams_tokens_then_the_checked_answer(service) -> None:
+    import json
+
+    client, tokens, _ = service
+    body = {"question": "Within how many minutes does Acme support reply?", "stream": True}
+    with client.stream("POST", "/v1/ask", json=body, headers=auth(tokens["acme"])) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = "".join(response.iter_text())
+    events = [(block.split("\n")[0].removeprefix("event: "),
+               json.loads(block.split("\n")[1].removeprefix("data: ")))
+              for block in raw.strip().split("\n\n")]
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "answer" and set(kinds[:-1]) <= {"token"} and len(kinds) > 2
+    final = events[-1][1]
+    streamed = "".join(data["text"] for kind, data in events if kind == "token")
+    assert streamed == final["raw_output"]  # the tokens are the model's raw text
+    assert all("globex" not in p["doc_id"] for p in final["passages"])
+    plain = client.post("/v1/ask", json=body | {"stream": False},
+                        headers=auth(tokens["acme"])).json()
+    assert plain["answer"] == final["answer"]  # greedy: the same answer either way

@@ -10,19 +10,22 @@ may not see answers 404, exactly like one that does not exist. Errors have one s
 `{"error": {"type": "...", "message": "..."}}`. (No `from __future__ import annotations` here:
 FastAPI reads the routes' annotations at runtime, and they name closures of `create_app`.)
 
-So far: health, documents (list, get, delete), search and ask (JSON). Ingest over HTTP, streaming,
-the OpenAI-compatible endpoint, the web page, traces and metrics are the rest of the service issue.
+So far: health, documents (list, get, ingest JSON records, delete), search, ask (JSON or
+server-sent events). File uploads, the OpenAI-compatible endpoint, the web page, traces and
+metrics are the rest of the service issue.
 """
 
 
 import ipaddress
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from queue import Queue
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -76,6 +79,9 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=2000)
     kb: str | None = None
     k: int | None = Field(None, ge=1, le=20)
+    stream: bool = Field(False, description="server-sent events: `token` events with the "
+                         "model's raw text as it comes, then one `answer` event (the answer "
+                         "after citation checks and refusal: the one to show)")
 
 
 def check_bind(host: str, keys: KeyStore) -> None:
@@ -225,16 +231,43 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         return search(base, body.query, k=body.k, mode=body.mode,
                       groups=groups_of(key)).to_dict()
 
-    @app.post("/v1/ask", tags=["answers"])
-    def ask_route(body: AskRequest, key: Reader) -> dict[str, Any]:
+    @app.post("/v1/ask", tags=["answers"], response_model=None)
+    def ask_route(body: AskRequest, key: Reader) -> dict[str, Any] | StreamingResponse:
         from ragtune.answering import Answerer
 
         base = open_kb(body.kb)
-        with model_lock:
-            answer = Answerer(base).ask(body.question, k=body.k, groups=groups_of(key))
-        return answer.to_dict(context=False)
+
+        def answer(on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
+            with model_lock:
+                return Answerer(base).ask(body.question, k=body.k, groups=groups_of(key),
+                                          on_token=on_token).to_dict(context=False)
+
+        if not body.stream:
+            return answer()
+        return StreamingResponse(_events(answer), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def _events(run: Callable[[Callable[[str], None]], dict[str, Any]]) -> Iterator[str]:
+    """Server-sent events of one answer: the generation runs in a thread, its tokens are
+    relayed as `token` events, and the checked answer (or the error) ends the stream."""
+    queue: Queue[tuple[str, Any]] = Queue()
+
+    def work() -> None:
+        try:
+            queue.put(("answer", run(lambda text: queue.put(("token", {"text": text})))))
+        except RagtuneError as exc:
+            queue.put(("error", {"type": "invalid_request" if isinstance(exc, InputError)
+                                 else "server_error", "message": str(exc)}))
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        event, data = queue.get()
+        yield f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+        if event != "token":
+            return
 
 
 def _doc(d: Any) -> dict[str, Any]:
