@@ -177,3 +177,57 @@ def test_ask_streams_tokens_then_the_checked_answer(service) -> None:
     plain = client.post("/v1/ask", json=body | {"stream": False},
                         headers=auth(tokens["acme"])).json()
     assert plain["answer"] == final["answer"]  # greedy: the same answer either way
+
+
+@pytest.fixture
+def live_server(service):
+    """The same app on a real uvicorn server on loopback (a free port), in a thread."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    client, tokens, kb = service
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}/v1", tokens
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_official_openai_client_gets_grounded_answers(live_server) -> None:
+    import openai
+
+    url, tokens = live_server
+    acme = openai.OpenAI(base_url=url, api_key=tokens["acme"], max_retries=0)
+    assert [m.id for m in acme.models.list()] == ["kb:shared"]
+    question = [{"role": "user", "content": "Within how many minutes does Acme support reply?"}]
+    reply = acme.chat.completions.create(model="kb:shared", messages=question)
+    extra = reply.model_extra or {}
+    text = reply.choices[0].message.content or ""
+    assert reply.choices[0].finish_reason == "stop" and text
+    if not extra["refused"]:  # a checked answer carries its sources, here and in `citations`
+        assert extra["citations"] and "Sources:" in text
+        assert all(c["doc_id"].endswith("acme-sla.md") or c["doc_id"].endswith("holidays.md")
+                   for c in extra["citations"])
+    chunks = list(acme.chat.completions.create(model="kb:shared", messages=question,
+                                               stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text  # greedy decoding: the same checked answer, streamed
+    globex = openai.OpenAI(base_url=url, api_key=tokens["globex"], max_retries=0)
+    other = globex.chat.completions.create(model="kb:shared", messages=question)
+    assert all("acme" not in c["doc_id"] for c in (other.model_extra or {})["citations"])
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=url, api_key="rt_bad_key", max_retries=0).models.list()
+    with pytest.raises(openai.NotFoundError):
+        acme.chat.completions.create(model="gpt-4o", messages=question)

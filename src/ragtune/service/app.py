@@ -11,14 +11,17 @@ may not see answers 404, exactly like one that does not exist. Errors have one s
 FastAPI reads the routes' annotations at runtime, and they name closures of `create_app`.)
 
 So far: health, documents (list, get, ingest JSON records, delete), search, ask (JSON or
-server-sent events). File uploads, the OpenAI-compatible endpoint, the web page, traces and
-metrics are the rest of the service issue.
+server-sent events), and the OpenAI-compatible `/v1/models` + `/v1/chat/completions` (each
+knowledge base is a model `kb:<name>`). File uploads, the web page, traces and metrics are the
+rest of the service issue.
 """
 
 
 import ipaddress
 import json
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from queue import Queue
 from typing import Annotated, Any
@@ -35,6 +38,7 @@ from ragtune.kb import KnowledgeBase
 from ragtune.service.keys import KeyRecord, KeyStore
 
 MAX_BODY_BYTES = 1_000_000  # JSON request bodies (uploads get their own limit)
+MODEL_PREFIX = "kb:"  # OpenAI model names: kb:<knowledge base>
 
 
 class ApiError(Exception):
@@ -74,6 +78,28 @@ class IngestRequest(BaseModel):
     documents: list[DocumentIn] = Field(min_length=1, max_length=1000)
 
 
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return " ".join(str(p.get("text", "")) for p in self.content
+                            if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """The OpenAI chat-completions body; fields this service does not use are ignored, as
+    OpenAI clients send many (temperature, user, ...)."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=2000)
@@ -111,6 +137,10 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        return _error(400, "invalid_request", str(exc))
+
+    @app.exception_handler(ConfigError)
+    async def _config_error(request: Request, exc: ConfigError) -> JSONResponse:
         return _error(400, "invalid_request", str(exc))
 
     @app.exception_handler(RagtuneError)
@@ -247,7 +277,74 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         return StreamingResponse(_events(answer), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
+    @app.get("/v1/models", tags=["openai"])
+    def list_models(key: Reader) -> dict[str, Any]:
+        """Every knowledge base as a model: `kb:<name>`."""
+        folder = settings.home / "kb"
+        names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        return {"object": "list", "data": [
+            {"id": f"{MODEL_PREFIX}{n}", "object": "model", "created": 0, "owned_by": "ragtune"}
+            for n in names]}
+
+    @app.post("/v1/chat/completions", tags=["openai"], response_model=None)
+    def chat_completions(body: ChatRequest, key: Reader) -> dict[str, Any] | StreamingResponse:
+        """Grounded answers for any OpenAI client: the model names a knowledge base
+        (`kb:<name>`), the last user message is the question, and the checked answer comes
+        back with its sources in the message and as an extra `citations` field."""
+        from ragtune.answering import Answerer
+
+        if not body.model.startswith(MODEL_PREFIX):
+            raise ApiError(404, "not_found", f"unknown model {body.model!r}; models are "
+                           f"{MODEL_PREFIX}<knowledge base> (GET /v1/models)")
+        base = open_kb(body.model.removeprefix(MODEL_PREFIX))
+        question = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
+        if not question.strip():
+            raise ApiError(400, "invalid_request", "no user message with text")
+        with model_lock:
+            answer = Answerer(base).ask(question, groups=groups_of(key))
+        completion = _completion(body.model, answer)
+        if not body.stream:
+            return completion
+        return StreamingResponse(_completion_chunks(completion),
+                                 media_type="text/event-stream")
+
     return app
+
+
+def _completion(model: str, answer: Any) -> dict[str, Any]:
+    """An OpenAI `chat.completion` of a checked answer: sources listed under the text."""
+    citations = [c.to_dict() for c in answer.citations]
+    content = answer.text
+    if citations:
+        content += "\n\nSources:\n" + "\n".join(
+            f"[{c['number']}] {c.get('title') or c['doc_id']} ({c['doc_id']})" for c in citations)
+    gen = answer.generation
+    prompt_tokens = gen.prompt_tokens if gen else 0
+    output_tokens = gen.output_tokens if gen else 0
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+        "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
+                  "total_tokens": prompt_tokens + output_tokens},
+        "citations": citations, "refused": answer.refused,
+    }
+
+
+def _completion_chunks(completion: dict[str, Any]) -> Iterator[str]:
+    """The completion as `chat.completion.chunk` events. The text is the checked answer (a
+    refusal replaces an unsupported one), so it is sent once generation is done."""
+    base = {k: completion[k] for k in ("id", "created", "model")} | {
+        "object": "chat.completion.chunk"}
+    message = completion["choices"][0]["message"]
+    first = base | {"choices": [{"index": 0, "finish_reason": None,
+                                 "delta": {"role": "assistant", "content": message["content"]}}]}
+    last = base | {"choices": [{"index": 0, "finish_reason": "stop", "delta": {}}],
+                   "citations": completion["citations"]}
+    for chunk in (first, last):
+        yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def _events(run: Callable[[Callable[[str], None]], dict[str, Any]]) -> Iterator[str]:
