@@ -216,20 +216,22 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         docs = [d for d in base.documents() if visible(key, d.groups)]
         return {"kb": base.name, "documents": [_doc(d) for d in docs]}
 
-    @app.get("/v1/documents/{doc_id:path}", tags=["documents"])
-    def get_document(doc_id: str, key: Reader, kb: str | None = None) -> dict[str, Any]:
-        base = open_kb(kb)
+    def visible_document(base: KnowledgeBase, doc_id: str, key: KeyRecord) -> Any:
+        """The document, or 404 when it is missing or the key may not see it (the same)."""
         doc = base.store.get_document(doc_id)
         if doc is None or not visible(key, doc.groups):
             raise ApiError(404, "not_found", f"no document {doc_id!r}")
-        return _doc(doc)
+        return doc
+
+    @app.get("/v1/documents/{doc_id:path}", tags=["documents"])
+    def get_document(doc_id: str, key: Reader, kb: str | None = None) -> dict[str, Any]:
+        base = open_kb(kb)
+        return _doc(visible_document(base, doc_id, key))
 
     @app.delete("/v1/documents/{doc_id:path}", tags=["documents"])
     def delete_document(doc_id: str, key: Ingester, kb: str | None = None) -> dict[str, Any]:
         base = open_kb(kb)
-        doc = base.store.get_document(doc_id)
-        if doc is None or not visible(key, doc.groups):
-            raise ApiError(404, "not_found", f"no document {doc_id!r}")
+        visible_document(base, doc_id, key)
         return {"deleted": base.remove([doc_id])}
 
     @app.post("/v1/documents", tags=["documents"])
