@@ -181,6 +181,16 @@ class TuneSettings(BaseModel):
                            "drawn from")
 
 
+class ServiceSettings(BaseModel):
+    """`ragtune serve`: request limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: int = Field(120, gt=0, description="per API key, sustained")
+    burst: int = Field(30, gt=0, description="per API key, requests allowed at once")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="largest JSON request body")
+
+
 class Settings(BaseModel):
     """Every setting ragtune reads, in one place."""
 
@@ -198,6 +208,7 @@ class Settings(BaseModel):
     answer: AnswerSettings = AnswerSettings()
     eval: EvalSettings = EvalSettings()
     tune: TuneSettings = TuneSettings()
+    service: ServiceSettings = ServiceSettings()
 
     @classmethod
     def load(cls, home: str | Path | None = None, **overrides: object) -> Settings:

@@ -231,3 +231,33 @@ def test_the_official_openai_client_gets_grounded_answers(live_server) -> None:
         openai.OpenAI(base_url=url, api_key="rt_bad_key", max_retries=0).models.list()
     with pytest.raises(openai.NotFoundError):
         acme.chat.completions.create(model="gpt-4o", messages=question)
+
+
+def test_each_key_has_its_own_rate_limit(service, settings) -> None:
+    from ragtune.config import ServiceSettings
+
+    _, tokens, _ = service
+    strict = settings.model_copy(update={
+        "kb": "shared", "service": ServiceSettings(requests_per_minute=6, burst=3)})
+    client = TestClient(create_app(strict, KeyStore.open(settings), warm=False))
+    codes = [client.get("/v1/documents", headers=auth(tokens["acme"])).status_code
+             for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    limited = client.get("/v1/documents", headers=auth(tokens["acme"])).json()
+    assert limited["error"]["type"] == "rate_limited" and "retry in" in limited["error"]["message"]
+    assert client.get("/v1/documents", headers=auth(tokens["globex"])).status_code == 200
+
+
+def test_readyz_answers_503_until_the_models_are_loaded(settings) -> None:
+    import time
+
+    client = TestClient(create_app(settings, KeyStore.open(settings)))
+    first = client.get("/readyz")
+    assert first.status_code in (200, 503)  # the models may be loaded by earlier tests
+    if first.status_code == 503:
+        assert first.json()["error"]["type"] == "not_ready"
+    deadline = time.monotonic() + 120
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the models never became ready"
+        time.sleep(0.2)
+    assert client.get("/readyz").json()["status"] == "ready"

@@ -37,7 +37,7 @@ from ragtune.errors import ConfigError, InputError, RagtuneError
 from ragtune.kb import KnowledgeBase
 from ragtune.service.keys import KeyRecord, KeyStore
 
-MAX_BODY_BYTES = 1_000_000  # JSON request bodies (uploads get their own limit)
+MAX_BODY_BYTES = 1_000_000  # the schema's bound on a text; service.max_body_bytes limits bodies
 MODEL_PREFIX = "kb:"  # OpenAI model names: kb:<knowledge base>
 
 
@@ -121,9 +121,35 @@ def check_bind(host: str, keys: KeyStore) -> None:
                           "`ragtune keys create --scope read` first (or bind 127.0.0.1)")
 
 
-def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
-    """The service for one data home. Knowledge bases open on first use and stay open."""
+class RateLimiter:
+    """A token bucket per key: `burst` requests at once, `per_minute` sustained."""
+
+    def __init__(self, per_minute: int, burst: int) -> None:
+        self.rate, self.burst = per_minute / 60.0, float(burst)
+        self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when)
+        self.lock = threading.Lock()
+
+    def wait(self, key_id: str) -> float:
+        """0 when the request may go now (and counts it), else the seconds until it may."""
+        with self.lock:
+            now = time.monotonic()
+            tokens, then = self.buckets.get(key_id, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            if tokens < 1:
+                self.buckets[key_id] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self.buckets[key_id] = (tokens - 1, now)
+            return 0.0
+
+
+def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = True
+               ) -> FastAPI:
+    """The service for one data home. Knowledge bases open on first use and stay open;
+    `warm` loads the embedder and the generator in the background (`/readyz` says when)."""
     keys = keys or KeyStore.open(settings)
+    limits = settings.service
+    limiter = RateLimiter(limits.requests_per_minute, limits.burst)
+    ready = threading.Event()
     app = FastAPI(title="ragtune", version=_version(),
                   description="Grounded answers from your documents, with citations, "
                               "API keys and per-document access groups.")
@@ -161,8 +187,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
     @app.middleware("http")
     async def _limit_body(request: Request, call_next: Callable[..., Any]) -> Any:
         size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
-            return _error(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
+            return _error(413, "too_large", f"request body over {limits.max_body_bytes} bytes")
         return await call_next(request)
 
     def caller(request: Request) -> KeyRecord:
@@ -173,6 +199,10 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         record = keys.verify(token)
         if record is None:
             raise ApiError(401, "unauthorized", "unknown or revoked key")
+        wait = limiter.wait(record.id)
+        if wait:
+            raise ApiError(429, "rate_limited", f"too many requests for this key; retry in "
+                           f"{wait:.1f} s")
         return record
 
     def needs(scope: str) -> Callable[[KeyRecord], KeyRecord]:
@@ -206,8 +236,26 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
-    def readyz() -> dict[str, Any]:
+    def warm_up() -> None:
+        from ragtune.answering.ask import generator_for
+        from ragtune.models.embedders import get_embedder
+
+        e = settings.embedder
+        get_embedder(e.name, e.batch_size, settings.cache_dir, e.base_url,
+                     e.api_key_env).warm_up()
+        generator_for(settings).warm_up()
+        ready.set()
+
+    if warm:
+        threading.Thread(target=warm_up, daemon=True, name="ragtune-warm-up").start()
+    else:
+        ready.set()
+
+    @app.get("/readyz", tags=["health"], response_model=None)
+    def readyz() -> dict[str, Any] | JSONResponse:
+        """200 once the models are loaded (503 before: route traffic elsewhere meanwhile)."""
+        if not ready.is_set():
+            return _error(503, "not_ready", "loading the models")
         return {"status": "ready", "knowledge_bases_open": sorted(kbs)}
 
     @app.get("/v1/documents", tags=["documents"])
