@@ -261,3 +261,19 @@ def test_readyz_answers_503_until_the_models_are_loaded(settings) -> None:
         assert time.monotonic() < deadline, "the models never became ready"
         time.sleep(0.2)
     assert client.get("/readyz").json()["status"] == "ready"
+
+
+def test_metrics_in_prometheus_text_format(service) -> None:
+    client, tokens, _ = service
+    client.get("/v1/documents", headers=auth(tokens["acme"]))
+    client.get("/v1/documents", headers=auth("rt_nope_nope"))
+    client.post("/v1/documents", headers=auth(tokens["writer-acme"]),
+                json={"documents": [{"id": "m1", "text": "Acme metrics doc."}]})
+    assert client.get("/metrics", headers=auth(tokens["acme"])).status_code == 403
+    text = client.get("/metrics", headers=auth(tokens["admin"])).text
+    assert ('ragtune_requests_total{route="/v1/documents",method="GET",status="200"} 1'
+            in text)
+    assert 'ragtune_requests_total{route="/v1/documents",method="GET",status="401"} 1' in text
+    assert 'ragtune_request_seconds_bucket{route="/v1/documents",le="+Inf"} 3' in text
+    assert 'ragtune_documents_ingested_total{outcome="added"} 1' in text
+    assert "# TYPE ragtune_request_seconds histogram" in text

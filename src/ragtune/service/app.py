@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -36,6 +36,7 @@ from ragtune.config import Settings
 from ragtune.errors import ConfigError, InputError, RagtuneError
 from ragtune.kb import KnowledgeBase
 from ragtune.service.keys import KeyRecord, KeyStore
+from ragtune.service.metrics import Metrics
 
 MAX_BODY_BYTES = 1_000_000  # the schema's bound on a text; service.max_body_bytes limits bodies
 MODEL_PREFIX = "kb:"  # OpenAI model names: kb:<knowledge base>
@@ -149,6 +150,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     keys = keys or KeyStore.open(settings)
     limits = settings.service
     limiter = RateLimiter(limits.requests_per_minute, limits.burst)
+    metrics = Metrics()
     ready = threading.Event()
     app = FastAPI(title="ragtune", version=_version(),
                   description="Grounded answers from your documents, with citations, "
@@ -186,10 +188,17 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next: Callable[..., Any]) -> Any:
+        started = time.perf_counter()
         size = request.headers.get("content-length")
         if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
-            return _error(413, "too_large", f"request body over {limits.max_body_bytes} bytes")
-        return await call_next(request)
+            response = _error(413, "too_large",
+                              f"request body over {limits.max_body_bytes} bytes")
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe_request(getattr(route, "path", "(unmatched)"), request.method,
+                                response.status_code, time.perf_counter() - started)
+        return response
 
     def caller(request: Request) -> KeyRecord:
         auth = request.headers.get("authorization", "")
@@ -301,7 +310,15 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
             total[key_name] = sum(getattr(r, key_name) for r in reports)
         total["failed"] = [{"document": f.path, "error": f.error} for r in reports
                            for f in r.failed]
+        for outcome in ("added", "updated", "unchanged"):
+            metrics.observe_ingest(outcome, total[outcome])
+        metrics.observe_ingest("failed", len(total["failed"]))
         return total
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics_route(key: Annotated[KeyRecord, Depends(needs("admin"))]) -> str:
+        """Prometheus text format (an admin key: scrape with a bearer token)."""
+        return metrics.render()
 
     @app.post("/v1/search", tags=["search"])
     def search_route(body: SearchRequest, key: Reader) -> dict[str, Any]:
@@ -319,8 +336,10 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
         def answer(on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
             with model_lock:
-                return Answerer(base).ask(body.question, k=body.k, groups=groups_of(key),
-                                          on_token=on_token).to_dict(context=False)
+                result = Answerer(base).ask(body.question, k=body.k, groups=groups_of(key),
+                                            on_token=on_token)
+            metrics.observe_answer(result.refused)
+            return result.to_dict(context=False)
 
         if not body.stream:
             return answer()
@@ -352,6 +371,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
             raise ApiError(400, "invalid_request", "no user message with text")
         with model_lock:
             answer = Answerer(base).ask(question, groups=groups_of(key))
+        metrics.observe_answer(answer.refused)
         completion = _completion(body.model, answer)
         if not body.stream:
             return completion

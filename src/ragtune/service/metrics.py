@@ -1,0 +1,77 @@
+"""Prometheus metrics of the service, kept in memory and written in the text exposition format.
+
+    >>> m = Metrics()
+    >>> m.observe_request("/v1/ask", "POST", 200, 0.8)
+    >>> print(m.render())          # what GET /metrics returns
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """Request counts and latency histograms per route, answers (refused or not), ingests."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.latency: dict[str, list[int]] = {}  # route -> cumulative bucket counts (+Inf last)
+        self.latency_sum: dict[str, float] = defaultdict(float)
+        self.answers: dict[bool, int] = defaultdict(int)
+        self.ingested: dict[str, int] = defaultdict(int)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        with self.lock:
+            self.requests[(route, method, status)] += 1
+            counts = self.latency.setdefault(route, [0] * (len(BUCKETS) + 1))
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    counts[i] += 1
+            counts[-1] += 1
+            self.latency_sum[route] += seconds
+
+    def observe_answer(self, refused: bool) -> None:
+        with self.lock:
+            self.answers[refused] += 1
+
+    def observe_ingest(self, outcome: str, count: int) -> None:
+        with self.lock:
+            self.ingested[outcome] += count
+
+    def render(self) -> str:
+        with self.lock:
+            lines = ["# HELP ragtune_requests_total HTTP requests by route, method and status.",
+                     "# TYPE ragtune_requests_total counter"]
+            for (route, method, status), n in sorted(self.requests.items()):
+                lines.append(f'ragtune_requests_total{{route="{_label(route)}",method="{method}",'
+                             f'status="{status}"}} {n}')
+            lines += ["# HELP ragtune_request_seconds Request latency by route.",
+                      "# TYPE ragtune_request_seconds histogram"]
+            for route, counts in sorted(self.latency.items()):
+                r = _label(route)
+                for bound, n in zip(BUCKETS, counts, strict=False):
+                    lines.append(f'ragtune_request_seconds_bucket{{route="{r}",le="{bound}"}} {n}')
+                lines.append(f'ragtune_request_seconds_bucket{{route="{r}",le="+Inf"}} '
+                             f"{counts[-1]}")
+                lines.append(f'ragtune_request_seconds_sum{{route="{r}"}} '
+                             f"{self.latency_sum[route]:.6f}")
+                lines.append(f'ragtune_request_seconds_count{{route="{r}"}} {counts[-1]}')
+            lines += ["# HELP ragtune_answers_total Answers given, by whether they were refusals.",
+                      "# TYPE ragtune_answers_total counter"]
+            for refused in (False, True):
+                lines.append(f'ragtune_answers_total{{refused="{str(refused).lower()}"}} '
+                             f"{self.answers[refused]}")
+            lines += ["# HELP ragtune_documents_ingested_total Documents ingested over HTTP, "
+                      "by outcome.", "# TYPE ragtune_documents_ingested_total counter"]
+            for outcome in ("added", "updated", "unchanged", "failed"):
+                lines.append(f'ragtune_documents_ingested_total{{outcome="{outcome}"}} '
+                             f"{self.ingested[outcome]}")
+        return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
