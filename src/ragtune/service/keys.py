@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError, StoreError
+from ragtune.store.sqlite import apply_migrations
 
 SCOPES = ("read", "ingest", "admin")
 PREFIX = "rt"
@@ -102,16 +103,7 @@ class KeyStore:
         return cls(Path(settings.home) / "service.db")
 
     def _migrate(self) -> None:
-        db = self._db
-        db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, "
-                   "applied_at REAL)")
-        done = {row[0] for row in db.execute("SELECT name FROM migrations")}
-        for name, sql in MIGRATIONS:
-            if name not in done:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute(sql)
-                db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
-                db.execute("COMMIT")
+        apply_migrations(self._db, MIGRATIONS, self._lock)
 
     def close(self) -> None:
         self._db.close()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,17 +164,7 @@ class SQLiteStore:
     # --- plumbing ---------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)"
-        )
-        done = {r[0] for r in self._db.execute("SELECT name FROM migrations")}
-        for name, sql in MIGRATIONS:
-            if name in done:
-                continue
-            with self._transaction() as db:
-                for statement in _split_sql(sql):
-                    db.execute(statement)
-                db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+        apply_migrations(self._db, MIGRATIONS, self._lock)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -579,6 +570,27 @@ def _under(source: str, root: str) -> bool:
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def apply_migrations(db: sqlite3.Connection, migrations: list[tuple[str, str]],
+                     lock: Any) -> None:
+    """Apply the named migrations not yet recorded in the `migrations` table, each in its own
+    transaction (shared by every SQLite file ragtune keeps: knowledge stores, the key store)."""
+    db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+    for name, sql in migrations:
+        if name in done:
+            continue
+        with lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(sql):
+                    db.execute(statement)
+                db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
 
 def _split_sql(script: str) -> list[str]:
