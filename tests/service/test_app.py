@@ -182,27 +182,11 @@ def test_ask_streams_tokens_then_the_checked_answer(service) -> None:
 @pytest.fixture
 def live_server(service):
     """The same app on a real uvicorn server on loopback (a free port), in a thread."""
-    import socket
-    import threading
-    import time
+    from live import serving
 
-    import uvicorn
-
-    client, tokens, kb = service
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}/v1", tokens
-    server.should_exit = True
-    thread.join(timeout=10)
+    client, tokens, _ = service
+    with serving(client.app) as url:
+        yield f"{url}/v1", tokens
 
 
 def test_the_official_openai_client_gets_grounded_answers(live_server) -> None:

@@ -164,6 +164,7 @@ class Lab:
             "experiment": {
                 "name": exp.name, "file": str(exp.path) if exp.path else None,
                 "kb": kb.name, "documents": len(kb.store.document_hashes()),
+                "groups": sorted(self.exp.knowledge_base.groups),
                 "eval_cases": len(split.eval), "paraphrases": len(split.paraphrases),
                 "seed": exp.split.seed, "split": split.to_dict(),
                 "task": "answer as JSON valid for the task schema, or refuse",
@@ -236,7 +237,8 @@ class Lab:
                 f"knowledge base {kb.name!r} already exists, built {built}: compare syncs its "
                 "knowledge base to the experiment's documents (deleting any others), so name "
                 "one of its own in knowledge_base.name")
-        kb.ingest([docs], sync=True, progress=self._bar("ingest"))
+        kb.ingest([docs], sync=True, groups=self.exp.knowledge_base.groups,
+                   progress=self._bar("ingest"))
         kb.store.set_meta({LAB_META_KEY: self.exp.name})
         return kb
 
@@ -270,7 +272,8 @@ class Lab:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
         t0 = time.perf_counter()
-        report = kb.ingest([docs], sync=True, progress=self._bar("re-sync"))
+        report = kb.ingest([docs], sync=True, groups=self.exp.knowledge_base.groups,
+                           progress=self._bar("re-sync"))
         seconds = round(time.perf_counter() - t0, 2)
         return {"seconds": seconds, "report": {k: v for k, v in report.to_dict().items()
                                                if isinstance(v, int | float)}}

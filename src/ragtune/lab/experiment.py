@@ -50,6 +50,9 @@ class KnowledgeBaseSpec(_Strict):
     name: str = Field(description="knowledge base the lab builds (in the current home)")
     documents: Path = Field(description="folder of documents to ingest")
     chunk_tokens: int | None = Field(None, gt=16, description="chunk size (default [chunking])")
+    groups: list[str] = Field(default_factory=list, description="access groups of the "
+                              "documents; the served report is shown only to keys holding one "
+                              "(none: every key that may read)")
 
 
 class ChangeSpec(_Strict):

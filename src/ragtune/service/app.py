@@ -23,23 +23,37 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from queue import Queue
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragtune.config import Settings
 from ragtune.errors import ConfigError, InputError, RagtuneError
 from ragtune.kb import KnowledgeBase
+from ragtune.lab.checklist import ChecklistAnswers
 from ragtune.service.keys import KeyRecord, KeyStore
 from ragtune.service.metrics import Metrics
 
 MAX_BODY_BYTES = 1_000_000  # the schema's bound on a text; service.max_body_bytes limits bodies
 MODEL_PREFIX = "kb:"  # OpenAI model names: kb:<knowledge base>
+STATIC = Path(__file__).parent / "static"  # the web page: plain files, no build step
+# The page loads only its own files; no inline script, no framing by other sites.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-src 'self' blob:; "
+                "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 class ApiError(Exception):
@@ -99,6 +113,13 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+
+
+class AssessRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answers: ChecklistAnswers
+    report: str | None = Field(None, max_length=200, description="a lab report's name "
+                               "(GET /v1/reports): its measurements as evidence")
 
 
 class AskRequest(BaseModel):
@@ -281,9 +302,37 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         return doc
 
     @app.get("/v1/documents/{doc_id:path}", tags=["documents"])
-    def get_document(doc_id: str, key: Reader, kb: str | None = None) -> dict[str, Any]:
+    def get_document(doc_id: str, key: Reader, kb: str | None = None,
+                     text: bool = False) -> dict[str, Any]:
+        """One document's current version (`text=true`: with its full text) and history."""
         base = open_kb(kb)
-        return _doc(visible_document(base, doc_id, key))
+        doc = visible_document(base, doc_id, key)
+        out = _doc(doc) | {"versions": [
+            {"version": v.version, "event": v.event, "chars": v.chars, "chunks": v.chunks,
+             "created_at": v.created_at} for v in base.store.versions(doc_id)]}
+        if text:
+            out["text"] = base.store.document_text(doc_id) or ""
+        return out
+
+    @app.get("/v1/chunks/{chunk_id:path}", tags=["documents"])
+    def get_chunk(chunk_id: str, key: Reader, kb: str | None = None) -> dict[str, Any]:
+        """One passage (what a citation's `chunk_id` points at), if the key may see it."""
+        base = open_kb(kb)
+        found = base.store.get_chunks([chunk_id])
+        if not found:
+            raise ApiError(404, "not_found", f"no passage {chunk_id!r}")
+        chunk = found[0]
+        doc = visible_document(base, chunk.doc_id, key)
+        return {"chunk_id": chunk.id, "doc_id": chunk.doc_id, "title": doc.title,
+                "heading": chunk.heading, "text": chunk.text, "index": chunk.index,
+                "start": chunk.start, "end": chunk.end, "version": chunk.version,
+                "page": chunk.page, "flags": list(chunk.flags)}
+
+    @app.get("/v1/whoami", tags=["keys"])
+    def whoami(key: Annotated[KeyRecord, Depends(caller)]) -> dict[str, Any]:
+        """The calling key: its id, name, scopes and access groups (the web page adapts)."""
+        return {"id": key.id, "name": key.name, "scopes": list(key.scopes),
+                "groups": list(key.groups), "sees_everything": key.sees_everything}
 
     @app.delete("/v1/documents/{doc_id:path}", tags=["documents"])
     def delete_document(doc_id: str, key: Ingester, kb: str | None = None) -> dict[str, Any]:
@@ -345,6 +394,78 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
             return answer()
         return StreamingResponse(_events(answer), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/checklist", tags=["decision"])
+    def checklist_questions(key: Reader) -> dict[str, Any]:
+        """The nine questions of `ragtune assess`, with their choices (what `/v1/assess`
+        takes: one answer per key)."""
+        from ragtune.lab.checklist import QUESTIONS
+
+        return {"questions": [{"key": q.key, "text": q.text, "choices": [
+            {"value": c.value, "label": c.label} for c in q.choices]} for q in QUESTIONS]}
+
+    @app.post("/v1/assess", tags=["decision"])
+    def assess_route(body: AssessRequest, key: Reader) -> dict[str, Any]:
+        """The checklist's recommendation (rag, fine-tune, hybrid or neither) with its reasons
+        and warnings; `report` names a lab report whose measurements decide among the
+        architectures the answers allow."""
+        from ragtune.lab.checklist import LAB_FILE, assess, load_evidence
+
+        evidence = None
+        if body.report is not None:
+            evidence = load_evidence(visible_report(body.report, key) / LAB_FILE)
+        return assess(body.answers, evidence).to_dict()
+
+    def labs() -> dict[str, Path]:
+        """Lab folders under <home>/labs holding a report (`ragtune compare`, `ragtune demo`)."""
+        folder = settings.home / "labs"
+        if not folder.is_dir():
+            return {}
+        return {p.name: p for p in sorted(folder.iterdir())
+                if (p / "lab.json").is_file() and (p / "report.html").is_file()}
+
+    def lab_summary(folder: Path) -> dict[str, Any]:
+        data = json.loads((folder / "lab.json").read_text(encoding="utf-8"))
+        exp = data.get("experiment", {})
+        rec = data.get("recommendation", {})
+        return {"name": folder.name, "experiment": exp.get("name"),
+                "created_at": data.get("created_at"), "groups": exp.get("groups", []),
+                "recommendation": rec.get("recommendation"),
+                "architectures": data.get("order", [])}
+
+    def visible_report(name: str, key: KeyRecord) -> Path:
+        """The lab folder, or 404 when missing or when its documents' groups are not the
+        key's (exactly like a hidden document)."""
+        folder = labs().get(name)
+        if folder is None or not visible(key, tuple(lab_summary(folder)["groups"])):
+            raise ApiError(404, "not_found", f"no report {name!r}")
+        return folder
+
+    @app.get("/v1/reports", tags=["decision"])
+    def list_reports(key: Reader) -> dict[str, Any]:
+        """Lab reports the key may see (a lab over grouped documents: holders of a group)."""
+        summaries = [lab_summary(f) for f in labs().values()]
+        return {"reports": [s for s in summaries if visible(key, tuple(s["groups"]))]}
+
+    @app.get("/v1/reports/{name}", tags=["decision"], response_class=HTMLResponse)
+    def get_report(name: str, key: Reader) -> HTMLResponse:
+        """The self-contained HTML report (its own CSP forbids loading anything)."""
+        folder = visible_report(name, key)
+        return HTMLResponse((folder / "report.html").read_text(encoding="utf-8"))
+
+    @app.get("/v1/reports/{name}/lab.json", tags=["decision"])
+    def get_report_data(name: str, key: Reader) -> dict[str, Any]:
+        """The lab's measurements (`lab.json`)."""
+        folder = visible_report(name, key)
+        data: dict[str, Any] = json.loads((folder / "lab.json").read_text(encoding="utf-8"))
+        return data
+
+    @app.get("/", include_in_schema=False)
+    def web_page() -> FileResponse:
+        """The web page: ask, documents, checklist, reports, traces (static files, no build)."""
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/v1/models", tags=["openai"])
     def list_models(key: Reader) -> dict[str, Any]:
