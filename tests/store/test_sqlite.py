@@ -72,3 +72,37 @@ def test_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open knowledge store"):
         SQLiteStore(path)
+
+
+def test_readers_do_not_wait_for_a_write_in_progress(store: SQLiteStore, counter) -> None:
+    """A write transaction held open in one thread: another thread still reads, and sees the
+    last committed state (not the write in progress); the writer reads its own writes."""
+    import threading
+
+    doc = make_doc("a", "Committed text about kettles.")
+    chunks = chunk_document(doc, 0, counter, ChunkingSettings())
+    store.write_document(doc, chunks, vectors_for(chunks))
+    seen: dict[str, object] = {}
+    writing, read_done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store._transaction() as db:
+            db.execute("UPDATE documents SET title = 'uncommitted' WHERE id = 'a'")
+            seen["writer"] = store.get_document("a").title  # its own write
+            writing.set()
+            read_done.wait(30)  # hold the transaction until the reader has read
+
+    def reader() -> None:
+        writing.wait(30)
+        seen["reader"] = store.get_document("a").title
+        seen["hits"] = store.lexical_search("kettles", 5).doc_ids
+        read_done.set()
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert read_done.is_set(), "the reader waited for the writer's transaction"
+    assert seen == {"writer": "uncommitted", "reader": doc.title, "hits": ["a"]}
+    assert store.get_document("a").title == "uncommitted"  # committed now

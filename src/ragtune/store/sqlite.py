@@ -149,7 +149,11 @@ class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the one write connection
+        self._local = threading.local()  # per thread: its read connection, writing or not
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
         try:
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30
@@ -163,6 +167,27 @@ class SQLiteStore:
 
     # --- plumbing ---------------------------------------------------------------------------
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """The connection to read with: this thread's own, so readers never wait for a write
+        in progress (WAL: they see the last committed state) — except inside this thread's
+        own write transaction, which must read what it wrote."""
+        if getattr(self._local, "writing", False):
+            with self._lock:
+                yield self._db
+            return
+        db = getattr(self._local, "db", None)
+        if db is None or self._closed:
+            with self._readers_lock:  # not the write lock: a writer may hold that for long
+                if self._closed:
+                    raise StoreError(f"{self.path}: the store is closed")
+                db = sqlite3.connect(str(self.path), isolation_level=None,
+                                     check_same_thread=False, timeout=30)
+                db.execute("PRAGMA query_only=ON")
+                self._readers.append(db)
+            self._local.db = db
+        yield db
+
     def _migrate(self) -> None:
         apply_migrations(self._db, MIGRATIONS, self._lock)
 
@@ -170,11 +195,14 @@ class SQLiteStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            self._local.writing = True
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.writing = False
             self._db.execute("COMMIT")
 
     def _bump_generation(self, db: sqlite3.Connection) -> None:
@@ -184,8 +212,12 @@ class SQLiteStore:
         )
 
     def close(self) -> None:
-        """Close the connection (checkpointing the WAL)."""
-        with self._lock:
+        """Close the connections (checkpointing the WAL)."""
+        with self._lock, self._readers_lock:
+            self._closed = True
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             self._db.close()
 
     def __enter__(self) -> SQLiteStore:
@@ -198,8 +230,8 @@ class SQLiteStore:
 
     def get_meta(self) -> dict[str, str]:
         """Key/value provenance recorded with the knowledge base."""
-        with self._lock:
-            return dict(self._db.execute("SELECT key, value FROM kb_meta").fetchall())
+        with self._read() as db:
+            return dict(db.execute("SELECT key, value FROM kb_meta").fetchall())
 
     def set_meta(self, values: Mapping[str, str]) -> None:
         """Record provenance values (embedder, chunker settings, versions)."""
@@ -212,34 +244,34 @@ class SQLiteStore:
 
     def generation(self) -> int:
         """A counter that grows with every write; caches key on it."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM kb_meta WHERE key='generation'").fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT value FROM kb_meta WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
 
     # --- documents --------------------------------------------------------------------------
 
     def document_hashes(self) -> dict[str, str]:
         """Every document id with its current content hash (what incremental sync compares)."""
-        with self._lock:
-            return dict(self._db.execute("SELECT id, content_hash FROM documents").fetchall())
+        with self._read() as db:
+            return dict(db.execute("SELECT id, content_hash FROM documents").fetchall())
 
     def get_document(self, doc_id: str) -> StoredDocument | None:
         """The current version of one document, or None."""
-        with self._lock:
-            row = self._db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?",
+        with self._read() as db:
+            row = db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?",
                                    (doc_id,)).fetchone()
         return _stored_document(row) if row else None
 
     def document_text(self, doc_id: str) -> str | None:
         """The full text of the current version (chunk offsets index into it)."""
-        with self._lock:
-            row = self._db.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return row[0] if row else None
 
     def list_documents(self, sources: Sequence[str] | None = None) -> list[StoredDocument]:
         """All documents, or those whose source is one of `sources` or lies under one of them."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY source, id"
             ).fetchall()
         docs = [_stored_document(r) for r in rows]
@@ -250,8 +282,8 @@ class SQLiteStore:
 
     def versions(self, doc_id: str) -> list[DocumentVersion]:
         """The history of a document, oldest first (kept after deletion)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT doc_id, version, event, content_hash, chars, chunk_count, created_at "
                 "FROM document_versions WHERE doc_id = ? ORDER BY version, created_at",
                 (doc_id,),
@@ -364,8 +396,8 @@ class SQLiteStore:
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         """A document's chunks in order."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY idx", (doc_id,)
             ).fetchall()
         return [_chunk(r) for r in rows]
@@ -374,10 +406,10 @@ class SQLiteStore:
         """Chunks by id, in the order asked (missing ids are skipped)."""
         ids = list(chunk_ids)
         found: dict[str, Chunk] = {}
-        with self._lock:
+        with self._read() as db:
             for batch in _batches(ids, 500):
                 marks = ",".join("?" * len(batch))
-                for r in self._db.execute(
+                for r in db.execute(
                     f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", batch
                 ):
                     found[r[0]] = _chunk(r)
@@ -387,10 +419,10 @@ class SQLiteStore:
         """Stored vectors of chunks with these text hashes, so equal text is never re-embedded."""
         out: dict[str, np.ndarray] = {}
         hashes = list(set(text_hashes))
-        with self._lock:
+        with self._read() as db:
             for batch in _batches(hashes, 500):
                 marks = ",".join("?" * len(batch))
-                for text_hash, blob in self._db.execute(
+                for text_hash, blob in db.execute(
                     "SELECT c.text_hash, v.vector FROM chunks c "
                     f"JOIN vectors v ON v.chunk_rowid = c.rowid WHERE c.text_hash IN ({marks})",
                     batch,
@@ -400,8 +432,8 @@ class SQLiteStore:
 
     def reflag_chunks(self, flagger: Callable[[str], tuple[str, ...]]) -> int:
         """Recompute every chunk's flags from its text (after the rules changed)."""
-        with self._lock:
-            rows = self._db.execute("SELECT rowid, text, flags FROM chunks").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT rowid, text, flags FROM chunks").fetchall()
         changed = [(",".join(new), rowid) for rowid, text, old in rows
                    if ",".join(new := flagger(text)) != old]
         if changed:
@@ -411,23 +443,24 @@ class SQLiteStore:
 
     def index_snapshot(self) -> IndexSnapshot:
         """Every chunk with its document, vector and BM25 terms, read in one consistent pass."""
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._read() as db:
+            db.execute("BEGIN")  # one read transaction: a consistent snapshot
             try:
-                generation = self.generation()
-                rows = self._db.execute(
+                row = db.execute("SELECT value FROM kb_meta WHERE key='generation'").fetchone()
+                generation = int(row[0]) if row else 0
+                rows = db.execute(
                     "SELECT c.id, c.doc_id, v.vector, c.terms, "
                     "CASE WHEN c.terms IS NULL THEN c.title || char(10) || c.heading || char(10) "
                     "|| c.text END FROM chunks c LEFT JOIN vectors v ON v.chunk_rowid = c.rowid "
                     "ORDER BY c.rowid"
                 ).fetchall()
-                documents = self._db.execute(
+                documents = db.execute(
                     "SELECT id, groups, metadata, terms, "
                     "CASE WHEN terms IS NULL THEN title || char(10) || text END "
                     "FROM documents ORDER BY id"
                 ).fetchall()
             finally:
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
         dims = {len(r[2]) // 4 for r in rows if r[2] is not None}
         if len(dims) > 1:
             raise StoreError(f"{self.path}: vectors of different dimensions {sorted(dims)}")
@@ -480,9 +513,9 @@ class SQLiteStore:
             params.extend(held)
         sql += " ORDER BY score LIMIT ?"
         params.append(k)
-        with self._lock:
+        with self._read() as db:
             try:
-                rows = self._db.execute(sql, params).fetchall()
+                rows = db.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise StoreError(f"lexical search failed for {query!r}: {exc}") from exc
         return LexicalHits([r[0] for r in rows], [r[1] for r in rows], [-r[2] for r in rows])
@@ -490,8 +523,8 @@ class SQLiteStore:
     def visible_documents(self, groups: Iterable[str]) -> set[str]:
         """Ids of documents a caller holding `groups` may see (no groups = visible to all)."""
         held = sorted(set(groups))
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT id FROM documents d WHERE NOT EXISTS "
                 "(SELECT 1 FROM document_groups g WHERE g.doc_id = d.id) "
                 "OR EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = d.id "
@@ -504,8 +537,8 @@ class SQLiteStore:
 
     def stats(self) -> StoreStats:
         """Counts and the size of the files on disk (database + WAL)."""
-        with self._lock:
-            q = self._db.execute
+        with self._read() as db:
+            q = db.execute
             documents = q("SELECT count(*) FROM documents").fetchone()[0]
             chunks = q("SELECT count(*) FROM chunks").fetchone()[0]
             vectors = q("SELECT count(*) FROM vectors").fetchone()[0]
