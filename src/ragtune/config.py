@@ -182,13 +182,21 @@ class TuneSettings(BaseModel):
 
 
 class ServiceSettings(BaseModel):
-    """`ragtune serve`: request limits."""
+    """`ragtune serve`: request limits and production traces."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     requests_per_minute: int = Field(120, gt=0, description="per API key, sustained")
     burst: int = Field(30, gt=0, description="per API key, requests allowed at once")
     max_body_bytes: int = Field(1_000_000, gt=0, description="largest JSON request body")
+    max_upload_bytes: int = Field(50_000_000, gt=0, description="largest file upload request "
+                                  "(each file is also limited by ingest.max_file_bytes)")
+    trace_sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="share of answers whose "
+                                     "trace is kept, with its online scores")
+    trace_retention_days: float = Field(30.0, gt=0, description="traces older than this are "
+                                        "deleted")
+    trace_max_rows: int = Field(100_000, gt=0, description="at most this many traces per "
+                                "knowledge base (the oldest go first)")
 
 
 class Settings(BaseModel):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ragtune.documents import (
 )
 from ragtune.documents.chunking import TokenCounter
 from ragtune.documents.injection import RULES_VERSION, instruction_flags
-from ragtune.documents.loaders import normalized_source
+from ragtune.documents.loaders import normalized_source, relabel
 from ragtune.documents.terms import term_frequencies
 from ragtune.errors import ConfigError, InputError, StoreError
 from ragtune.models.embedders import Embedder, get_embedder
@@ -194,8 +194,12 @@ class KnowledgeBase:
         include: Iterable[str] = (),
         exclude: Iterable[str] | None = None,
         progress: ProgressCallback | None = None,
+        source_name: Callable[[Path], str] | None = None,
     ) -> IngestReport:
-        """Bring the knowledge base in line with `paths` (files, folders, BEIR corpus.jsonl)."""
+        """Bring the knowledge base in line with `paths` (files, folders, BEIR corpus.jsonl).
+
+        `source_name(file)` names each file's source (and a file's document id) instead of its
+        absolute path: what uploads use, so no server path is recorded or shown."""
         started = time.perf_counter()
         report = IngestReport()
         group_tuple = tuple(sorted({g.strip() for g in groups if g.strip()}))
@@ -215,6 +219,8 @@ class KnowledgeBase:
         for root in paths:
             for file in iter_source_files(Path(root), include, exclude):
                 result = load_path(file, self.settings.ingest, group_tuple)
+                if source_name is not None:
+                    result = relabel(result, source_name(file))
                 if result.failures:
                     failed_sources.add(result.source)
                     report.failed.extend(result.failures)
@@ -294,10 +300,11 @@ class KnowledgeBase:
     # --- documents --------------------------------------------------------------------------
 
     def ingest_records(self, records: Sequence[Mapping[str, Any]],
-                       groups: Iterable[str] = ()) -> IngestReport:
+                       groups: Iterable[str] = (), source: str = "records") -> IngestReport:
         """Ingest documents given as records (`id`, `text`, optional `title` and metadata
-        fields: the JSONL corpus row shape), all with the same access `groups`. The record's id
-        is the document id; a record with the same id and text again is unchanged."""
+        fields: the JSONL corpus row shape), all with the same access `groups` and the source
+        name `source`. The record's id is the document id; a record with the same id and text
+        again is unchanged."""
         import json
         import tempfile
 
@@ -306,10 +313,7 @@ class KnowledgeBase:
             with path.open("w", encoding="utf-8") as fh:
                 for record in records:
                     fh.write(json.dumps(dict(record), ensure_ascii=False) + "\n")
-            report = self.ingest([path], groups=groups)
-        report.failed = [replace(f, path=f.path.replace(str(path), "records"))  # not the temp
-                         for f in report.failed]
-        return report
+            return self.ingest([path], groups=groups, source_name=lambda _: source)
 
     def documents(self) -> list[StoredDocument]:
         """Every document's current version."""

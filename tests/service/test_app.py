@@ -154,6 +154,77 @@ def test_ingest_over_http_writes_only_into_the_keys_groups(service) -> None:
     seen = client.post("/v1/search", json={"query": "cafeteria opens", "k": 3},
                        headers=auth(tokens["globex"])).json()["hits"]
     assert all(hit["doc_id"] != "acme-faq" for hit in seen)
+    assert stored.source == "api"  # not the temporary file the records passed through
+
+
+def test_uploaded_files_are_named_by_their_file_name_never_a_path(service) -> None:
+    client, tokens, kb = service
+    h = auth(tokens["writer-acme"])
+    files = [("files", ("../../tmp/acme-notes.md", b"# Acme notes\n\nThe Acme lab opens "
+                        b"at 6:15.", "text/markdown")),
+             ("files", ("C:\\Users\\x\\acme-rows.jsonl",
+                        b'{"_id": "row-1", "title": "Row", "text": "Acme row one."}\n',
+                        "application/jsonl"))]
+    done = client.post("/v1/documents/files", files=files, headers=h)
+    assert done.status_code == 200, done.text
+    assert done.json()["added"] == 2 and done.json()["failed"] == []
+    notes = kb.store.get_document("upload:acme-notes.md")
+    assert notes is not None and notes.source == "upload:acme-notes.md"
+    assert notes.groups == ("acme",) and notes.metadata["path"] == "upload:acme-notes.md"
+    row = kb.store.get_document("row-1")
+    assert row is not None and row.source == "upload:acme-rows.jsonl"
+    # the same file again is unchanged (no temporary path in its content hash); a new text
+    # is a new version of the same document
+    again = client.post("/v1/documents/files", files=files[:1], headers=h).json()
+    assert again["unchanged"] == 1
+    changed = [("files", ("acme-notes.md", b"# Acme notes\n\nThe lab opens at 6:30.",
+                          "text/markdown"))]
+    assert client.post("/v1/documents/files", files=changed, headers=h).json()["updated"] == 1
+    shown = client.get("/v1/documents/upload:acme-notes.md?text=true",
+                       headers=auth(tokens["acme"])).json()
+    assert shown["text"].endswith("The lab opens at 6:30.")
+    assert [v["version"] for v in shown["versions"]] == [1, 2]
+    listing = client.get("/v1/documents", headers=auth(tokens["admin"])).json()["documents"]
+    uploaded = [d for d in listing if d["source"].startswith("upload:")]
+    assert len(uploaded) == 2
+    assert "ragtune-upload-" not in str(uploaded) and "/tmp" not in str(uploaded)
+    # groups: the key's own only; bad names and unsupported files
+    other = client.post("/v1/documents/files", files=changed, data={"groups": "globex"},
+                        headers=h)
+    assert other.status_code == 403
+    for name in ("..", ".hidden.md", ""):
+        bad = client.post("/v1/documents/files", files=[("files", (name, b"x", "text/plain"))],
+                          headers=h)
+        assert bad.status_code == 422, (name, bad.text)
+    unsupported = client.post("/v1/documents/files", headers=h,
+                              files=[("files", ("tool.exe", b"MZ...", "application/x"))])
+    assert unsupported.json()["failed"][0]["document"] == "upload:tool.exe"
+    assert client.post("/v1/documents/files", files=files,
+                       headers=auth(tokens["acme"])).status_code == 403  # read only
+
+
+def test_body_limits_hold_for_announced_and_streamed_bodies(service, settings) -> None:
+    from ragtune.config import ServiceSettings
+
+    _, tokens, _ = service
+    small = settings.model_copy(update={"kb": "shared", "service": ServiceSettings(
+        max_body_bytes=2_000, max_upload_bytes=5_000)})
+    client = TestClient(create_app(small, KeyStore.open(settings), warm=False))
+    h = auth(tokens["writer-acme"])
+
+    def chunks():  # no content-length: sent chunked
+        yield b'{"query": "'
+        for _ in range(10):
+            yield b"x" * 500
+        yield b'"}'
+
+    streamed = client.post("/v1/search", content=chunks(),
+                           headers=h | {"content-type": "application/json"})
+    assert streamed.status_code == 413 and streamed.json()["error"]["type"] == "too_large"
+    big = [("files", ("big.txt", b"word " * 2_000, "text/plain"))]
+    assert client.post("/v1/documents/files", files=big, headers=h).status_code == 413
+    fits = [("files", ("fits.txt", b"Acme fits. " * 300, "text/plain"))]  # > JSON limit
+    assert client.post("/v1/documents/files", files=fits, headers=h).status_code == 200
 
 
 def test_ask_streams_tokens_then_the_checked_answer(service) -> None:

@@ -16,7 +16,7 @@ import json
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ragtune.config import IngestSettings
@@ -48,6 +48,25 @@ class LoadResult:
 def normalized_source(path: Path) -> str:
     """The stable identity of a file: its absolute, resolved POSIX path."""
     return path.expanduser().resolve().as_posix()
+
+
+def relabel(result: LoadResult, source: str) -> LoadResult:
+    """The same documents and failures under another source name (uploads and records sent
+    over HTTP: their temporary path is nobody's business, and must not change the content
+    hash from one upload to the next). A file's id is its source, so it changes too."""
+    old = result.source
+
+    def name(value: str) -> str:
+        return source + value[len(old):] if value.startswith(old) else value
+
+    docs = []
+    for doc in result.documents:
+        metadata = dict(doc.metadata)
+        if metadata.get("path") == old:
+            metadata["path"] = source
+        docs.append(replace(doc, id=name(doc.id) if doc.id == old else doc.id,
+                            source=source, metadata=metadata))
+    return LoadResult(source, docs, [replace(f, path=name(f.path)) for f in result.failures])
 
 
 def iter_source_files(

@@ -19,6 +19,7 @@ rest of the service issue.
 
 import ipaddress
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -27,7 +28,7 @@ from pathlib import Path
 from queue import Queue
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
@@ -49,6 +50,7 @@ from ragtune.service.metrics import Metrics
 
 MAX_BODY_BYTES = 1_000_000  # the schema's bound on a text; service.max_body_bytes limits bodies
 MODEL_PREFIX = "kb:"  # OpenAI model names: kb:<knowledge base>
+UPLOAD_PATH = "/v1/documents/files"
 STATIC = Path(__file__).parent / "static"  # the web page: plain files, no build step
 # The page loads only its own files; no inline script, no framing by other sites.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-src 'self' blob:; "
@@ -132,6 +134,52 @@ class AskRequest(BaseModel):
                          "after citation checks and refusal: the one to show)")
 
 
+class BodyLimit:
+    """ASGI middleware: refuses a body over `limit_for(path)` bytes with 413, whether it
+    announces its length (refused before reading) or comes in chunks without one (read up to
+    the limit, then passed on whole)."""
+
+    def __init__(self, app: Any, limit_for: Callable[[str], int]) -> None:
+        self.app, self.limit_for = app, limit_for
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any],
+                       send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        too_large = _error(413, "too_large", f"request body over {limit} bytes")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > limit:
+                await too_large(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        parts, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            more = message.get("more_body", False)
+            if size > limit:
+                await too_large(scope, receive, send)
+                return
+        body = b"".join(parts)
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def check_bind(host: str, keys: KeyStore) -> None:
     """Without any active key the server only listens on a loopback address."""
     try:
@@ -207,15 +255,14 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, kind, str(exc.detail))
 
+    # registered first, so inside the observer below: refusals are counted too
+    app.add_middleware(BodyLimit, limit_for=lambda path: limits.max_upload_bytes
+                       if path == UPLOAD_PATH else limits.max_body_bytes)
+
     @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[..., Any]) -> Any:
+    async def _observe(request: Request, call_next: Callable[..., Any]) -> Any:
         started = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
-            response = _error(413, "too_large",
-                              f"request body over {limits.max_body_bytes} bytes")
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         route = request.scope.get("route")
         metrics.observe_request(getattr(route, "path", "(unmatched)"), request.method,
                                 response.status_code, time.perf_counter() - started)
@@ -340,29 +387,71 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         visible_document(base, doc_id, key)
         return {"deleted": base.remove([doc_id])}
 
-    @app.post("/v1/documents", tags=["documents"])
-    def ingest_documents(body: IngestRequest, key: Ingester) -> dict[str, Any]:
-        """JSON records in; a key limited to groups can only write documents into them (and
-        none visible to everyone), so one tenant can never publish into another's view."""
-        base = open_kb(body.kb)
-        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for doc in body.documents:
-            groups = tuple(sorted(set(doc.groups if doc.groups is not None else key.groups)))
-            if not key.sees_everything and (not groups or not set(groups) <= set(key.groups)):
-                raise ApiError(403, "forbidden", f"document {doc.id!r}: this key may only "
-                               f"write into its groups ({', '.join(key.groups) or 'none'})")
-            batches.setdefault(groups, []).append(
-                {**doc.metadata, "_id": doc.id, "title": doc.title, "text": doc.text})
-        reports = [base.ingest_records(rows, groups) for groups, rows in batches.items()]
+    def write_groups(key: KeyRecord, requested: list[str] | None, what: str
+                     ) -> tuple[str, ...]:
+        """The groups a write goes into: those asked for, else the key's. A key limited to
+        groups may only write into them (and never publish to everyone), so one tenant can
+        never put documents into another's view."""
+        groups = tuple(sorted({g.strip() for g in (requested if requested is not None
+                                                   else key.groups) if g.strip()}))
+        if not key.sees_everything and (not groups or not set(groups) <= set(key.groups)):
+            raise ApiError(403, "forbidden", f"{what}: this key may only write into its "
+                           f"groups ({', '.join(key.groups) or 'none'})")
+        return groups
+
+    def ingest_summary(base: KnowledgeBase, reports: list[Any]) -> dict[str, Any]:
         total: dict[str, Any] = {"kb": base.name}
-        for key_name in ("added", "updated", "unchanged", "chunks_written", "chunks_embedded"):
-            total[key_name] = sum(getattr(r, key_name) for r in reports)
+        for name in ("added", "updated", "unchanged", "chunks_written", "chunks_embedded"):
+            total[name] = sum(getattr(r, name) for r in reports)
         total["failed"] = [{"document": f.path, "error": f.error} for r in reports
                            for f in r.failed]
         for outcome in ("added", "updated", "unchanged"):
             metrics.observe_ingest(outcome, total[outcome])
         metrics.observe_ingest("failed", len(total["failed"]))
         return total
+
+    @app.post("/v1/documents", tags=["documents"])
+    def ingest_documents(body: IngestRequest, key: Ingester) -> dict[str, Any]:
+        """JSON records in (source `api`); each document goes into the groups it names, else
+        the key's."""
+        base = open_kb(body.kb)
+        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for doc in body.documents:
+            groups = write_groups(key, doc.groups, f"document {doc.id!r}")
+            batches.setdefault(groups, []).append(
+                {**doc.metadata, "_id": doc.id, "title": doc.title, "text": doc.text})
+        return ingest_summary(base, [base.ingest_records(rows, groups, source="api")
+                                     for groups, rows in batches.items()])
+
+    @app.post(UPLOAD_PATH, tags=["documents"])
+    def upload_documents(
+        key: Ingester,
+        files: Annotated[list[UploadFile], File(description="one or more files: .md .txt "
+                                                ".html .pdf .docx .json, or .jsonl rows")],
+        groups: Annotated[str | None, Form(max_length=2000, description="comma-separated "
+                                           "access groups (default: the key's)")] = None,
+        kb: Annotated[str | None, Form(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """Upload files (multipart). Each is recorded as `upload:<file name>` (its document id,
+        so uploading the same name again makes a new version); JSONL files hold records. The
+        whole request is limited by `service.max_upload_bytes`, each file by
+        `ingest.max_file_bytes`."""
+        import tempfile
+
+        base = open_kb(kb)
+        target = write_groups(key, groups.split(",") if groups is not None else None,
+                              "upload")
+        names = [_upload_name(f.filename) for f in files]
+        if len(set(names)) != len(names):
+            raise ApiError(422, "invalid_request", "two uploaded files have the same name")
+        with tempfile.TemporaryDirectory(prefix="ragtune-upload-") as tmp:
+            folder = Path(tmp)
+            for name, upload in zip(names, files, strict=True):
+                with (folder / name).open("wb") as out:
+                    shutil.copyfileobj(upload.file, out)
+            report = base.ingest([folder / n for n in names], groups=target,
+                                 source_name=lambda p: f"upload:{p.name}")
+        return ingest_summary(base, [report])
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics_route(key: Annotated[KeyRecord, Depends(needs("admin"))]) -> str:
@@ -556,6 +645,15 @@ def _events(run: Callable[[Callable[[str], None]], dict[str, Any]]) -> Iterator[
         yield f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
         if event != "token":
             return
+
+
+def _upload_name(filename: str | None) -> str:
+    """An uploaded file's own name, never a path: the client's folders are dropped."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not name or name in (".", "..") or name.startswith(".") or len(name) > 200 or any(
+            ord(c) < 32 for c in name):
+        raise ApiError(422, "invalid_request", f"unusable file name {filename!r}")
+    return name
 
 
 def _doc(d: Any) -> dict[str, Any]:
