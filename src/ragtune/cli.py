@@ -25,7 +25,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ragtune.config import Settings
-from ragtune.errors import RagtuneError
+from ragtune.errors import InputError, RagtuneError
 from ragtune.kb import KnowledgeBase
 from ragtune.retrieval import MODES, parse_filter_args, search
 
@@ -59,6 +59,9 @@ app.add_typer(bench_app, name="bench")
 keys_app = typer.Typer(cls=_Group, help="API keys of the HTTP service: scopes and access groups.",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+traces_app = typer.Typer(cls=_Group, help="Production traces of served answers, with their "
+                         "online scores.", no_args_is_help=True)
+app.add_typer(traces_app, name="traces")
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Data home (default $RAGTUNE_HOME or ~/.ragtune).")
@@ -1042,6 +1045,79 @@ def keys_revoke(
         _print_json(record.to_dict())
         return
     out.print(f"revoked {record.id}", highlight=False)
+
+
+def _traced_kb(home: Path | None, kb: str | None) -> KnowledgeBase:
+    base = _open(home, kb)
+    if not base.exists():
+        raise InputError(f"no knowledge base {base.name!r}")
+    return base
+
+
+@traces_app.command("list")
+def traces_list(
+    below: Annotated[float | None, typer.Option(
+        "--below", min=0.0, max=1.0, help="Only answers with groundedness under this (the "
+        "share of claims the judge found supported).")] = None,
+    refused: Annotated[bool | None, typer.Option(
+        "--refused/--answered", help="Only refusals, or only answers.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Served answers (`ragtune serve`), newest first: groundedness, refusal, latency, tokens."""
+    from ragtune.evaluation.online import trace_to_dict
+
+    with _traced_kb(home, kb) as base:
+        traces = base.store.list_traces(limit=limit, below=below, refused=refused)
+    rows = [trace_to_dict(t, detail=False) for t in traces]
+    if as_json:
+        _print_json({"kb": base.name, "traces": rows})
+        return
+    table = Table("id", "when", "grounded", "refused", "ms", "tokens", "question", box=None)
+    for r in rows:
+        g = "-" if r["groundedness"] is None else f"{r['groundedness']:.2f}"
+        table.add_row(r["id"], r["created_at"], g, "yes" if r["refused"] else "",
+                      f"{r['latency_ms']:.0f}", f"{r['prompt_tokens']}+{r['output_tokens']}",
+                      escape(_short(r["question"], 50)))
+    out.print(table)
+    err.print(f"{len(rows)} traces")
+
+
+@traces_app.command("show")
+def traces_show(
+    trace_id: Annotated[str, typer.Argument(help="A trace id (from ragtune traces list).")],
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One trace: question, answer, citations, passages, the judged claims, timings."""
+    from ragtune.evaluation.online import trace_to_dict
+
+    with _traced_kb(home, kb) as base:
+        trace = base.store.get_trace(trace_id)
+    if trace is None:
+        raise InputError(f"no trace {trace_id!r} in knowledge base {base.name!r}")
+    data = trace_to_dict(trace)
+    if as_json:
+        _print_json(data)
+        return
+    g = "-" if trace.groundedness is None else f"{trace.groundedness:.2f}"
+    out.print(f"[bold]{escape(trace.question)}[/bold]")
+    out.print(escape(trace.answer), highlight=False)
+    state = f"refused: {trace.refusal_reason}" if trace.refused else "answered"
+    out.print(f"groundedness {g} · {escape(state)} · {trace.latency_ms:.0f} ms · "
+              f"{trace.prompt_tokens} prompt + {trace.output_tokens} output tokens · "
+              f"{data['created_at']} · {trace.route}",
+              highlight=False)
+    for claim in data.get("claims", []):
+        mark = "supported" if claim["supported"] else "NOT supported"
+        out.print(f"  claim ({mark}, {claim['score']:.2f}): {escape(claim['claim'])}",
+                  highlight=False)
+    for p in data.get("passages", []):
+        out.print(f"  [{p['number']}] {escape(p['title'] or p['doc_id'])}: "
+                  f"{escape(_short(p['text'], 160))}", highlight=False)
 
 
 @app.command("serve")

@@ -332,3 +332,81 @@ def test_metrics_in_prometheus_text_format(service) -> None:
     assert 'ragtune_request_seconds_bucket{route="/v1/documents",le="+Inf"} 3' in text
     assert 'ragtune_documents_ingested_total{outcome="added"} 1' in text
     assert "# TYPE ragtune_request_seconds histogram" in text
+
+
+def test_answers_are_traced_with_online_scores_and_browsed_by_admins(service, settings) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app as cli
+
+    client, tokens, kb = service
+    recorder = client.app.state.recorder
+    asked = client.post("/v1/ask", headers=auth(tokens["acme"]), json={
+        "question": "Within how many minutes does Acme support reply?"}).json()
+    client.post("/v1/chat/completions", headers=auth(tokens["globex"]), json={
+        "model": "kb:shared", "messages": [{"role": "user", "content": "When are Globex "
+                                            "invoices due?"}]})
+    recorder.flush()
+    admin = client.get("/v1/traces", headers=auth(tokens["admin"])).json()["traces"]
+    assert [t["route"] for t in admin] == ["/v1/chat/completions", "/v1/ask"]  # newest first
+    acme = admin[1]
+    assert acme["question"] == asked["question"] and acme["answer"] == asked["answer"]
+    assert acme["refused"] == asked["refused"] and acme["latency_ms"] > 0
+    assert acme["prompt_tokens"] == asked["generation"]["prompt_tokens"]
+    if not acme["refused"]:
+        assert 0.0 <= acme["groundedness"] <= 1.0
+    detail = client.get(f"/v1/traces/{acme['id']}", headers=auth(tokens["admin"])).json()
+    assert [p["chunk_id"] for p in detail["passages"]] == [
+        p["chunk_id"] for p in asked["passages"]]
+    assert detail["judge"] == "offline"
+    assert all({"claim", "score", "supported", "evidence"} <= set(c) for c in detail["claims"])
+    # read keys see no traces; an admin key limited to globex sees none of acme's passages
+    assert client.get("/v1/traces", headers=auth(tokens["acme"])).status_code == 403
+    globex_admin = KeyStore.open(settings).create(["admin"], groups=["globex"])[0]
+    seen = client.get("/v1/traces", headers=auth(globex_admin)).json()["traces"]
+    assert acme["id"] not in [t["id"] for t in seen]
+    assert client.get(f"/v1/traces/{acme['id']}",
+                      headers=auth(globex_admin)).status_code == 404
+    # groundedness distribution and refusal rate in /metrics
+    text = client.get("/metrics", headers=auth(tokens["admin"])).text
+    grounded = sum(t["groundedness"] is not None for t in admin)
+    assert f"ragtune_answer_groundedness_count {grounded}" in text
+    refusals = sum(t["refused"] for t in admin)
+    assert f"ragtune_refusal_rate {refusals / 2:.6f}" in text
+    # the CLI reads the same traces from the knowledge base's database
+    home = ["--home", str(settings.home), "--kb", "shared"]
+    listed = CliRunner().invoke(cli, ["traces", "list", *home, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [t["id"] for t in json.loads(listed.stdout)["traces"]] == [t["id"] for t in admin]
+    shown = CliRunner().invoke(cli, ["traces", "show", acme["id"], *home, "--json"])
+    assert json.loads(shown.stdout)["passages"] == detail["passages"]
+    missing = CliRunner().invoke(cli, ["traces", "show", "nope", *home])
+    assert missing.exit_code == 1 and "no trace 'nope'" in missing.output
+
+
+def test_trace_sampling_and_retention(service) -> None:
+    import time
+
+    from ragtune.answering import Answerer
+    from ragtune.evaluation.online import TraceRecorder
+
+    _, _, kb = service
+    answer = Answerer(kb).ask("When is the office closed?")
+    never = TraceRecorder(sample_rate=0.0)
+    assert not any(never.record(kb, answer, route="t", key_id=None, latency_ms=1.0)
+                   for _ in range(20))
+    half = TraceRecorder(sample_rate=0.5, seed=7)
+    kept = sum(half.record(kb, answer, route="t", key_id=None, latency_ms=1.0)
+               for _ in range(40))
+    assert 10 < kept < 30  # seeded: about half
+    half.flush()
+    assert len(kb.store.list_traces(limit=1000)) == kept
+    keep_three = TraceRecorder(max_rows=3, prune_every=1)
+    for _ in range(5):
+        keep_three.record(kb, answer, route="t", key_id=None, latency_ms=1.0)
+    keep_three.flush()
+    assert len(kb.store.list_traces(limit=1000)) == 3
+    assert kb.store.prune_traces(before=time.time() + 1, keep=100) == 3  # by age
+    assert kb.store.list_traces() == []

@@ -38,7 +38,7 @@ from ragtune.evaluation.attribution import (
     summarize,
 )
 from ragtune.evaluation.cases import EvalCase
-from ragtune.evaluation.judges import Claim, Judge, LLMJudge, OfflineJudge
+from ragtune.evaluation.judges import Judge, LLMJudge, OfflineJudge
 from ragtune.evaluation.metrics import (
     Price,
     answer_relevance,
@@ -46,7 +46,6 @@ from ragtune.evaluation.metrics import (
     contains_answer,
     cost_per_1k,
     exact_match,
-    faithfulness,
     latency_summary,
     mean,
     mrr_at_k,
@@ -55,9 +54,9 @@ from ragtune.evaluation.metrics import (
     refusal_correct,
     schema_errors,
     semantic_similarity,
-    split_claims,
     token_f1,
 )
+from ragtune.evaluation.online import judge_answer
 from ragtune.kb import KnowledgeBase
 from ragtune.models.generators import Generator, get_generator
 from ragtune.retrieval import searcher_for
@@ -293,19 +292,11 @@ class Evaluator:
                 correct = not answer.refused and (m["exact_match"] == 1.0
                                                   or (m["token_f1"] or 0.0) >= s.correct_f1)
             m["correct"] = float(correct)
-        passages = [unescape_output(p.text) for p in answer.prompt.passages]
         claims: list[dict[str, Any]] = []
         if vectors is not None:
             m["answer_relevance"] = answer_relevance(vectors[0], vectors[1])
-            if retrieves and passages:
-                # a JSON answer's claims are in its string values, not in its syntax
-                pieces = split_claims(answer.text if answer.json_text is None else plain) \
-                    or [plain]
-                verdicts = self.judge.judge([Claim(case.question, c, tuple(passages))
-                                             for c in pieces])
-                claims = [{"claim": c, "score": round(v.score, 4), "supported": v.supported,
-                           "evidence": v.evidence} for c, v in zip(pieces, verdicts, strict=True)]
-                m["faithfulness"] = faithfulness([v.supported for v in verdicts])
+            if retrieves and answer.prompt.passages:
+                m["faithfulness"], claims = judge_answer(self.judge, case.question, answer)
         schema_error = None
         schema = case.schema if case.schema is not None else self.schema
         if schema is not None and not answer.refused:

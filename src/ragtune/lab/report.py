@@ -569,9 +569,17 @@ def _csp_hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
 
 
+def inline_hashes() -> tuple[str, str]:
+    """CSP sources of the report's own style and script: a page that shows the report in a
+    frame of its own (the service's web page: a blob: frame inherits the page's policy) must
+    allow exactly these."""
+    return _csp_hash(CSS), _csp_hash(PRINT_JS)
+
+
 def _csp() -> str:
     """Nothing may be fetched; only this page's own style and script run."""
-    return (f"default-src 'none'; style-src {_csp_hash(CSS)}; script-src {_csp_hash(PRINT_JS)}; "
+    style, script = inline_hashes()
+    return (f"default-src 'none'; style-src {style}; script-src {script}; "
             "img-src data:; base-uri 'none'; form-action 'none'")
 
 

@@ -10,10 +10,12 @@ may not see answers 404, exactly like one that does not exist. Errors have one s
 `{"error": {"type": "...", "message": "..."}}`. (No `from __future__ import annotations` here:
 FastAPI reads the routes' annotations at runtime, and they name closures of `create_app`.)
 
-So far: health, documents (list, get, ingest JSON records, delete), search, ask (JSON or
-server-sent events), and the OpenAI-compatible `/v1/models` + `/v1/chat/completions` (each
-knowledge base is a model `kb:<name>`). File uploads, the web page, traces and metrics are the
-rest of the service issue.
+Routes: health and readiness; documents (list, get with history, passages, ingest JSON records
+or upload files, delete); search; ask (JSON or server-sent events); the OpenAI-compatible
+`/v1/models` + `/v1/chat/completions` (each knowledge base is a model `kb:<name>`); the
+checklist, `assess` and the lab reports; traces (admin) and `/metrics`; the web page at `/`.
+Every answer goes through one lock on the shared local model and, sampled, to the trace
+recorder (`ragtune.evaluation.online`), which scores it off the request path.
 """
 
 
@@ -24,11 +26,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from queue import Queue
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
@@ -43,19 +46,33 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragtune.config import Settings
 from ragtune.errors import ConfigError, InputError, RagtuneError
+from ragtune.evaluation.online import TraceRecorder, trace_to_dict
 from ragtune.kb import KnowledgeBase
 from ragtune.lab.checklist import ChecklistAnswers
 from ragtune.service.keys import KeyRecord, KeyStore
 from ragtune.service.metrics import Metrics
+from ragtune.store import Trace
 
 MAX_BODY_BYTES = 1_000_000  # the schema's bound on a text; service.max_body_bytes limits bodies
 MODEL_PREFIX = "kb:"  # OpenAI model names: kb:<knowledge base>
 UPLOAD_PATH = "/v1/documents/files"
 STATIC = Path(__file__).parent / "static"  # the web page: plain files, no build step
-# The page loads only its own files; no inline script, no framing by other sites.
-PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-src 'self' blob:; "
-                "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
-                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def _page_headers() -> dict[str, str]:
+    """The web page loads only its own files (no inline script, no framing by other sites);
+    the one exception is a lab report's own style and print script, by hash: a report opened
+    in a blob: frame or tab runs under this policy."""
+    from ragtune.lab.report import inline_hashes
+
+    style, script = inline_hashes()
+    return {"Content-Security-Policy": f"default-src 'self'; style-src 'self' {style}; "
+            f"script-src 'self' {script}; frame-src 'self' blob:; img-src 'self' data:; "
+            "frame-ancestors 'none'; base-uri 'none'",
+            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+PAGE_HEADERS = _page_headers()
 
 
 class ApiError(Exception):
@@ -220,10 +237,14 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     limits = settings.service
     limiter = RateLimiter(limits.requests_per_minute, limits.burst)
     metrics = Metrics()
+    recorder = TraceRecorder(limits.trace_sample_rate, limits.trace_retention_days,
+                             limits.trace_max_rows, on_stored=lambda t: t.groundedness is None
+                             or metrics.observe_groundedness(t.groundedness))
     ready = threading.Event()
     app = FastAPI(title="ragtune", version=_version(),
                   description="Grounded answers from your documents, with citations, "
                               "API keys and per-document access groups.")
+    app.state.recorder = recorder  # tests and shutdown: recorder.flush()
     kbs: dict[str, KnowledgeBase] = {}
     kb_lock = threading.Lock()
     model_lock = threading.Lock()  # one generation at a time on the shared local model
@@ -321,6 +342,10 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         get_embedder(e.name, e.batch_size, settings.cache_dir, e.base_url,
                      e.api_key_env).warm_up()
         generator_for(settings).warm_up()
+        try:  # the default knowledge base, so the first request does not pay for opening it
+            open_kb(None)
+        except ApiError:
+            pass  # not built yet
         ready.set()
 
     if warm:
@@ -466,23 +491,61 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         return search(base, body.query, k=body.k, mode=body.mode,
                       groups=groups_of(key)).to_dict()
 
-    @app.post("/v1/ask", tags=["answers"], response_model=None)
-    def ask_route(body: AskRequest, key: Reader) -> dict[str, Any] | StreamingResponse:
+    def answer_for(base: KnowledgeBase, question: str, key: KeyRecord, route: str,
+                   k: int | None = None, on_token: Callable[[str], None] | None = None
+                   ) -> Any:
+        """One grounded answer on the shared model (one generation at a time), counted in
+        the metrics and handed to the trace recorder (sampled, scored off the request)."""
         from ragtune.answering import Answerer
 
+        started = time.perf_counter()
+        with model_lock:
+            answer = Answerer(base).ask(question, k=k, groups=groups_of(key), on_token=on_token)
+        metrics.observe_answer(answer.refused)
+        recorder.record(base, answer, route=route, key_id=key.id,
+                        latency_ms=(time.perf_counter() - started) * 1000)
+        return answer
+
+    @app.post("/v1/ask", tags=["answers"], response_model=None)
+    def ask_route(body: AskRequest, key: Reader) -> dict[str, Any] | StreamingResponse:
         base = open_kb(body.kb)
 
         def answer(on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
-            with model_lock:
-                result = Answerer(base).ask(body.question, k=body.k, groups=groups_of(key),
-                                            on_token=on_token)
-            metrics.observe_answer(result.refused)
-            return result.to_dict(context=False)
+            result = answer_for(base, body.question, key, "/v1/ask", body.k, on_token)
+            out: dict[str, Any] = result.to_dict(context=False)
+            return out
 
         if not body.stream:
             return answer()
         return StreamingResponse(_events(answer), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
+
+    Admin = Annotated[KeyRecord, Depends(needs("admin"))]
+
+    def visible_trace(trace: Trace, key: KeyRecord) -> bool:
+        """A trace shows passages: only keys that see all their documents' groups read it."""
+        return key.sees_everything or set(trace.doc_groups) <= set(key.groups)
+
+    @app.get("/v1/traces", tags=["traces"])
+    def list_traces(key: Admin, kb: str | None = None,
+                    below: Annotated[float | None, Query(ge=0, le=1)] = None,
+                    refused: bool | None = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+        """Served answers' traces, newest first, with their online scores; `below`: only
+        answers whose groundedness is under it (the ones to read first)."""
+        base = open_kb(kb)
+        traces = base.store.list_traces(limit=limit, below=below, refused=refused)
+        return {"kb": base.name, "traces": [trace_to_dict(t, detail=False) for t in traces
+                                            if visible_trace(t, key)]}
+
+    @app.get("/v1/traces/{trace_id}", tags=["traces"])
+    def get_trace(trace_id: str, key: Admin, kb: str | None = None) -> dict[str, Any]:
+        """One trace: the answer, its passages, the judged claims, timings."""
+        base = open_kb(kb)
+        trace = base.store.get_trace(trace_id)
+        if trace is None or not visible_trace(trace, key):
+            raise ApiError(404, "not_found", f"no trace {trace_id!r}")
+        return trace_to_dict(trace)
 
     @app.get("/v1/checklist", tags=["decision"])
     def checklist_questions(key: Reader) -> dict[str, Any]:
@@ -502,7 +565,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
         evidence = None
         if body.report is not None:
-            evidence = load_evidence(visible_report(body.report, key) / LAB_FILE)
+            evidence = replace(load_evidence(visible_report(body.report, key) / LAB_FILE),
+                               source=f"report {body.report}")  # not a server path
         return assess(body.answers, evidence).to_dict()
 
     def labs() -> dict[str, Path]:
@@ -570,8 +634,6 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         """Grounded answers for any OpenAI client: the model names a knowledge base
         (`kb:<name>`), the last user message is the question, and the checked answer comes
         back with its sources in the message and as an extra `citations` field."""
-        from ragtune.answering import Answerer
-
         if not body.model.startswith(MODEL_PREFIX):
             raise ApiError(404, "not_found", f"unknown model {body.model!r}; models are "
                            f"{MODEL_PREFIX}<knowledge base> (GET /v1/models)")
@@ -579,9 +641,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         question = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
         if not question.strip():
             raise ApiError(400, "invalid_request", "no user message with text")
-        with model_lock:
-            answer = Answerer(base).ask(question, groups=groups_of(key))
-        metrics.observe_answer(answer.refused)
+        answer = answer_for(base, question, key, "/v1/chat/completions")
         completion = _completion(body.model, answer)
         if not body.stream:
             return completion

@@ -11,10 +11,12 @@ import threading
 from collections import defaultdict
 
 BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+GROUNDEDNESS_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
 class Metrics:
-    """Request counts and latency histograms per route, answers (refused or not), ingests."""
+    """Request counts and latency histograms per route, answers (refused or not) and the
+    refusal rate, the groundedness of traced answers, ingests."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -23,6 +25,8 @@ class Metrics:
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.answers: dict[bool, int] = defaultdict(int)
         self.ingested: dict[str, int] = defaultdict(int)
+        self.groundedness = [0] * (len(GROUNDEDNESS_BUCKETS) + 1)  # cumulative, +Inf last
+        self.groundedness_sum = 0.0
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         with self.lock:
@@ -37,6 +41,15 @@ class Metrics:
     def observe_answer(self, refused: bool) -> None:
         with self.lock:
             self.answers[refused] += 1
+
+    def observe_groundedness(self, value: float) -> None:
+        """A traced answer's groundedness (share of its claims the judge found supported)."""
+        with self.lock:
+            for i, bound in enumerate(GROUNDEDNESS_BUCKETS):
+                if value <= bound:
+                    self.groundedness[i] += 1
+            self.groundedness[-1] += 1
+            self.groundedness_sum += value
 
     def observe_ingest(self, outcome: str, count: int) -> None:
         with self.lock:
@@ -65,6 +78,20 @@ class Metrics:
             for refused in (False, True):
                 lines.append(f'ragtune_answers_total{{refused="{str(refused).lower()}"}} '
                              f"{self.answers[refused]}")
+            answered = self.answers[False] + self.answers[True]
+            rate = self.answers[True] / answered if answered else 0.0
+            lines += ["# HELP ragtune_refusal_rate Share of answers that were refusals, since "
+                      "start.", "# TYPE ragtune_refusal_rate gauge",
+                      f"ragtune_refusal_rate {rate:.6f}"]
+            lines += ["# HELP ragtune_answer_groundedness Groundedness of traced answers (share "
+                      "of claims the offline judge found supported; refusals not included).",
+                      "# TYPE ragtune_answer_groundedness histogram"]
+            for bound, n in zip(GROUNDEDNESS_BUCKETS, self.groundedness, strict=False):
+                lines.append(f'ragtune_answer_groundedness_bucket{{le="{bound}"}} {n}')
+            lines.append(f'ragtune_answer_groundedness_bucket{{le="+Inf"}} '
+                         f"{self.groundedness[-1]}")
+            lines.append(f"ragtune_answer_groundedness_sum {self.groundedness_sum:.6f}")
+            lines.append(f"ragtune_answer_groundedness_count {self.groundedness[-1]}")
             lines += ["# HELP ragtune_documents_ingested_total Documents ingested over HTTP, "
                       "by outcome.", "# TYPE ragtune_documents_ingested_total counter"]
             for outcome in ("added", "updated", "unchanged", "failed"):

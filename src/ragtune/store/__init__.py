@@ -7,6 +7,7 @@ from ragtune.store.base import (
     Store,
     StoredDocument,
     StoreStats,
+    Trace,
 )
 from ragtune.store.sqlite import SQLiteStore
 
@@ -18,4 +19,5 @@ __all__ = [
     "Store",
     "StoreStats",
     "StoredDocument",
+    "Trace",
 ]

@@ -89,6 +89,30 @@ class IndexSnapshot(NamedTuple):
     untermed_documents: dict[str, str] = {}
 
 
+@dataclass(frozen=True)
+class Trace:
+    """One production answer as served, with its online scores (`ragtune.evaluation.online`).
+
+    `groundedness` is the share of the answer's claims the offline judge found supported by
+    the passages it was given (None for a refusal: it claims nothing). `doc_groups` are the
+    access groups of the documents behind its passages: who may read the trace."""
+
+    id: str
+    created_at: float
+    route: str
+    key_id: str | None
+    question: str
+    answer: str
+    refused: bool
+    refusal_reason: str | None
+    groundedness: float | None
+    latency_ms: float
+    prompt_tokens: int
+    output_tokens: int
+    doc_groups: tuple[str, ...] = ()
+    detail: Mapping[str, Any] = field(default_factory=dict)  # citations, passages, claims
+
+
 @runtime_checkable
 class Store(Protocol):
     """A knowledge base's documents, versions, chunks, vectors and lexical index."""
@@ -136,6 +160,18 @@ class Store(Protocol):
         ...
 
     def index_snapshot(self) -> IndexSnapshot: ...
+
+    # production traces (newest first; `below`: groundedness under it, refusals left out)
+    def add_trace(self, trace: Trace) -> None: ...
+
+    def get_trace(self, trace_id: str) -> Trace | None: ...
+
+    def list_traces(self, limit: int = 50, below: float | None = None,
+                    refused: bool | None = None) -> list[Trace]: ...
+
+    def prune_traces(self, before: float, keep: int) -> int:
+        """Delete traces created before `before` and all but the newest `keep`."""
+        ...
 
     def lexical_search(
         self, query: str, k: int, groups: Iterable[str] | None = None

@@ -31,6 +31,7 @@ from ragtune.store.base import (
     LexicalHits,
     StoredDocument,
     StoreStats,
+    Trace,
 )
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -130,9 +131,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE chunks ADD COLUMN flags TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        "m005_traces",
+        """
+        CREATE TABLE traces (
+            id TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            route TEXT NOT NULL,
+            key_id TEXT,
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            refused INTEGER NOT NULL,
+            refusal_reason TEXT,
+            groundedness REAL,
+            latency_ms REAL NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            doc_groups TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX traces_created ON traces(created_at);
+        """,
+    ),
 ]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_TRACE_COLUMNS = (
+    "id, created_at, route, key_id, question, answer, refused, refusal_reason, groundedness, "
+    "latency_ms, prompt_tokens, output_tokens, doc_groups, detail"
+)
 _CHUNK_COLUMNS = (
     'id, doc_id, version, idx, start, "end", text, tokens, heading, page, title, flags'
 )
@@ -533,6 +560,53 @@ class SQLiteStore:
             ).fetchall()
         return {r[0] for r in rows}
 
+    # --- production traces ----------------------------------------------------------------
+
+    def add_trace(self, trace: Trace) -> None:
+        """Keep one served answer's trace (its id must be new)."""
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO traces({_TRACE_COLUMNS}) VALUES ({','.join('?' * 14)})",
+                (trace.id, trace.created_at, trace.route, trace.key_id, trace.question,
+                 trace.answer, int(trace.refused), trace.refusal_reason, trace.groundedness,
+                 trace.latency_ms, trace.prompt_tokens, trace.output_tokens,
+                 json.dumps(list(trace.doc_groups)),
+                 json.dumps(dict(trace.detail), ensure_ascii=False)),
+            )
+
+    def get_trace(self, trace_id: str) -> Trace | None:
+        """One trace by id, or None."""
+        with self._read() as db:
+            row = db.execute(f"SELECT {_TRACE_COLUMNS} FROM traces WHERE id = ?",
+                             (trace_id,)).fetchone()
+        return _trace(row) if row else None
+
+    def list_traces(self, limit: int = 50, below: float | None = None,
+                    refused: bool | None = None) -> list[Trace]:
+        """The newest traces first; `below`: only answers with groundedness under it."""
+        sql = f"SELECT {_TRACE_COLUMNS} FROM traces WHERE 1"
+        params: list[object] = []
+        if below is not None:
+            sql += " AND groundedness IS NOT NULL AND groundedness < ?"
+            params.append(below)
+        if refused is not None:
+            sql += " AND refused = ?"
+            params.append(int(refused))
+        sql += " ORDER BY created_at DESC, id LIMIT ?"
+        params.append(limit)
+        with self._read() as db:
+            rows = db.execute(sql, params).fetchall()
+        return [_trace(r) for r in rows]
+
+    def prune_traces(self, before: float, keep: int) -> int:
+        """Delete traces created before `before`, then all but the newest `keep`."""
+        with self._transaction() as db:
+            old = db.execute("DELETE FROM traces WHERE created_at < ?", (before,)).rowcount
+            extra = db.execute(
+                "DELETE FROM traces WHERE id IN (SELECT id FROM traces "
+                "ORDER BY created_at DESC, id LIMIT -1 OFFSET ?)", (keep,)).rowcount
+        return old + extra
+
     # --- health -----------------------------------------------------------------------------
 
     def stats(self) -> StoreStats:
@@ -593,6 +667,15 @@ def _stored_document(row: tuple) -> StoredDocument:
         id=row[0], source=row[1], title=row[2], format=row[3], version=row[4],
         content_hash=row[5], chunks=row[6], groups=tuple(json.loads(row[7])),
         metadata=json.loads(row[8]), created_at=row[9], updated_at=row[10],
+    )
+
+
+def _trace(row: tuple) -> Trace:
+    return Trace(
+        id=row[0], created_at=row[1], route=row[2], key_id=row[3], question=row[4],
+        answer=row[5], refused=bool(row[6]), refusal_reason=row[7], groundedness=row[8],
+        latency_ms=row[9], prompt_tokens=row[10], output_tokens=row[11],
+        doc_groups=tuple(json.loads(row[12])), detail=json.loads(row[13]),
     )
 
 
