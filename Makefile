@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval \
-	bench-tune bench-lab clean
+	bench-tune bench-lab bench-serve clean
 
 install: $(STAMP)
 
@@ -68,6 +68,11 @@ bench-tune: install
 
 bench-lab: install
 	$(PY) bench/lab_demo.py --json bench/results/lab_demo.json
+
+# The HTTP service under 1, 4 and 16 concurrent clients (search and ask; about 6-7 minutes on
+# 2 idle cores).
+bench-serve: install
+	$(PY) bench/serve.py --json bench/results/serve.json
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache .hypothesis .bench-home-banking77
