@@ -191,6 +191,8 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(1_000_000, gt=0, description="largest JSON request body")
     max_upload_bytes: int = Field(50_000_000, gt=0, description="largest file upload request "
                                   "(each file is also limited by ingest.max_file_bytes)")
+    max_batch: int = Field(8, ge=1, le=64, description="answers generated together when "
+                           "requests wait for the local model at once")
     trace_sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="share of answers whose "
                                      "trace is kept, with its online scores")
     trace_retention_days: float = Field(30.0, gt=0, description="traces older than this are "

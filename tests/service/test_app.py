@@ -146,6 +146,13 @@ def test_ingest_over_http_writes_only_into_the_keys_groups(service) -> None:
         refused = client.post("/v1/documents", json=sneaky, headers=h)
         assert refused.status_code == 403 and refused.json()["error"]["type"] == "forbidden"
     assert kb.store.get_document("x") is None
+    # a key without groups sees public documents only, so it writes only those
+    public = auth(KeyStore.open(kb.settings).create(["ingest"])[0])
+    into_acme = {"documents": [{"id": "x", "text": "t", "groups": ["acme"]}]}
+    assert client.post("/v1/documents", json=into_acme, headers=public).status_code == 403
+    assert client.post("/v1/documents", json={"documents": [{"id": "x", "text": "t"}]},
+                       headers=public).json()["added"] == 1
+    assert kb.store.get_document("x").groups == ()
     # read keys cannot ingest; ids are names, not paths
     assert client.post("/v1/documents", json=body,
                        headers=auth(tokens["acme"])).status_code == 403

@@ -203,7 +203,7 @@ class Answerer:
         """Answer one question; `on_token` streams the model's raw text as it is generated."""
         prep = self.prepare(question, k, mode, groups, filters)
         generation = None
-        if self._should_generate(prep):
+        if self.should_generate(prep):
             generation = self.generator.generate(prep.prompt.messages,
                                                  self.config(max_new_tokens), on_token)
         return self.finish(prep, generation)
@@ -215,7 +215,7 @@ class Answerer:
         """Answer many questions with batched generation (evaluation throughput)."""
         groups = list(groups) if groups is not None else None
         prepared = [self.prepare(q, k, mode, groups, filters) for q in questions]
-        todo = [i for i, p in enumerate(prepared) if self._should_generate(p)]
+        todo = [i for i, p in enumerate(prepared) if self.should_generate(p)]
         generations: dict[int, Generation] = {}
         if todo:
             outs = self.generator.generate_batch([prepared[i].prompt.messages for i in todo],
@@ -223,7 +223,8 @@ class Answerer:
             generations = dict(zip(todo, outs, strict=True))
         return [self.finish(p, generations.get(i)) for i, p in enumerate(prepared)]
 
-    def _should_generate(self, prep: _Prepared) -> bool:
+    def should_generate(self, prep: _Prepared) -> bool:
+        """Whether the prepared question goes to the model (else it is refused unasked)."""
         return not self.retrieve or self.policy.retrieval_reason(prep.similarity) is None
 
     def finish(self, prep: _Prepared, generation: Generation | None) -> Answer:

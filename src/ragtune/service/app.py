@@ -14,13 +14,16 @@ Routes: health and readiness; documents (list, get with history, passages, inges
 or upload files, delete); search; ask (JSON or server-sent events); the OpenAI-compatible
 `/v1/models` + `/v1/chat/completions` (each knowledge base is a model `kb:<name>`); the
 checklist, `assess` and the lab reports; traces (admin) and `/metrics`; the web page at `/`.
-Every answer goes through one lock on the shared local model and, sampled, to the trace
-recorder (`ragtune.evaluation.online`), which scores it off the request path.
+Every answer's generation goes through one queue on the shared local model (batching the
+answers that wait together) and, sampled, to the trace recorder (`ragtune.evaluation.online`),
+which scores it off the request path.
 """
 
 
+import contextlib
 import ipaddress
 import json
+import logging
 import shutil
 import threading
 import time
@@ -41,7 +44,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragtune.config import Settings
@@ -49,12 +52,14 @@ from ragtune.errors import ConfigError, InputError, RagtuneError
 from ragtune.evaluation.online import TraceRecorder, trace_to_dict
 from ragtune.kb import KnowledgeBase
 from ragtune.lab.checklist import ChecklistAnswers
+from ragtune.service.batching import GenerationQueue
 from ragtune.service.keys import KeyRecord, KeyStore
 from ragtune.service.metrics import Metrics
 from ragtune.store import Trace
 
 MAX_BODY_BYTES = 1_000_000  # the schema's bound on a text; service.max_body_bytes limits bodies
 MODEL_PREFIX = "kb:"  # OpenAI model names: kb:<knowledge base>
+log = logging.getLogger("ragtune.service")
 UPLOAD_PATH = "/v1/documents/files"
 STATIC = Path(__file__).parent / "static"  # the web page: plain files, no build step
 
@@ -89,7 +94,47 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
                         headers=headers)
 
 
-class SearchRequest(BaseModel):
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds a string with a lone surrogate (`"\\ud800"` is valid JSON
+    but no Unicode text: nothing downstream can encode it)."""
+    if isinstance(value, str):
+        return any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
+class _Body(BaseModel):
+    """A request body: text must be Unicode (422 otherwise, never a server error)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        if _lone_surrogate(data):
+            raise ValueError("text holds a lone surrogate (not valid Unicode)")
+        return data
+
+
+class ErrorBody(BaseModel):
+    """Every error: `{"error": {"type": "...", "message": "..."}}`."""
+
+    error: dict[str, str] = Field(description="type (stable: invalid_request, unauthorized, "
+                                  "forbidden, not_found, too_large, rate_limited, ...) and a "
+                                  "message for people")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in (
+        (400, "bad request"), (401, "no or unknown key"), (403, "the key lacks the scope"),
+        (404, "not found (or not visible to the key)"), (413, "body too large"),
+        (422, "invalid request"), (429, "rate limited"))}
+STREAMED = {200: {"description": "JSON, or server-sent events with `\"stream\": true`",
+                  "content": {"application/json": {}, "text/event-stream": {}}}}
+
+
+class SearchRequest(_Body):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1, max_length=2000)
     kb: str | None = None
@@ -97,7 +142,7 @@ class SearchRequest(BaseModel):
     mode: str = Field("hybrid", pattern="^(hybrid|bm25|dense)$")
 
 
-class DocumentIn(BaseModel):
+class DocumentIn(_Body):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=300, pattern=r"^[^\s/\\][^\\]*$")
     text: str = Field(min_length=1, max_length=MAX_BODY_BYTES)
@@ -106,13 +151,13 @@ class DocumentIn(BaseModel):
     metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
-class IngestRequest(BaseModel):
+class IngestRequest(_Body):
     model_config = ConfigDict(extra="forbid")
     kb: str | None = None
     documents: list[DocumentIn] = Field(min_length=1, max_length=1000)
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(_Body):
     model_config = ConfigDict(extra="ignore")
     role: str
     content: str | list[dict[str, Any]] | None = None
@@ -124,7 +169,7 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(_Body):
     """The OpenAI chat-completions body; fields this service does not use are ignored, as
     OpenAI clients send many (temperature, user, ...)."""
 
@@ -134,14 +179,14 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
-class AssessRequest(BaseModel):
+class AssessRequest(_Body):
     model_config = ConfigDict(extra="forbid")
     answers: ChecklistAnswers
     report: str | None = Field(None, max_length=200, description="a lab report's name "
                                "(GET /v1/reports): its measurements as evidence")
 
 
-class AskRequest(BaseModel):
+class AskRequest(_Body):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=2000)
     kb: str | None = None
@@ -241,13 +286,14 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
                              limits.trace_max_rows, on_stored=lambda t: t.groundedness is None
                              or metrics.observe_groundedness(t.groundedness))
     ready = threading.Event()
-    app = FastAPI(title="ragtune", version=_version(),
+    app = FastAPI(title="ragtune", version=_version(), responses=ERRORS,
                   description="Grounded answers from your documents, with citations, "
                               "API keys and per-document access groups.")
     app.state.recorder = recorder  # tests and shutdown: recorder.flush()
     kbs: dict[str, KnowledgeBase] = {}
     kb_lock = threading.Lock()
-    model_lock = threading.Lock()  # one generation at a time on the shared local model
+    generations = GenerationQueue(limits.max_batch)  # the shared local model's one worker
+    app.state.generations = generations
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -273,7 +319,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        kind = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error")
         return _error(exc.status_code, kind, str(exc.detail))
 
     # registered first, so inside the observer below: refusals are counted too
@@ -342,10 +389,9 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         get_embedder(e.name, e.batch_size, settings.cache_dir, e.base_url,
                      e.api_key_env).warm_up()
         generator_for(settings).warm_up()
-        try:  # the default knowledge base, so the first request does not pay for opening it
+        # the default knowledge base (if built), so the first request does not open it
+        with contextlib.suppress(ApiError):
             open_kb(None)
-        except ApiError:
-            pass  # not built yet
         ready.set()
 
     if warm:
@@ -416,12 +462,20 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
                      ) -> tuple[str, ...]:
         """The groups a write goes into: those asked for, else the key's. A key limited to
         groups may only write into them (and never publish to everyone), so one tenant can
-        never put documents into another's view."""
+        never put documents into another's view; a key without groups writes public
+        documents (what it can see) and an admin key without groups anything."""
         groups = tuple(sorted({g.strip() for g in (requested if requested is not None
                                                    else key.groups) if g.strip()}))
-        if not key.sees_everything and (not groups or not set(groups) <= set(key.groups)):
+        if key.sees_everything:
+            return groups
+        if not key.groups:  # a key without groups sees, and so writes, public documents only
+            if groups:
+                raise ApiError(403, "forbidden", f"{what}: this key has no groups, so it may "
+                               "only write documents visible to everyone")
+            return groups
+        if not groups or not set(groups) <= set(key.groups):
             raise ApiError(403, "forbidden", f"{what}: this key may only write into its "
-                           f"groups ({', '.join(key.groups) or 'none'})")
+                           f"groups ({', '.join(key.groups)})")
         return groups
 
     def ingest_summary(base: KnowledgeBase, reports: list[Any]) -> dict[str, Any]:
@@ -494,19 +548,25 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     def answer_for(base: KnowledgeBase, question: str, key: KeyRecord, route: str,
                    k: int | None = None, on_token: Callable[[str], None] | None = None
                    ) -> Any:
-        """One grounded answer on the shared model (one generation at a time), counted in
-        the metrics and handed to the trace recorder (sampled, scored off the request)."""
+        """One grounded answer: retrieval here, generation in the shared model's queue
+        (batched with the answers waiting beside it), counted in the metrics and handed to
+        the trace recorder (sampled, scored off the request)."""
         from ragtune.answering import Answerer
 
         started = time.perf_counter()
-        with model_lock:
-            answer = Answerer(base).ask(question, k=k, groups=groups_of(key), on_token=on_token)
+        answerer = Answerer(base)
+        prepared = answerer.prepare(question, k, None, groups_of(key))  # in parallel
+        generation = None
+        if answerer.should_generate(prepared):
+            generation = generations.generate(answerer.generator, prepared.prompt.messages,
+                                              answerer.config(), on_token)
+        answer = answerer.finish(prepared, generation)
         metrics.observe_answer(answer.refused)
         recorder.record(base, answer, route=route, key_id=key.id,
                         latency_ms=(time.perf_counter() - started) * 1000)
         return answer
 
-    @app.post("/v1/ask", tags=["answers"], response_model=None)
+    @app.post("/v1/ask", tags=["answers"], response_model=None, responses=STREAMED)
     def ask_route(body: AskRequest, key: Reader) -> dict[str, Any] | StreamingResponse:
         base = open_kb(body.kb)
 
@@ -629,7 +689,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
             {"id": f"{MODEL_PREFIX}{n}", "object": "model", "created": 0, "owned_by": "ragtune"}
             for n in names]}
 
-    @app.post("/v1/chat/completions", tags=["openai"], response_model=None)
+    @app.post("/v1/chat/completions", tags=["openai"], response_model=None,
+              responses=STREAMED)
     def chat_completions(body: ChatRequest, key: Reader) -> dict[str, Any] | StreamingResponse:
         """Grounded answers for any OpenAI client: the model names a knowledge base
         (`kb:<name>`), the last user message is the question, and the checked answer comes
@@ -695,9 +756,12 @@ def _events(run: Callable[[Callable[[str], None]], dict[str, Any]]) -> Iterator[
     def work() -> None:
         try:
             queue.put(("answer", run(lambda text: queue.put(("token", {"text": text})))))
-        except RagtuneError as exc:
-            queue.put(("error", {"type": "invalid_request" if isinstance(exc, InputError)
-                                 else "server_error", "message": str(exc)}))
+        except InputError as exc:
+            queue.put(("error", {"type": "invalid_request", "message": str(exc)}))
+        except Exception as exc:  # the stream must end: the error is its last event
+            log.exception("streamed answer failed")
+            queue.put(("error", {"type": "server_error", "message": str(exc)
+                                 if isinstance(exc, RagtuneError) else "internal error"}))
 
     threading.Thread(target=work, daemon=True).start()
     while True:
