@@ -22,7 +22,8 @@ Everything runs from a fresh temporary data home, each step in its own process, 
    `citations`); any other response is an error, and a run with errors exits 1.
 
 Latency is the client's (perf_counter around the request), so for `ask` it includes the wait
-for the server's one-generation-at-a-time lock; `server p50` is the route's own `timings_ms`
+in the server's generation queue (one worker on the shared model; the answers waiting together
+are generated as one batch, up to `[service] max_batch`); `server p50` is the route's own `timings_ms`
 total. The clients run on the same machine as the server and share its cores.
 """
 
