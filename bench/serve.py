@@ -23,8 +23,8 @@ Everything runs from a fresh temporary data home, each step in its own process, 
 
 Latency is the client's (perf_counter around the request), so for `ask` it includes the wait
 in the server's generation queue (one worker on the shared model; the answers waiting together
-are generated as one batch, up to `[service] max_batch`); `server p50` is the route's own `timings_ms`
-total. The clients run on the same machine as the server and share its cores.
+are generated as one batch, up to `[service] max_batch`); `server p50` is the route's own
+`timings_ms` total. The clients run on the same machine as the server and share its cores.
 """
 
 from __future__ import annotations
@@ -365,7 +365,7 @@ def main() -> None:
     estimate = EST_SETUP_S + total_search * EST_SEARCH_S + total_ask * EST_ASK_S
     log(f"plan: clients {levels}; search {search_n}/level (+{search_warm} warm-up), ask "
         f"{[ask_n[c] for c in levels]} per level (+{ask_warm} warm-up); estimated "
-        f"{estimate / 60:.1f} min on 2 cores ({EST_ASK_S} s per answer, served one at a time)")
+        f"{estimate / 60:.1f} min on 2 cores ({EST_ASK_S} s per answer, unbatched)")
 
     home = Path(tempfile.mkdtemp(prefix="ragtune-serve-"))
     env = dict(os.environ, RAGTUNE_HOME=str(home), HF_HUB_OFFLINE="1",
@@ -476,7 +476,7 @@ def main() -> None:
           "the limiter is not measured\n")
     print(table(rows))
     print(f"\n{result['total_seconds']:.0f} s in all. Latency is the client's (ask: including "
-          "the wait for the server's one-at-a-time model lock); server p50 is the route's own "
+          "the wait in the server's generation queue); server p50 is the route's own "
           "timings_ms total; tokens/s the generator's (p50); load the 1-minute load average "
           "before the level.")
     write_json(args.json, result)
