@@ -417,3 +417,27 @@ def test_trace_sampling_and_retention(service) -> None:
     assert len(kb.store.list_traces(limit=1000)) == 3
     assert kb.store.prune_traces(before=time.time() + 1, keep=100) == 3  # by age
     assert kb.store.list_traces() == []
+
+
+def test_evaluate_over_http_sees_only_the_keys_documents(service) -> None:
+    client, tokens, kb = service
+    ids = {d.title: d.id for d in kb.documents()}
+    cases = [{"question": "Within how many minutes does Acme support reply?",
+              "answers": ["17 minutes"], "gold_doc_ids": [ids["Acme SLA"]]},
+             {"question": "Within how many minutes does Globex support reply?",
+              "answers": ["93 minutes"], "gold_doc_ids": [ids["Globex SLA"]]}]
+    queue = client.app.state.generations
+    before = len(queue.batches)
+    run = client.post("/v1/evaluate", json={"cases": cases}, headers=auth(tokens["acme"]))
+    assert run.status_code == 200, run.text
+    body = run.json()
+    assert body["summary"]["cases"] == 2 and len(body["cases"]) == 2
+    assert all("globex" not in p["doc_id"] for c in body["cases"] for p in c["passages"])
+    assert body["cases"][1]["gold_rank"] is None  # the other tenant's gold is out of reach
+    assert len(queue.batches) > before  # generated through the shared model's queue
+    bad = client.post("/v1/evaluate", json={"cases": [{"question": "x", "bogus": 1}]},
+                      headers=auth(tokens["acme"]))
+    assert bad.status_code == 400 and "cases[0]: unknown key(s) 'bogus'" in bad.text
+    adapter = client.post("/v1/evaluate", json={"cases": cases, "arch": "tuned"},
+                          headers=auth(tokens["acme"]))
+    assert adapter.status_code == 422  # no adapter paths from clients

@@ -189,15 +189,19 @@ class Evaluator:
         style: PromptStyle | None = None,
         enforce_schema: bool = True,
         correct: Callable[[str, Sequence[str]], bool] | None = None,
+        groups: Sequence[str] | None = None,
     ) -> None:
         """`correct(answer, references)` replaces the default correctness test (exact match or
-        token F1 >= `eval.correct_f1`), e.g. a stricter one for figures."""
+        token F1 >= `eval.correct_f1`), e.g. a stricter one for figures. `groups` limits what
+        retrieval may see to documents of those access groups (and public ones), as for a
+        caller of the service; None = everything (a trusted local run)."""
         if arch not in ARCHITECTURES:
             raise InputError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
         if not kb.exists():
             raise InputError(f"knowledge base {kb.name!r} does not exist; ingest first")
         self.kb = kb
         self.arch = arch
+        self.groups = list(groups) if groups is not None else None
         self.settings = settings or kb.settings
         adapter = self.settings.generator.adapter
         if generator is None and (arch in ADAPTED) != (adapter is not None):
@@ -261,7 +265,7 @@ class Evaluator:
         for first in range(0, len(cases), size):
             part = cases[first:first + size]
             answers = self.answerer.ask_batch([c.question for c in part], k=self.k,
-                                              mode=self.mode)
+                                              mode=self.mode, groups=self.groups)
             results.extend(self.score(c, a) for c, a in zip(part, answers, strict=True))
             notify(len(part), None)
         config = self.config(cases_file, len(cases))
@@ -306,7 +310,8 @@ class Evaluator:
         gold = _Gold(self.kb, case) if retrieves and case.answerable else None
         gold_rank, in_prompt = None, False
         if gold is not None:
-            deep = self.searcher.search(case.question, k=DEEP_K, mode=self.mode)
+            deep = self.searcher.search(case.question, k=DEEP_K, mode=self.mode,
+                                        groups=self.groups)
             ranked = [(h.chunk_id, h.doc_id, h.text) for h in deep.hits]
             gold_rank = next((i for i, h in enumerate(ranked, 1) if gold.is_gold(*h)), None)
             in_prompt = any(gold.is_gold(p.chunk_id, p.doc_id, unescape_output(p.text))

@@ -186,6 +186,18 @@ class AssessRequest(_Body):
                                "(GET /v1/reports): its measurements as evidence")
 
 
+class EvaluateRequest(_Body):
+    model_config = ConfigDict(extra="forbid")
+    kb: str | None = None
+    arch: str = Field("rag", pattern="^(base|rag)$", description="rag: retrieval + answer; "
+                      "base: the model alone (adapters are chosen server-side, by `ragtune "
+                      "eval`, never by path from a client)")
+    k: int | None = Field(None, ge=1, le=20)
+    cases: list[dict[str, Any]] = Field(min_length=1, max_length=50, description="evaluation "
+                                        "cases as in a cases.jsonl file: question, answers, "
+                                        "gold_docs, ...")
+
+
 class AskRequest(_Body):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=2000)
@@ -555,7 +567,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
         started = time.perf_counter()
         answerer = Answerer(base)
-        prepared = answerer.prepare(question, k, None, groups_of(key))  # in parallel
+        with generations.coming():  # retrieval in parallel; the queue may wait for it
+            prepared = answerer.prepare(question, k, None, groups_of(key))
         generation = None
         if answerer.should_generate(prepared):
             generation = generations.generate(answerer.generator, prepared.prompt.messages,
@@ -579,6 +592,23 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
             return answer()
         return StreamingResponse(_events(answer), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
+
+    @app.post("/v1/evaluate", tags=["answers"])
+    def evaluate_route(body: EvaluateRequest, key: Reader) -> dict[str, Any]:
+        """Score up to 50 cases (`ragtune eval` on the server): each answered with the key's
+        view of the knowledge base, its metrics, and the summary. Generation waits its turn
+        in the shared model's queue."""
+        from ragtune.answering.ask import generator_for
+        from ragtune.evaluation.cases import parse_case
+        from ragtune.evaluation.runner import Evaluator
+
+        base = open_kb(body.kb)
+        cases = [parse_case(row, f"cases[{i}]") for i, row in enumerate(body.cases)]
+        evaluator = Evaluator(base, body.arch, k=body.k, groups=groups_of(key),
+                              generator=generations.proxy(generator_for(settings)))
+        run = evaluator.run(cases)
+        return {"kb": base.name, "arch": body.arch, "summary": run.summary,
+                "cases": [r.to_dict() for r in run.results]}
 
     Admin = Annotated[KeyRecord, Depends(needs("admin"))]
 
