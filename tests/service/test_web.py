@@ -73,7 +73,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterato
     keys = KeyStore.open(settings)
     tokens = {"acme": keys.create(["read"], groups=["acme"], name="acme reader")[0],
               "acme-writer": keys.create(["read", "ingest"], groups=["acme"],
-                                         name="acme writer")[0]}
+                                         name="acme writer")[0],
+              "admin": keys.create(["admin"], name="ops")[0]}
     app = create_app(settings, keys)
     with serving(app) as base_url:
         deadline = time.monotonic() + 300
@@ -81,7 +82,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterato
             if time.monotonic() > deadline:
                 pytest.fail("the service never became ready")
             time.sleep(0.5)
-        yield {"url": base_url, "tokens": tokens, "kb": kb, "root": root}
+        yield {"url": base_url, "tokens": tokens, "kb": kb, "root": root, "app": app}
     kb.close()
 
 
@@ -277,3 +278,33 @@ def test_a_writer_uploads_and_deletes_through_the_page(browser, site) -> None:
     assert not row(browser)
     logged = severe_console_errors(browser)  # the browser logs the refused request itself
     assert len(logged) == 1 and "/v1/documents/files" in logged[0] and "403" in logged[0]
+
+
+def test_an_admin_browses_traces_and_opens_one_with_its_judged_claims(browser, site) -> None:
+    from selenium.webdriver.common.by import By
+
+    question = "Within how many minutes does Acme support reply?"
+    httpx.post(f"{site['url']}/v1/ask", json={"question": question}, timeout=120,
+               headers={"Authorization": f"Bearer {site['tokens']['acme']}"}).raise_for_status()
+    site["app"].state.recorder.flush()
+    driver = browser
+    sign_in(driver, site["url"], site["tokens"]["admin"])
+    open_tab(driver, "traces")
+    below = driver.find_element(By.ID, "traces-below")
+    below.clear()  # empty: every trace
+    driver.find_element(By.ID, "traces-button").click()
+    row = wait_for(driver, lambda d: next((r for r in d.find_elements(
+        By.CSS_SELECTOR, "#traces tbody tr[data-trace]") if question in r.text), False),
+        message="the traced question never appeared")
+    trace_id = row.get_attribute("data-trace")
+    stored = site["kb"].store.get_trace(trace_id)
+    assert stored is not None and stored.question == question
+    row.click()
+    detail = visible_text(driver, "#trace-view")
+    assert stored.answer in detail
+    for passage in stored.detail["passages"]:
+        assert passage["doc_id"] in detail
+    assert stored.detail["claims"], "the traced answer was refused: nothing judged"
+    for claim in stored.detail["claims"]:
+        assert claim["claim"] in detail  # the judged claims, each marked supported or not
+    assert severe_console_errors(driver) == []

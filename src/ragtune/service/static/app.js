@@ -728,8 +728,9 @@ async function openReport(report) {
 async function loadTraces(event) {
   if (event) event.preventDefault();
   const body = $("#traces tbody");
-  const below = Number($("#traces-below").value);
-  const query = Number.isFinite(below) ? `below=${encodeURIComponent(below)}&` : "";
+  const raw = $("#traces-below").value.trim(); // empty: every trace
+  const below = Number(raw);
+  const query = raw && Number.isFinite(below) ? `below=${encodeURIComponent(below)}&` : "";
   let data;
   try {
     data = await api(`/v1/traces?${query}limit=50`);
@@ -744,7 +745,7 @@ async function loadTraces(event) {
   const traces = data.traces || [];
   if (!traces.length) {
     body.append(el("tr", {}, el("td", { colspan: "6", class: "hint",
-      text: "No trace below that groundedness." })));
+      text: raw ? "No trace below that groundedness." : "No trace yet." })));
   }
   for (const trace of traces) {
     const open = () => guarded(() => showTrace(trace.id));
@@ -784,7 +785,7 @@ async function showTrace(id) {
     view.append(el("h4", { text: "Claims" }), el("ul", { class: "claims" },
       trace.claims.map((c) => el("li", { class: c.supported ? "supported" : "unsupported" },
         el("span", { class: "tag", text: c.supported ? "supported" : "unsupported" }),
-        ` ${c.text} `, el("span", { class: "meta", text: `(${formatNumber(c.score)})` })))));
+        ` ${c.claim} `, el("span", { class: "meta", text: `(${formatNumber(c.score)})` })))));
   }
   if (Array.isArray(trace.passages) && trace.passages.length) {
     view.append(el("h4", { text: "Passages in the prompt" }), el("ol", { class: "passages" },
