@@ -5,9 +5,9 @@ embedder and language model, real API keys (an admin key and a read-only tenant 
 
 No response may be a server error (5xx; an exception raised in the app fails the test with its
 traceback), every 4xx has the service's one error shape, answer streams end properly, and
-success bodies match the schema. Content types and status codes are not checked against the
-schema: it declares only JSON 200 and 422, while the service also streams (text/event-stream)
-and answers 400/401/403/404/413/429 by design.
+success and error bodies, status codes and content types match what the schema declares (the
+error statuses 400/401/403/404/413/422/429 with their shape, and the answer routes' event
+streams).
 
 Schemathesis never generates lone surrogates, so a plain test adds them: each explicit example
 with a lone surrogate in any one of its strings."""
@@ -28,7 +28,11 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis.checks import CheckContext
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from conftest import TEST_CONFIG
 from ragtune.config import ServiceSettings
@@ -218,7 +222,7 @@ def complete_stream(ctx: CheckContext, response: Any, case: schemathesis.Case) -
 
 
 CHECKS = [schemathesis.checks.not_a_server_error, error_shape, complete_stream,
-          response_schema_conformance]
+          response_schema_conformance, status_code_conformance, content_type_conformance]
 
 
 QUESTIONS = ["When is the office closed?", "How fast does Acme support reply?"]

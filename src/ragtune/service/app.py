@@ -544,10 +544,13 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
                                  source_name=lambda p: f"upload:{p.name}")
         return ingest_summary(base, [report])
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-    def metrics_route(key: Annotated[KeyRecord, Depends(needs("admin"))]) -> str:
+    @app.get("/metrics", tags=["health"], response_model=None,
+             responses={200: {"description": "Prometheus text exposition format",
+                              "content": {"text/plain": {}}}})
+    def metrics_route(key: Annotated[KeyRecord, Depends(needs("admin"))]
+                      ) -> PlainTextResponse:
         """Prometheus text format (an admin key: scrape with a bearer token)."""
-        return metrics.render()
+        return PlainTextResponse(metrics.render())
 
     @app.post("/v1/search", tags=["search"])
     def search_route(body: SearchRequest, key: Reader) -> dict[str, Any]:
@@ -690,7 +693,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         summaries = [lab_summary(f) for f in labs().values()]
         return {"reports": [s for s in summaries if visible(key, tuple(s["groups"]))]}
 
-    @app.get("/v1/reports/{name}", tags=["decision"], response_class=HTMLResponse)
+    @app.get("/v1/reports/{name}", tags=["decision"], response_model=None,
+             responses={200: {"description": "the report", "content": {"text/html": {}}}})
     def get_report(name: str, key: Reader) -> HTMLResponse:
         """The self-contained HTML report (its own CSP forbids loading anything)."""
         folder = visible_report(name, key)
