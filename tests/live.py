@@ -41,3 +41,26 @@ def serving(app: Any, timeout: float = 30.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def tenant_home(root: Any, model_cache: Any, docs: dict[str, dict[str, str]],
+                service: Any) -> tuple[Any, Any]:
+    """A data home of its own under `root` (for module-scoped servers; pinned like conftest's:
+    float32), its knowledge base "shared" holding `docs` ({group: {file name: text}}, group ""
+    = public) and `service` settings; returns (settings, knowledge base)."""
+    from conftest import TEST_CONFIG
+    from ragtune import KnowledgeBase, Settings
+
+    home = root / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(TEST_CONFIG, encoding="utf-8")
+    settings = Settings.load(home=home, cache=model_cache).model_copy(update={
+        "service": service, "kb": "shared"})
+    kb = KnowledgeBase.open("shared", settings)
+    for group, files in docs.items():
+        folder = root / (group or "public")
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        kb.ingest([folder], groups=[group] if group else ())
+    return settings, kb

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import TEST_CONFIG
+from live import tenant_home
 from ragtune.config import ServiceSettings
 from ragtune.service import KeyStore
 from ragtune.service.app import create_app
@@ -78,22 +78,12 @@ def service(tmp_path_factory: pytest.TempPathFactory, model_cache: Path
             ) -> Iterator[dict[str, Any]]:
     """One app for the whole module, in its own data home pinned like conftest's (float32),
     with the per-key rate limit raised so the fuzzer reaches the handlers instead of 429s."""
-    from ragtune import KnowledgeBase, Settings
     from ragtune.lab.report import write_report
 
     root = tmp_path_factory.mktemp("openapi-fuzz")
     home = root / "home"
-    home.mkdir()
-    (home / "config.toml").write_text(TEST_CONFIG, encoding="utf-8")
-    settings = Settings.load(home=home, cache=model_cache).model_copy(update={
-        "service": ServiceSettings(requests_per_minute=100_000, burst=100_000), "kb": "shared"})
-    kb = KnowledgeBase.open("shared", settings)
-    for group, docs in TENANT_DOCS.items():
-        folder = root / (group or "public")
-        folder.mkdir()
-        for name, text in docs.items():
-            (folder / name).write_text(text, encoding="utf-8")
-        kb.ingest([folder], groups=[group] if group else ())
+    settings, kb = tenant_home(root, model_cache, TENANT_DOCS, ServiceSettings(
+        requests_per_minute=100_000, burst=100_000))
     # Documents only the DELETE operation aims at (the others stay for the rest of the run).
     doomed = root / "doomed"
     doomed.mkdir()

@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from browser import severe_console_errors
-from conftest import TEST_CONFIG
-from live import serving
+from live import serving, tenant_home
 from ragtune.config import ServiceSettings
 from ragtune.service import KeyStore
 from ragtune.service.app import create_app
@@ -52,22 +51,12 @@ def site(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterato
     """One served app for the module, in its own data home pinned like conftest's (float32):
     a knowledge base with one document per tenant and a public one, a lab report per tenant,
     keys, and the models loaded (`/readyz`) before the first test."""
-    from ragtune import KnowledgeBase, Settings
     from ragtune.lab.report import write_report
 
     root = tmp_path_factory.mktemp("web")
     home = root / "home"
-    home.mkdir()
-    (home / "config.toml").write_text(TEST_CONFIG, encoding="utf-8")
-    settings = Settings.load(home=home, cache=model_cache).model_copy(update={
-        "service": ServiceSettings(requests_per_minute=10_000, burst=1_000), "kb": "shared"})
-    kb = KnowledgeBase.open("shared", settings)
-    for group, docs in TENANT_DOCS.items():
-        folder = root / (group or "public")
-        folder.mkdir()
-        for name, text in docs.items():
-            (folder / name).write_text(text, encoding="utf-8")
-        kb.ingest([folder], groups=[group] if group else ())
+    settings, kb = tenant_home(root, model_cache, TENANT_DOCS, ServiceSettings(
+        requests_per_minute=10_000, burst=1_000))
     write_report(_lab("acme lab", ["acme"]), home / "labs" / "acme-lab")
     write_report(_lab("globex lab", ["globex"]), home / "labs" / "globex-lab")
     keys = KeyStore.open(settings)
