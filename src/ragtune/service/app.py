@@ -130,8 +130,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "bad request"), (401, "no or unknown key"), (403, "the key lacks the scope"),
         (404, "not found (or not visible to the key)"), (413, "body too large"),
         (422, "invalid request"), (429, "rate limited"))}
-STREAMED = {200: {"description": "JSON, or server-sent events with `\"stream\": true`",
-                  "content": {"application/json": {}, "text/event-stream": {}}}}
+STREAMED: dict[int | str, dict[str, Any]] = {200: {
+    "description": "JSON, or server-sent events with `\"stream\": true`",
+    "content": {"application/json": {}, "text/event-stream": {}}}}
 
 
 class SearchRequest(_Body):
@@ -294,9 +295,13 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     limits = settings.service
     limiter = RateLimiter(limits.requests_per_minute, limits.burst)
     metrics = Metrics()
+
+    def stored(trace: Trace) -> None:
+        if trace.groundedness is not None:
+            metrics.observe_groundedness(trace.groundedness)
+
     recorder = TraceRecorder(limits.trace_sample_rate, limits.trace_retention_days,
-                             limits.trace_max_rows, on_stored=lambda t: t.groundedness is None
-                             or metrics.observe_groundedness(t.groundedness))
+                             limits.trace_max_rows, on_stored=stored)
     ready = threading.Event()
     app = FastAPI(title="ragtune", version=_version(), responses=ERRORS,
                   description="Grounded answers from your documents, with citations, "

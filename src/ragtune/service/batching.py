@@ -127,6 +127,7 @@ class GenerationQueue:
             batch = self._take()
             try:
                 first = batch[0]
+                results: list[Any]  # one result per job: a Generation, or a caller's batch
                 if first.batch is not None:
                     results = [first.generator.generate_batch(first.batch, first.config)]
                 elif len(batch) == 1:
