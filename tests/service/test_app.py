@@ -83,6 +83,10 @@ def test_two_tenants_see_nothing_of_each_other(service) -> None:
         assert listed == {f"{tenant.title()} SLA", "Holidays"}
         hidden = client.get(f"/v1/documents/{ids[f'{other.title()} SLA']}", headers=h)
         assert hidden.status_code == 404  # the same answer as a document that does not exist
+        for chunk in kb.store.chunks_of(ids[f"{other.title()} SLA"]):  # nor its passages
+            assert client.get(f"/v1/chunks/{chunk.id}", headers=h).status_code == 404
+        own = kb.store.chunks_of(ids[f"{tenant.title()} SLA"])[0]
+        assert client.get(f"/v1/chunks/{own.id}", headers=h).json()["text"] == own.text
         hits = client.post("/v1/search", headers=h, json={"query": f"{other} support replies "
                                                           "invoices due", "k": 10}).json()["hits"]
         assert hits and all(other not in h_["doc_id"] for h_ in hits)
@@ -441,3 +445,32 @@ def test_evaluate_over_http_sees_only_the_keys_documents(service) -> None:
     adapter = client.post("/v1/evaluate", json={"cases": cases, "arch": "tuned"},
                           headers=auth(tokens["acme"]))
     assert adapter.status_code == 422  # no adapter paths from clients
+
+
+def test_an_adapter_trained_for_a_knowledge_base_is_a_model_too(service, settings,
+                                                                 tmp_path: Path) -> None:
+    from conftest import TINY_TUNE, write_code_examples
+    from ragtune import Settings
+    from ragtune.tuning import load_training_data, train_adapter
+    from ragtune.tuning.raft import knowledge_base_info
+
+    client, tokens, kb = service
+    data = write_code_examples(tmp_path / "codes.jsonl", 12)
+    tune_settings = Settings.load(home=settings.home, cache=settings.cache_dir, tune=TINY_TUNE)
+    train_adapter(load_training_data(data, 4), tmp_path / "shared-raft", tune_settings,
+                  data_file=data, knowledge_base=knowledge_base_info(kb, set()))
+    h = auth(tokens["acme"])
+    models = [m["id"] for m in client.get("/v1/models", headers=h).json()["data"]]
+    assert models == ["kb:shared", "kb:shared+shared-raft"]
+    body = {"model": "kb:shared+shared-raft", "messages": [
+        {"role": "user", "content": "Within how many minutes does Acme support reply?"}]}
+    reply = client.post("/v1/chat/completions", json=body, headers=h)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["model"] == "kb:shared+shared-raft"
+    assert all("globex" not in c["doc_id"] for c in reply.json()["citations"])
+    client.app.state.recorder.flush()  # the trace names the model that generated
+    generated_by = kb.store.list_traces(limit=1)[0].detail["generation"]["model"]
+    assert "shared-raft" in generated_by, generated_by
+    missing = client.post("/v1/chat/completions", headers=h,
+                          json=body | {"model": "kb:shared+nope"})
+    assert missing.status_code == 404 and "no adapter 'nope'" in missing.text

@@ -566,15 +566,15 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
                       groups=groups_of(key)).to_dict()
 
     def answer_for(base: KnowledgeBase, question: str, key: KeyRecord, route: str,
-                   k: int | None = None, on_token: Callable[[str], None] | None = None
-                   ) -> Any:
+                   k: int | None = None, on_token: Callable[[str], None] | None = None,
+                   generator: Any = None) -> Any:
         """One grounded answer: retrieval here, generation in the shared model's queue
         (batched with the answers waiting beside it), counted in the metrics and handed to
         the trace recorder (sampled, scored off the request)."""
         from ragtune.answering import Answerer
 
         started = time.perf_counter()
-        answerer = Answerer(base)
+        answerer = Answerer(base, generator)
         with generations.coming():  # retrieval in parallel; the queue may wait for it
             prepared = answerer.prepare(question, k, None, groups_of(key))
         generation = None
@@ -719,29 +719,55 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    def adapters_of(kb_name: str) -> dict[str, Path]:
+        """Adapters trained for this knowledge base (RAFT: `ragtune tune --raft --kb NAME`),
+        registered in the data home and still on disk, by folder name (the first of a name)."""
+        from ragtune.tuning.manifest import list_adapters
+
+        found: dict[str, Path] = {}
+        for entry in list_adapters(settings):
+            kb_info = entry.manifest.knowledge_base if entry.manifest else None
+            if entry.error is None and kb_info is not None and kb_info.name == kb_name:
+                found.setdefault(Path(entry.path).name, Path(entry.path))
+        return found
+
     @app.get("/v1/models", tags=["openai"])
     def list_models(key: Reader) -> dict[str, Any]:
-        """Every knowledge base as a model: `kb:<name>`."""
+        """Every knowledge base as a model `kb:<name>`, and with each adapter trained for it
+        (the hybrid: retrieval + the adapter) as `kb:<name>+<adapter folder name>`."""
         folder = settings.home / "kb"
         names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        ids = [f"{MODEL_PREFIX}{n}{suffix}" for n in names
+               for suffix in ["", *(f"+{a}" for a in adapters_of(n))]]
         return {"object": "list", "data": [
-            {"id": f"{MODEL_PREFIX}{n}", "object": "model", "created": 0, "owned_by": "ragtune"}
-            for n in names]}
+            {"id": i, "object": "model", "created": 0, "owned_by": "ragtune"} for i in ids]}
 
     @app.post("/v1/chat/completions", tags=["openai"], response_model=None,
               responses=STREAMED)
     def chat_completions(body: ChatRequest, key: Reader) -> dict[str, Any] | StreamingResponse:
         """Grounded answers for any OpenAI client: the model names a knowledge base
-        (`kb:<name>`), the last user message is the question, and the checked answer comes
-        back with its sources in the message and as an extra `citations` field."""
+        (`kb:<name>`, or `kb:<name>+<adapter>` to answer with an adapter trained for it), the
+        last user message is the question, and the checked answer comes back with its
+        sources in the message and as an extra `citations` field."""
+        from ragtune.answering.ask import generator_for
+
         if not body.model.startswith(MODEL_PREFIX):
             raise ApiError(404, "not_found", f"unknown model {body.model!r}; models are "
-                           f"{MODEL_PREFIX}<knowledge base> (GET /v1/models)")
-        base = open_kb(body.model.removeprefix(MODEL_PREFIX))
+                           f"{MODEL_PREFIX}<knowledge base>[+<adapter>] (GET /v1/models)")
+        kb_name, _, adapter = body.model.removeprefix(MODEL_PREFIX).partition("+")
+        base = open_kb(kb_name)
+        generator = None
+        if adapter:
+            folder = adapters_of(base.name).get(adapter)
+            if folder is None:
+                raise ApiError(404, "not_found", f"no adapter {adapter!r} trained for "
+                               f"knowledge base {base.name!r} (GET /v1/models)")
+            generator = generator_for(settings.model_copy(update={
+                "generator": settings.generator.model_copy(update={"adapter": folder})}))
         question = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
         if not question.strip():
             raise ApiError(400, "invalid_request", "no user message with text")
-        answer = answer_for(base, question, key, "/v1/chat/completions")
+        answer = answer_for(base, question, key, "/v1/chat/completions", generator=generator)
         completion = _completion(body.model, answer)
         if not body.stream:
             return completion
