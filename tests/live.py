@@ -64,3 +64,14 @@ def tenant_home(root: Any, model_cache: Any, docs: dict[str, dict[str, str]],
             (folder / name).write_text(text, encoding="utf-8")
         kb.ingest([folder], groups=[group] if group else ())
     return settings, kb
+
+
+def small_lab(name: str, groups: list[str]) -> dict[str, Any]:
+    """A small lab result in the shape `ragtune compare` writes (for the report routes and
+    `/v1/assess` with a `report`; write it with `ragtune.lab.report.write_report`)."""
+    return {"ragtune": "test", "created_at": "2025-01-01T00:00:00Z",
+            "experiment": {"name": name, "groups": groups},
+            "recommendation": {"recommendation": "rag"}, "order": ["rag", "base"],
+            "architectures": {"rag": {"metrics": {"correct": 0.8, "recall@k": 0.9,
+                                                  "faithfulness": 0.95}},
+                              "base": {"metrics": {"correct": 0.3}}}}

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from live import tenant_home
+from live import small_lab, tenant_home
 from ragtune.config import ServiceSettings
 from ragtune.service import KeyStore
 from ragtune.service.app import create_app
@@ -62,17 +62,6 @@ TENANT_DOCS = {
 }
 
 
-def _lab(name: str, groups: list[str]) -> dict[str, Any]:
-    """A small lab result in the shape `ragtune compare` writes (so the report routes and
-    `/v1/assess` with `report` have something real to read)."""
-    return {"ragtune": "test", "created_at": "2025-01-01T00:00:00Z",
-            "experiment": {"name": name, "groups": groups},
-            "recommendation": {"recommendation": "rag"}, "order": ["rag", "base"],
-            "architectures": {"rag": {"metrics": {"correct": 0.8, "recall@k": 0.9,
-                                                  "faithfulness": 0.95}},
-                              "base": {"metrics": {"correct": 0.3}}}}
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, model_cache: Path
             ) -> Iterator[dict[str, Any]]:
@@ -91,8 +80,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, model_cache: Path
         (doomed / f"doomed-{i}.md").write_text(f"# Doomed {i}\n\nA page to delete, number {i}.",
                                                encoding="utf-8")
     kb.ingest([doomed], groups=["acme"])
-    write_report(_lab("public lab", []), home / "labs" / "public-lab")
-    write_report(_lab("globex lab", ["globex"]), home / "labs" / "globex-lab")
+    write_report(small_lab("public lab", []), home / "labs" / "public-lab")
+    write_report(small_lab("globex lab", ["globex"]), home / "labs" / "globex-lab")
     keys = KeyStore.open(settings)
     tokens = {"admin": keys.create(["admin"])[0], "acme-reader": keys.create(["read"],
                                                                              groups=["acme"])[0]}

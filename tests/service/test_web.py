@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from browser import severe_console_errors
-from live import serving, tenant_home
+from live import serving, small_lab, tenant_home
 from ragtune.config import ServiceSettings
 from ragtune.service import KeyStore
 from ragtune.service.app import create_app
@@ -36,16 +36,6 @@ TENANT_DOCS = {
 }
 
 
-def _lab(name: str, groups: list[str]) -> dict[str, Any]:
-    """A small lab result in the shape `ragtune compare` writes."""
-    return {"ragtune": "test", "created_at": "2025-01-01T00:00:00Z",
-            "experiment": {"name": name, "groups": groups},
-            "recommendation": {"recommendation": "rag"}, "order": ["rag", "base"],
-            "architectures": {"rag": {"metrics": {"correct": 0.8, "recall@k": 0.9,
-                                                  "faithfulness": 0.95}},
-                              "base": {"metrics": {"correct": 0.3}}}}
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[dict[str, Any]]:
     """One served app for the module, in its own data home pinned like conftest's (float32):
@@ -57,8 +47,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterato
     home = root / "home"
     settings, kb = tenant_home(root, model_cache, TENANT_DOCS, ServiceSettings(
         requests_per_minute=10_000, burst=1_000))
-    write_report(_lab("acme lab", ["acme"]), home / "labs" / "acme-lab")
-    write_report(_lab("globex lab", ["globex"]), home / "labs" / "globex-lab")
+    write_report(small_lab("acme lab", ["acme"]), home / "labs" / "acme-lab")
+    write_report(small_lab("globex lab", ["globex"]), home / "labs" / "globex-lab")
     keys = KeyStore.open(settings)
     tokens = {"acme": keys.create(["read"], groups=["acme"], name="acme reader")[0],
               "acme-writer": keys.create(["read", "ingest"], groups=["acme"],
