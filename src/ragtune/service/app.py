@@ -722,13 +722,16 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     def adapters_of(kb_name: str) -> dict[str, Path]:
         """Adapters trained for this knowledge base (RAFT: `ragtune tune --raft --kb NAME`),
         registered in the data home and still on disk, by folder name (the first of a name)."""
-        from ragtune.tuning.manifest import list_adapters
+        from ragtune.tuning.manifest import read_manifest, registered_adapters
 
         found: dict[str, Path] = {}
-        for entry in list_adapters(settings):
-            kb_info = entry.manifest.knowledge_base if entry.manifest else None
-            if entry.error is None and kb_info is not None and kb_info.name == kb_name:
-                found.setdefault(Path(entry.path).name, Path(entry.path))
+        for path in map(Path, registered_adapters(settings.home)):
+            try:  # only the manifest: no staleness check (that opens the knowledge base)
+                kb_info = read_manifest(path).knowledge_base
+            except InputError:
+                continue  # gone or unreadable
+            if kb_info is not None and kb_info.name == kb_name:
+                found.setdefault(path.name, path)
         return found
 
     @app.get("/v1/models", tags=["openai"])
