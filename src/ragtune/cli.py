@@ -1131,14 +1131,15 @@ def serve_cmd(
     import uvicorn
 
     from ragtune.service import KeyStore
-    from ragtune.service.app import check_bind, create_app
+    from ragtune.service.app import check_bind, create_app, header_timeout_protocol
 
     settings = Settings.load(home=home)
     keys = KeyStore.open(settings)
     check_bind(host, keys)
-    err.print(f"serving {settings.home} on http://{host}:{port} (OpenAPI: /docs, "
+    err.print(f"serving {settings.home} on http://{host}:{port} (OpenAPI schema: "
               "/openapi.json)", highlight=False)
-    uvicorn.run(create_app(settings, keys), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, keys), host=host, port=port, log_level="warning",
+                http=header_timeout_protocol(settings.service.header_timeout_s))
 
 
 ProgressFn = Callable[[int, int | None], None]

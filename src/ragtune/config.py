@@ -199,6 +199,12 @@ class ServiceSettings(BaseModel):
                                         "deleted")
     trace_max_rows: int = Field(100_000, gt=0, description="at most this many traces per "
                                 "knowledge base (the oldest go first)")
+    failed_logins_per_minute: int = Field(10, gt=0, description="wrong secrets allowed per "
+                                          "key id (or per client address) before 429")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive "
+                                    "within this (else the connection is closed)")
+    body_timeout_s: float = Field(30.0, gt=0, description="a request's body must arrive within "
+                                  "this (else 408)")
 
 
 class Settings(BaseModel):

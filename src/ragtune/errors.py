@@ -21,3 +21,7 @@ class StoreError(RagtuneError):
 
 class ModelError(RagtuneError):
     """A model cannot be found, loaded or run."""
+
+
+class AccessDenied(InputError):
+    """The caller's access groups do not allow a write (the service answers 403)."""

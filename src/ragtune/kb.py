@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ragtune.access import OPERATOR, Access
 from ragtune.config import Settings
 from ragtune.documents import (
     Chunk,
@@ -63,6 +64,8 @@ class IngestReport:
     flagged: list[dict[str, Any]] = field(default_factory=list)
     """Chunks with instruction-like text: doc_id, source, chunk index, flags."""
     seconds: float = 0.0
+    documents: list[dict[str, str]] = field(default_factory=list)
+    """Each document written or found unchanged: its stored id and what happened to it."""
 
     @property
     def ok(self) -> bool:
@@ -190,19 +193,28 @@ class KnowledgeBase:
         paths: Sequence[Path],
         *,
         sync: bool = False,
-        groups: Iterable[str] = (),
+        groups: Iterable[str] | None = None,
         include: Iterable[str] = (),
         exclude: Iterable[str] | None = None,
         progress: ProgressCallback | None = None,
         source_name: Callable[[Path], str] | None = None,
+        access: Access | None = None,
     ) -> IngestReport:
         """Bring the knowledge base in line with `paths` (files, folders, BEIR corpus.jsonl).
 
-        `source_name(file)` names each file's source (and a file's document id) instead of its
-        absolute path: what uploads use, so no server path is recorded or shown."""
+        A file is named (its source, and its document id) by its path under the ingest root,
+        prefixed by the root's own name (`handbook/hr/leave.md` for `ingest /srv/handbook`),
+        never by the machine's absolute path; `source_name(file)` names it otherwise (uploads:
+        `upload:<file name>`).
+
+        `access` is the caller's rights (None: the operator). Everything written goes through
+        it (`ragtune.access`): the groups asked for must be the caller's, a JSONL row's own
+        `groups` too, ids are namespaced by their groups, and a document the caller may not
+        write is never replaced (reported as failed, in the same words as a missing one)."""
         started = time.perf_counter()
         report = IngestReport()
-        group_tuple = tuple(sorted({g.strip() for g in groups if g.strip()}))
+        access = access or OPERATOR
+        group_tuple = access.write_groups(groups, "ingest")
         exclude = self.settings.ingest.exclude if exclude is None else tuple(exclude)
         for path in paths:
             if not Path(path).exists():
@@ -219,8 +231,8 @@ class KnowledgeBase:
         for root in paths:
             for file in iter_source_files(Path(root), include, exclude):
                 result = load_path(file, self.settings.ingest, group_tuple)
-                if source_name is not None:
-                    result = relabel(result, source_name(file))
+                result = relabel(result, source_name(file) if source_name is not None
+                                 else root_relative_name(Path(root), file))
                 if result.failures:
                     failed_sources.add(result.source)
                     report.failed.extend(result.failures)
@@ -228,7 +240,12 @@ class KnowledgeBase:
                 notify(0, total)
                 if not result.documents:
                     notify(1, None)
-                for doc in result.documents:
+                for loaded in result.documents:
+                    doc, refusal = self._admit(loaded, access)
+                    if refusal is not None:
+                        report.failed.append(LoadFailure(loaded.source, refusal))
+                        notify(1, None)
+                        continue
                     if doc.id in seen:
                         report.failed.append(
                             LoadFailure(doc.source, f"duplicate document id {doc.id!r} "
@@ -240,6 +257,7 @@ class KnowledgeBase:
                     old_hash = known.get(doc.id)
                     if old_hash == doc.content_hash:
                         report.unchanged += 1
+                        report.documents.append({"id": doc.id, "outcome": "unchanged"})
                         notify(1, None)
                         continue
                     chunks = chunk_document(doc, 0, self.counter, self.settings.chunking)
@@ -251,16 +269,37 @@ class KnowledgeBase:
         self._flush(pending, report, notify)
 
         if sync:
-            roots = [normalized_source(Path(p)) for p in paths]
+            # the roots' names, and their absolute paths (how knowledge bases built before
+            # root-relative names named files: a sync moves them over)
+            roots = [root_relative_name(Path(p), Path(p)) for p in paths] + [
+                normalized_source(Path(p)) for p in paths]
             for stored in self.store.list_documents(sources=roots):
                 if (
                     stored.id not in seen
                     and stored.source not in failed_sources
+                    and access.may_write(stored.groups)
                     and self.store.delete_document(stored.id)
                 ):
                     report.deleted += 1
         report.seconds = time.perf_counter() - started
         return report
+
+    def _admit(self, doc: Document, access: Access) -> tuple[Document, str | None]:
+        """The document as the caller may write it (id namespaced), or why not: its groups
+        (a JSONL row's own) are not the caller's to write, or its id holds a document the
+        caller may not write. Both refusals read the same whether that document is hidden
+        or not, so a refusal is no existence oracle."""
+        if access.everything:
+            return doc, None
+        try:
+            groups = access.write_groups(doc.groups, f"document {doc.id!r}")
+        except InputError as exc:
+            return doc, str(exc)
+        doc = replace(doc, id=access.document_id(doc.id, groups), groups=groups)
+        existing = self.store.get_document(doc.id)
+        if existing is not None and not access.may_write(existing.groups):
+            return doc, f"document {doc.id!r}: not writable by this key"
+        return doc, None
 
     def _flush(self, pending: list[_Pending], report: IngestReport, notify: ProgressCallback
                ) -> None:
@@ -289,6 +328,8 @@ class KnowledgeBase:
                 report.updated += 1
             else:
                 report.added += 1
+            report.documents.append({"id": doc.id,
+                                     "outcome": "updated" if item.existed else "added"})
             report.chunks_written += len(item.chunks)
             report.flagged.extend(
                 {"doc_id": doc.id, "source": doc.source, "chunk": c.index, "flags": list(c.flags)}
@@ -300,20 +341,33 @@ class KnowledgeBase:
     # --- documents --------------------------------------------------------------------------
 
     def ingest_records(self, records: Sequence[Mapping[str, Any]],
-                       groups: Iterable[str] = (), source: str = "records") -> IngestReport:
-        """Ingest documents given as records (`id`, `text`, optional `title` and metadata
-        fields: the JSONL corpus row shape), all with the same access `groups` and the source
-        name `source`. The record's id is the document id; a record with the same id and text
-        again is unchanged."""
+                       groups: Iterable[str] | None = None, source: str = "records",
+                       access: Access | None = None) -> IngestReport:
+        """Ingest documents given as records (`id`, `text`, optional `title`, `groups` and
+        metadata fields: the JSONL corpus row shape) with the source name `source`. A record
+        without `groups` goes into `groups` (default: the caller's own). The record's id is
+        the document id (namespaced for a caller that is not the operator, see
+        `ragtune.access`); a record with the same id and text again is unchanged.
+
+        Every record's groups are checked before anything is written: one the caller may not
+        write into refuses the whole call (`AccessDenied`)."""
         import json
         import tempfile
+
+        access = access or OPERATOR
+        for record in records:
+            wanted = record.get("groups")
+            access.write_groups(wanted if isinstance(wanted, list) else groups,
+                                f"document {str(record.get('_id', record.get('id', '')))!r}")
+        target = access.write_groups(groups, "ingest")
 
         with tempfile.TemporaryDirectory(prefix="ragtune-records-") as tmp:
             path = Path(tmp) / "records.jsonl"
             with path.open("w", encoding="utf-8") as fh:
                 for record in records:
                     fh.write(json.dumps(dict(record), ensure_ascii=False) + "\n")
-            return self.ingest([path], groups=groups, source_name=lambda _: source)
+            return self.ingest([path], groups=target, source_name=lambda _: source,
+                               access=access)
 
     def documents(self) -> list[StoredDocument]:
         """Every document's current version."""
@@ -326,6 +380,26 @@ class KnowledgeBase:
             raise InputError(f"no document {doc_id!r} in knowledge base {self.name!r}")
         return doc
 
-    def remove(self, doc_ids: Iterable[str]) -> list[str]:
-        """Delete documents by id; returns the ids that existed."""
-        return [d for d in doc_ids if self.store.delete_document(d)]
+    def remove(self, doc_ids: Iterable[str], access: Access | None = None) -> list[str]:
+        """Delete documents by id; returns the ids that existed and were deleted. A document
+        the caller (`access`; None: the operator) may not write is left alone, exactly as a
+        missing one."""
+        access = access or OPERATOR
+        removed = []
+        for doc_id in doc_ids:
+            doc = self.store.get_document(doc_id)
+            if doc is None or not access.may_write(doc.groups):
+                continue
+            if self.store.delete_document(doc_id):
+                removed.append(doc_id)
+        return removed
+
+
+def root_relative_name(root: Path, file: Path) -> str:
+    """How a file ingested from `root` is named: its path under the root, prefixed by the
+    root's own name (`handbook/hr/leave.md`); a root that is a file is named by itself."""
+    root = root.expanduser().resolve()
+    file = file.expanduser().resolve()
+    if file == root:
+        return root.name
+    return f"{root.name}/{file.relative_to(root).as_posix()}"

@@ -18,9 +18,11 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from ragtune.answering.citations import CITATION_LIKE
+from ragtune.documents.loaders import SUPPORTED_SUFFIXES
 
 REFUSAL = "I don't know based on the provided documents."
 """The fixed answer when the evidence is insufficient (no citations ever come with it)."""
@@ -237,10 +239,19 @@ SOURCES_KEY = "sources"
 sources list is read as the answer's citations."""
 
 
+FILE_SUFFIXES = frozenset(SUPPORTED_SUFFIXES) - {".jsonl"}  # files, not corpus rows
+
+
 def doc_label(doc_id: str) -> str:
     """How an answer names a document in `sources`: a file's name (document ids of files are
-    absolute paths: long, and not the model's business), any other id as it is."""
-    return doc_id.rsplit("/", 1)[-1] if doc_id.startswith("/") else doc_id
+    paths: long, and not the model's business; a tenant's namespace neither), any other id as
+    it is."""
+    if doc_id.startswith("@") and "/" in doc_id:  # a namespaced id (`ragtune.access`)
+        doc_id = doc_id.split("/", 1)[1]
+    last = doc_id.rsplit("/", 1)[-1]
+    if doc_id.startswith("/") or PurePosixPath(last).suffix.lower() in FILE_SUFFIXES:
+        return last
+    return doc_id
 
 
 def schema_properties(schema: dict[str, Any] | None) -> dict[str, Any]:

@@ -54,12 +54,14 @@ def judge_answer(judge: Judge, question: str, answer: Answer
 
 
 def build_trace(kb: KnowledgeBase, answer: Answer, judge: Judge, *, route: str,
-                key_id: str | None, latency_ms: float, created_at: float | None = None
-                ) -> Trace:
-    """One served answer as a trace, with its online scores."""
+                key_id: str | None, latency_ms: float, created_at: float | None = None,
+                key_groups: tuple[str, ...] = ()) -> Trace:
+    """One served answer as a trace, with its online scores. Its `doc_groups` are its
+    passages' documents' groups and the asking key's (`key_groups`): a reader must hold them
+    all, so a tenant's question is never shown to another tenant's admin."""
     groundedness, claims = (None, []) if answer.refused else judge_answer(
         judge, answer.question, answer)
-    doc_groups: set[str] = set()
+    doc_groups: set[str] = set(key_groups)
     for doc_id in {p.doc_id for p in answer.prompt.passages}:
         doc = kb.store.get_document(doc_id)
         if doc is not None:
@@ -127,13 +129,15 @@ class TraceRecorder:
         self._start_lock = threading.Lock()
 
     def record(self, kb: KnowledgeBase, answer: Answer, *, route: str,
-               key_id: str | None, latency_ms: float) -> bool:
-        """Queue the answer's trace if it is sampled; True when it is."""
+               key_id: str | None, latency_ms: float, key_groups: tuple[str, ...] = ()
+               ) -> bool:
+        """Queue the answer's trace if it is sampled; True when it is. `key_groups` (the
+        asking key's) join its documents' groups: who may read the trace holds them all."""
         with self._rng_lock:
             if self.sample_rate <= 0 or self._rng.random() >= self.sample_rate:
                 return False
         self._ensure_worker()
-        self._queue.put((kb, answer, route, key_id, latency_ms, time.time()))
+        self._queue.put((kb, answer, route, key_id, key_groups, latency_ms, time.time()))
         return True
 
     def flush(self) -> None:
@@ -149,13 +153,14 @@ class TraceRecorder:
 
     def _work(self) -> None:
         while True:
-            kb, answer, route, key_id, latency_ms, created_at = self._queue.get()
+            kb, answer, route, key_id, key_groups, latency_ms, created_at = self._queue.get()
             try:
                 judge = self._judges.get(kb.name)
                 if judge is None:
                     judge = self._judges[kb.name] = OfflineJudge(kb.embedder)
                 trace = build_trace(kb, answer, judge, route=route, key_id=key_id,
-                                    latency_ms=latency_ms, created_at=created_at)
+                                    latency_ms=latency_ms, created_at=created_at,
+                                    key_groups=key_groups)
                 kb.store.add_trace(trace)
                 written = self._written[kb.name] = self._written.get(kb.name, 0) + 1
                 if (written - 1) % self.prune_every == 0:  # the first too: after a restart

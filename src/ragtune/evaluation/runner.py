@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.access import OPERATOR, Access
 from ragtune.answering.ask import Answer, Answerer, generator_for
 from ragtune.answering.prompt import PromptStyle, unescape_output
 from ragtune.answering.refusal import RefusalPolicy
@@ -307,7 +308,7 @@ class Evaluator:
             errors = schema_errors(answer.text, schema)
             schema_error = errors[0] if errors else None
             m["schema_valid"] = float(not errors)
-        gold = _Gold(self.kb, case) if retrieves and case.answerable else None
+        gold = _Gold(self.kb, case, self.groups) if retrieves and case.answerable else None
         gold_rank, in_prompt = None, False
         if gold is not None:
             deep = self.searcher.search(case.question, k=DEEP_K, mode=self.mode,
@@ -390,14 +391,19 @@ def summarize_results(results: Sequence[CaseResult], generator: str, settings: S
 class _Gold:
     """Where a case's gold evidence is: which chunks hold a reference answer."""
 
-    def __init__(self, kb: KnowledgeBase, case: EvalCase) -> None:
+    def __init__(self, kb: KnowledgeBase, case: EvalCase,
+                 groups: Sequence[str] | None = None) -> None:
         self.case = case
         self.doc_level = bool(case.gold_doc_ids)
         self.chunks: set[str] = set()  # chunk ids of gold passages (doc-level cases)
         self.split = False
         holding: set[str] = set()
         every: set[str] = set()
+        reader = OPERATOR if groups is None else Access.of(groups)
         for doc_id in case.gold_doc_ids:
+            doc = kb.store.get_document(doc_id)
+            if doc is None or not reader.may_read(doc.groups):
+                continue  # a document the caller may not read is one that does not exist
             chunks = kb.store.chunks_of(doc_id)
             every |= {c.id for c in chunks}
             found = {c.id for c in chunks if contains_answer(c.text, case.answers)}

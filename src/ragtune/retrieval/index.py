@@ -3,10 +3,19 @@
 Row i of every array is chunk i. The index is rebuilt when the store's generation moves, from the
 stored vectors and term frequencies (nothing is re-embedded or re-tokenized, except chunks stored
 before term frequencies were kept).
+
+A caller limited to access groups searches `index.scoped(groups)`: the same arrays, with BM25's
+collection statistics (chunk and document counts, document frequencies, average lengths) and
+dense readiness taken over the documents it may read only, so ranking is what it would be if the
+others did not exist. Scoped indexes are cached per group set (`SCOPES_KEPT` of them, each one
+boolean per chunk and per document beside the shared arrays).
 """
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -17,6 +26,8 @@ from ragtune.documents.terms import term_frequencies
 from ragtune.retrieval.bm25 import BM25Index
 from ragtune.retrieval.filters import Filters, matches, validate_filters
 from ragtune.store import IndexSnapshot
+
+SCOPES_KEPT = 256  # scoped indexes cached per index (least recently used go first)
 
 
 class Ranking(NamedTuple):
@@ -68,6 +79,40 @@ class SearchIndex:
             for g in groups:
                 self._by_group.setdefault(g, np.zeros(len(self.doc_ids), dtype=bool))[i] = True
         self._filter_cache: dict[str, np.ndarray] = {}
+        self.visible: np.ndarray | None = None  # chunk rows this index's caller may read
+        self._scopes: OrderedDict[frozenset[str], SearchIndex] = OrderedDict()
+        self._scopes_lock = threading.Lock()
+
+    def scoped(self, groups: Iterable[str] | None) -> SearchIndex:
+        """The index as a caller holding `groups` sees it (None: unrestricted, this index):
+        BM25 statistics and dense readiness over the documents it may read only."""
+        if groups is None:
+            return self
+        key = frozenset(groups)
+        with self._scopes_lock:
+            found = self._scopes.get(key)
+            if found is not None:
+                self._scopes.move_to_end(key)
+                return found
+        visible = self._access_mask(key)
+        scoped = copy.copy(self)
+        scoped.visible = visible[self.chunk_doc]
+        scoped.bm25 = self.bm25.restricted(scoped.visible)
+        scoped.document_bm25 = self.document_bm25.restricted(visible[self.segment_doc])
+        scoped._filter_cache = self._filter_cache  # filters are per document, not per caller
+        with self._scopes_lock:
+            self._scopes[key] = scoped
+            while len(self._scopes) > SCOPES_KEPT:
+                self._scopes.popitem(last=False)
+        return scoped
+
+    def _access_mask(self, groups: Iterable[str]) -> np.ndarray:
+        """Documents (by position in `doc_ids`) public or in one of `groups`."""
+        doc_mask = self._public.copy()
+        for g in set(groups):
+            if g in self._by_group:
+                doc_mask |= self._by_group[g]
+        return doc_mask
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -88,17 +133,25 @@ class SearchIndex:
 
     @property
     def dense_ready(self) -> bool:
-        """Whether every chunk has a vector (dense search is exact over all of them)."""
-        return len(self.chunk_ids) > 0 and bool(self.has_vector.all())
+        """Whether every chunk the caller may read has a vector (dense search is exact over
+        all of them)."""
+        return self.visible_chunks > 0 and self.missing_vectors == 0
+
+    @property
+    def visible_chunks(self) -> int:
+        return len(self.chunk_ids) if self.visible is None else int(self.visible.sum())
+
+    @property
+    def missing_vectors(self) -> int:
+        """Chunks the caller may read that have no vector."""
+        missing = ~self.has_vector
+        return int((missing if self.visible is None else missing & self.visible).sum())
 
     def mask(self, groups: Iterable[str] | None, filters: Filters | None) -> np.ndarray | None:
         """Chunk rows a caller may see and that pass the filters (None = every row)."""
         doc_mask: np.ndarray | None = None
         if groups is not None:
-            doc_mask = self._public.copy()
-            for g in set(groups):
-                if g in self._by_group:
-                    doc_mask |= self._by_group[g]
+            doc_mask = self._access_mask(groups)
         if filters:
             normalized = validate_filters(filters)
             key = repr(sorted((k, sorted(v.items(), key=str)) for k, v in normalized.items()))

@@ -95,13 +95,12 @@ class DenseRetriever(_Scored):
         self.embedder = embedder
 
     def chunk_scores(self, query: str, index: SearchIndex) -> np.ndarray:
-        if len(index) == 0:  # an empty knowledge base is not a degraded one
-            return np.zeros(0, dtype=np.float32)
+        if index.visible_chunks == 0:  # an empty knowledge base is not a degraded one
+            return np.zeros(len(index), dtype=np.float32)
         if not index.dense_ready:
-            missing = int((~index.has_vector).sum()) if len(index) else 0
-            raise ModelError(
-                "no vectors stored" if missing == len(index) else f"{missing} chunks lack vectors"
-            )
+            missing = index.missing_vectors
+            raise ModelError("no vectors stored" if missing == index.visible_chunks
+                             else f"{missing} chunks lack vectors")
         if index.matrix.shape[1] != self.embedder.dim:
             raise ModelError(
                 f"stored vectors have {index.matrix.shape[1]} dimensions, the embedder "

@@ -115,7 +115,8 @@ class Searcher:
             raise InputError(f"per_doc must be > 0, got {per_doc}")
         retriever = self.retriever(mode, fusion)
         t0 = time.perf_counter()
-        index = self.index()
+        groups = None if groups is None else tuple(groups)
+        index = self.index().scoped(groups)  # statistics over what the caller may read
         mask = index.mask(groups, filters)
         t1 = time.perf_counter()
         degraded: str | None = None

@@ -20,10 +20,12 @@ which scores it off the request path.
 """
 
 
+import asyncio
 import contextlib
 import ipaddress
 import json
 import logging
+import math
 import shutil
 import threading
 import time
@@ -48,12 +50,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragtune.config import Settings
-from ragtune.errors import ConfigError, InputError, RagtuneError
+from ragtune.errors import AccessDenied, ConfigError, InputError, RagtuneError
 from ragtune.evaluation.online import TraceRecorder, trace_to_dict
 from ragtune.kb import KnowledgeBase
 from ragtune.lab.checklist import ChecklistAnswers
 from ragtune.service.batching import GenerationQueue
-from ragtune.service.keys import KeyRecord, KeyStore
+from ragtune.service.keys import KeyRecord, KeyStore, key_id_of
 from ragtune.service.metrics import Metrics
 from ragtune.store import Trace
 
@@ -81,11 +83,13 @@ PAGE_HEADERS = _page_headers()
 
 
 class ApiError(Exception):
-    """An error with its HTTP status and stable `type`."""
+    """An error with its HTTP status and stable `type` (and headers, e.g. `Retry-After`)."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(self, status: int, kind: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
+        self.headers = headers
 
 
 def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None
@@ -94,26 +98,47 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
                         headers=headers)
 
 
-def _lone_surrogate(value: Any) -> bool:
-    """Whether a JSON value holds a string with a lone surrogate (`"\\ud800"` is valid JSON
-    but no Unicode text: nothing downstream can encode it)."""
-    if isinstance(value, str):
-        return any("\ud800" <= c <= "\udfff" for c in value)
-    if isinstance(value, dict):
-        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_lone_surrogate(v) for v in value)
-    return False
+MAX_JSON_DEPTH = 32  # no request of this API nests deeper; a deeper body is refused
+
+
+def _json_problem(value: Any) -> str | None:
+    """What makes a parsed JSON body unusable, or None. Walked without recursion, so a body
+    nested thousands deep is refused, not a crash: nesting over `MAX_JSON_DEPTH`, a string
+    with a lone surrogate (`"\\ud800"` is valid JSON but no Unicode text: nothing downstream
+    can encode it), a number that is not finite (`NaN`, `1e999`) or an integer too large to
+    use."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return "text holds a lone surrogate (not valid Unicode)"
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "numbers must be finite"
+        elif isinstance(item, int):
+            if abs(item) >= 2**63:
+                return "integer out of range"
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 class _Body(BaseModel):
-    """A request body: text must be Unicode (422 otherwise, never a server error)."""
+    """A request body: bounded nesting, finite numbers, Unicode text (422 otherwise, never a
+    server error)."""
 
     @model_validator(mode="before")
     @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        if _lone_surrogate(data):
-            raise ValueError("text holds a lone surrogate (not valid Unicode)")
+    def _usable(cls, data: Any) -> Any:
+        problem = _json_problem(data)
+        if problem:
+            raise ValueError(problem)
         return data
 
 
@@ -127,9 +152,11 @@ class ErrorBody(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text} for status, text in (
-        (400, "bad request"), (401, "no or unknown key"), (403, "the key lacks the scope"),
-        (404, "not found (or not visible to the key)"), (413, "body too large"),
-        (422, "invalid request"), (429, "rate limited"))}
+        (400, "bad request"), (401, "no or unknown key"),
+        (403, "the key lacks the scope, or may not write there"),
+        (404, "not found (or not visible to the key)"), (408, "body not received in time"),
+        (413, "body too large"), (422, "invalid request"),
+        (429, "rate limited (see Retry-After)"))}
 STREAMED: dict[int | str, dict[str, Any]] = {200: {
     "description": "JSON, or server-sent events with `\"stream\": true`",
     "content": {"application/json": {}, "text/event-stream": {}}}}
@@ -145,7 +172,10 @@ class SearchRequest(_Body):
 
 class DocumentIn(_Body):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=300, pattern=r"^[^\s/\\][^\\]*$")
+    id: str = Field(min_length=1, max_length=300,
+                    pattern=r"^[^\s/\\\x00-\x1f\x7f][^\\\x00-\x1f\x7f]*$",
+                    description="the document's id (stored under the key's namespace, see "
+                    "the README's security section)")
     text: str = Field(min_length=1, max_length=MAX_BODY_BYTES)
     title: str = Field("", max_length=500)
     groups: list[str] | None = Field(None, description="access groups (default: the key's)")
@@ -158,10 +188,14 @@ class IngestRequest(_Body):
     documents: list[DocumentIn] = Field(min_length=1, max_length=1000)
 
 
+MAX_QUESTION_CHARS = 2000  # /v1/ask's question; the chat endpoint's last user message too
+MAX_MESSAGE_CHARS = 32_000
+
+
 class ChatMessage(_Body):
     model_config = ConfigDict(extra="ignore")
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: str = Field(max_length=32)
+    content: str | list[dict[str, Any]] | None = Field(None, max_length=MAX_MESSAGE_CHARS)
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
@@ -175,8 +209,8 @@ class ChatRequest(_Body):
     OpenAI clients send many (temperature, user, ...)."""
 
     model_config = ConfigDict(extra="ignore")
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: str = Field(max_length=300)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     stream: bool = False
 
 
@@ -201,7 +235,7 @@ class EvaluateRequest(_Body):
 
 class AskRequest(_Body):
     model_config = ConfigDict(extra="forbid")
-    question: str = Field(min_length=1, max_length=2000)
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     kb: str | None = None
     k: int | None = Field(None, ge=1, le=20)
     stream: bool = Field(False, description="server-sent events: `token` events with the "
@@ -210,12 +244,14 @@ class AskRequest(_Body):
 
 
 class BodyLimit:
-    """ASGI middleware: refuses a body over `limit_for(path)` bytes with 413, whether it
-    announces its length (refused before reading) or comes in chunks without one (read up to
-    the limit, then passed on whole)."""
+    """ASGI middleware: reads every request body whole before the app sees it, and refuses
+    one over `limit_for(path)` bytes with 413 (an announced length before reading, chunks as
+    they come) and one that takes over `timeout` seconds to arrive with 408, so a client that
+    sends slowly holds no worker (the header read is bounded by `HeaderTimeoutH11`)."""
 
-    def __init__(self, app: Any, limit_for: Callable[[str], int]) -> None:
-        self.app, self.limit_for = app, limit_for
+    def __init__(self, app: Any, limit_for: Callable[[str], int], timeout: float = 30.0
+                 ) -> None:
+        self.app, self.limit_for, self.timeout = app, limit_for, timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any],
                        send: Callable[..., Any]) -> None:
@@ -225,15 +261,19 @@ class BodyLimit:
         limit = self.limit_for(scope["path"])
         too_large = _error(413, "too_large", f"request body over {limit} bytes")
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > limit:
-                await too_large(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await too_large(scope, receive, send)
             return
         parts, size, more = [], 0, True
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while more:
-            message = await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(left, 0.001))
+            except TimeoutError:
+                await _error(408, "timeout", f"request body not received within "
+                             f"{self.timeout:g} s")(scope, receive, send)
+                return
             if message["type"] != "http.request":  # the client went away
                 return
             parts.append(message.get("body", b""))
@@ -255,6 +295,45 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's HTTP/1.1 protocol with a bound on the header read: a connection that has not
+    sent a whole request head within `seconds` of opening (or of its last response) is
+    closed, so slow clients cannot hold connections open (uvicorn bounds only idle keep-alive).
+
+        >>> uvicorn.run(app, http=header_timeout_protocol(10.0))
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(seconds, self._head_late)
+
+        def _head_late(self) -> None:
+            # IDLE: no whole request head since the timer was armed
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutH11
+
+
 def check_bind(host: str, keys: KeyStore) -> None:
     """Without any active key the server only listens on a loopback address."""
     try:
@@ -274,8 +353,9 @@ class RateLimiter:
         self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when)
         self.lock = threading.Lock()
 
-    def wait(self, key_id: str) -> float:
-        """0 when the request may go now (and counts it), else the seconds until it may."""
+    def wait(self, key_id: str, count: bool = True) -> float:
+        """0 when the request may go now (and counts it, unless `count` is false: a look),
+        else the seconds until it may."""
         with self.lock:
             now = time.monotonic()
             tokens, then = self.buckets.get(key_id, (self.burst, now))
@@ -283,8 +363,15 @@ class RateLimiter:
             if tokens < 1:
                 self.buckets[key_id] = (tokens, now)
                 return (1 - tokens) / self.rate
-            self.buckets[key_id] = (tokens - 1, now)
+            self.buckets[key_id] = (tokens - 1 if count else tokens, now)
+            if len(self.buckets) > 100_000:  # guessed ids must not grow this without bound
+                self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 600}
             return 0.0
+
+
+def _rate_limited(wait: float, what: str) -> ApiError:
+    return ApiError(429, "rate_limited", f"{what}; retry in {wait:.1f} s",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = True
@@ -294,6 +381,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     keys = keys or KeyStore.open(settings)
     limits = settings.service
     limiter = RateLimiter(limits.requests_per_minute, limits.burst)
+    # failed logins: per key id (a guessed secret), or per client address (no usable id)
+    failures = RateLimiter(limits.failed_logins_per_minute, limits.failed_logins_per_minute)
     metrics = Metrics()
 
     def stored(trace: Trace) -> None:
@@ -303,7 +392,10 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     recorder = TraceRecorder(limits.trace_sample_rate, limits.trace_retention_days,
                              limits.trace_max_rows, on_stored=stored)
     ready = threading.Event()
-    app = FastAPI(title="ragtune", version=_version(), responses=ERRORS,
+    # No /docs or /redoc: they load their scripts from a CDN (an offline product serves none);
+    # the schema itself is at /openapi.json.
+    app = FastAPI(title="ragtune", version=_version(), responses=ERRORS, docs_url=None,
+                  redoc_url=None,
                   description="Grounded answers from your documents, with citations, "
                               "API keys and per-document access groups.")
     app.state.recorder = recorder  # tests and shutdown: recorder.flush()
@@ -314,7 +406,11 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.kind, exc.message)
+        return _error(exc.status, exc.kind, exc.message, exc.headers)
+
+    @app.exception_handler(AccessDenied)
+    async def _access_denied(request: Request, exc: AccessDenied) -> JSONResponse:
+        return _error(403, "forbidden", str(exc))
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -342,7 +438,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
     # registered first, so inside the observer below: refusals are counted too
     app.add_middleware(BodyLimit, limit_for=lambda path: limits.max_upload_bytes
-                       if path == UPLOAD_PATH else limits.max_body_bytes)
+                       if path == UPLOAD_PATH else limits.max_body_bytes,
+                       timeout=limits.body_timeout_s)
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[..., Any]) -> Any:
@@ -358,13 +455,18 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "missing 'Authorization: Bearer <key>'")
+        client = request.client.host if request.client else "-"
+        who = key_id_of(token) or f"address {client}"
+        wait = failures.wait(who, count=False)
+        if wait:  # too many wrong secrets for this id: not even checked
+            raise _rate_limited(wait, "too many failed logins")
         record = keys.verify(token)
         if record is None:
+            failures.wait(who)
             raise ApiError(401, "unauthorized", "unknown or revoked key")
         wait = limiter.wait(record.id)
         if wait:
-            raise ApiError(429, "rate_limited", f"too many requests for this key; retry in "
-                           f"{wait:.1f} s")
+            raise _rate_limited(wait, "too many requests for this key")
         return record
 
     def needs(scope: str) -> Callable[[KeyRecord], KeyRecord]:
@@ -389,10 +491,11 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         return kb
 
     def visible(key: KeyRecord, groups: tuple[str, ...]) -> bool:
-        return key.sees_everything or not groups or bool(set(groups) & set(key.groups))
+        return key.access.may_read(groups)
 
     def groups_of(key: KeyRecord) -> list[str] | None:
-        return None if key.sees_everything else list(key.groups)
+        view = key.access.view
+        return None if view is None else list(view)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -421,7 +524,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         """200 once the models are loaded (503 before: route traffic elsewhere meanwhile)."""
         if not ready.is_set():
             return _error(503, "not_ready", "loading the models")
-        return {"status": "ready", "knowledge_bases_open": sorted(kbs)}
+        return {"status": "ready"}  # nothing more: this route needs no key
 
     @app.get("/v1/documents", tags=["documents"])
     def list_documents(key: Reader, kb: str | None = None) -> dict[str, Any]:
@@ -454,10 +557,10 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         """One passage (what a citation's `chunk_id` points at), if the key may see it."""
         base = open_kb(kb)
         found = base.store.get_chunks([chunk_id])
-        if not found:
+        doc = base.store.get_document(found[0].doc_id) if found else None
+        if doc is None or not visible(key, doc.groups):  # hidden reads exactly as missing
             raise ApiError(404, "not_found", f"no passage {chunk_id!r}")
         chunk = found[0]
-        doc = visible_document(base, chunk.doc_id, key)
         return {"chunk_id": chunk.id, "doc_id": chunk.doc_id, "title": doc.title,
                 "heading": chunk.heading, "text": chunk.text, "index": chunk.index,
                 "start": chunk.start, "end": chunk.end, "version": chunk.version,
@@ -471,29 +574,13 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
     @app.delete("/v1/documents/{doc_id:path}", tags=["documents"])
     def delete_document(doc_id: str, key: Ingester, kb: str | None = None) -> dict[str, Any]:
+        """Delete a document the key may write (`ragtune.access`); any other is a 404,
+        exactly like a missing one."""
         base = open_kb(kb)
-        visible_document(base, doc_id, key)
-        return {"deleted": base.remove([doc_id])}
-
-    def write_groups(key: KeyRecord, requested: list[str] | None, what: str
-                     ) -> tuple[str, ...]:
-        """The groups a write goes into: those asked for, else the key's. A key limited to
-        groups may only write into them (and never publish to everyone), so one tenant can
-        never put documents into another's view; a key without groups writes public
-        documents (what it can see) and an admin key without groups anything."""
-        groups = tuple(sorted({g.strip() for g in (requested if requested is not None
-                                                   else key.groups) if g.strip()}))
-        if key.sees_everything:
-            return groups
-        if not key.groups:  # a key without groups sees, and so writes, public documents only
-            if groups:
-                raise ApiError(403, "forbidden", f"{what}: this key has no groups, so it may "
-                               "only write documents visible to everyone")
-            return groups
-        if not groups or not set(groups) <= set(key.groups):
-            raise ApiError(403, "forbidden", f"{what}: this key may only write into its "
-                           f"groups ({', '.join(key.groups)})")
-        return groups
+        deleted = base.remove([doc_id], key.access)
+        if not deleted:
+            raise ApiError(404, "not_found", f"no document {doc_id!r}")
+        return {"deleted": deleted}
 
     def ingest_summary(base: KnowledgeBase, reports: list[Any]) -> dict[str, Any]:
         total: dict[str, Any] = {"kb": base.name}
@@ -501,6 +588,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
             total[name] = sum(getattr(r, name) for r in reports)
         total["failed"] = [{"document": f.path, "error": f.error} for r in reports
                            for f in r.failed]
+        total["documents"] = [d for r in reports for d in r.documents]
         for outcome in ("added", "updated", "unchanged"):
             metrics.observe_ingest(outcome, total[outcome])
         metrics.observe_ingest("failed", len(total["failed"]))
@@ -509,15 +597,14 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     @app.post("/v1/documents", tags=["documents"])
     def ingest_documents(body: IngestRequest, key: Ingester) -> dict[str, Any]:
         """JSON records in (source `api`); each document goes into the groups it names, else
-        the key's."""
+        the key's, under the key's namespace (`documents` in the answer: the stored ids)."""
         base = open_kb(body.kb)
-        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for doc in body.documents:
-            groups = write_groups(key, doc.groups, f"document {doc.id!r}")
-            batches.setdefault(groups, []).append(
-                {**doc.metadata, "_id": doc.id, "title": doc.title, "text": doc.text})
-        return ingest_summary(base, [base.ingest_records(rows, groups, source="api")
-                                     for groups, rows in batches.items()])
+        rows = [{**{k: v for k, v in doc.metadata.items() if k != "groups"}, "_id": doc.id,
+                 "title": doc.title, "text": doc.text}
+                | ({} if doc.groups is None else {"groups": doc.groups})
+                for doc in body.documents]
+        return ingest_summary(base, [base.ingest_records(rows, source="api",
+                                                         access=key.access)])
 
     @app.post(UPLOAD_PATH, tags=["documents"])
     def upload_documents(
@@ -535,8 +622,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         import tempfile
 
         base = open_kb(kb)
-        target = write_groups(key, groups.split(",") if groups is not None else None,
-                              "upload")
+        target = key.access.write_groups(groups.split(",") if groups is not None else None,
+                                         "upload")  # refused before anything is read
         names = [_upload_name(f.filename) for f in files]
         if len(set(names)) != len(names):
             raise ApiError(422, "invalid_request", "two uploaded files have the same name")
@@ -546,7 +633,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
                 with (folder / name).open("wb") as out:
                     shutil.copyfileobj(upload.file, out)
             report = base.ingest([folder / n for n in names], groups=target,
-                                 source_name=lambda p: f"upload:{p.name}")
+                                 source_name=lambda p: f"upload:{p.name}", access=key.access)
         return ingest_summary(base, [report])
 
     @app.get("/metrics", tags=["health"], response_model=None,
@@ -554,7 +641,11 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
                               "content": {"text/plain": {}}}})
     def metrics_route(key: Annotated[KeyRecord, Depends(needs("admin"))]
                       ) -> PlainTextResponse:
-        """Prometheus text format (an admin key: scrape with a bearer token)."""
+        """Prometheus text format (an admin key without groups: the figures cover every
+        tenant; scrape with a bearer token)."""
+        if not key.sees_everything:
+            raise ApiError(403, "forbidden", "the metrics cover every tenant: only an admin "
+                           "key without groups reads them")
         return PlainTextResponse(metrics.render())
 
     @app.post("/v1/search", tags=["search"])
@@ -583,7 +674,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
                                               answerer.config(), on_token)
         answer = answerer.finish(prepared, generation)
         metrics.observe_answer(answer.refused)
-        recorder.record(base, answer, route=route, key_id=key.id,
+        recorder.record(base, answer, route=route, key_id=key.id, key_groups=key.groups,
                         latency_ms=(time.perf_counter() - started) * 1000)
         return answer
 
@@ -770,6 +861,9 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         question = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
         if not question.strip():
             raise ApiError(400, "invalid_request", "no user message with text")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise ApiError(422, "invalid_request", f"messages: the last user message has "
+                           f"{len(question):,} characters, over {MAX_QUESTION_CHARS:,}")
         answer = answer_for(base, question, key, "/v1/chat/completions", generator=generator)
         completion = _completion(body.model, answer)
         if not body.stream:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ragtune.access import Access, check_group_names
 from ragtune.errors import InputError, StoreError
 from ragtune.store.sqlite import apply_migrations
 
@@ -75,6 +76,12 @@ class KeyRecord:
         """An admin key without groups is not limited to some groups' documents."""
         return "admin" in self.scopes and not self.groups
 
+    @property
+    def access(self) -> Access:
+        """What this key may read and write (`ragtune.access`): an admin key without groups
+        is the operator; any other key holds its groups."""
+        return Access.operator() if self.sees_everything else Access.of(self.groups)
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "scopes": list(self.scopes),
                 "groups": list(self.groups), "created_at": _iso(self.created_at),
@@ -118,10 +125,7 @@ class KeyStore:
         if unknown or not wanted:
             raise InputError(f"scopes must be among {', '.join(SCOPES)}, got "
                              f"{', '.join(unknown) if unknown else 'none'}")
-        clean_groups = tuple(sorted({g.strip() for g in groups if g.strip()}))
-        bad = [g for g in clean_groups if "," in g]
-        if bad:
-            raise InputError(f"group names cannot contain commas: {bad[0]!r}")
+        clean_groups = check_group_names(groups)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         with self._lock:
             key_id = self._new_id()
@@ -189,6 +193,15 @@ class KeyStore:
                 self._db.execute("UPDATE keys SET last_used_at = ? WHERE id = ?", (now, key_id))
             record = replace(record, last_used_at=now)
         return record
+
+
+def key_id_of(token: str) -> str | None:
+    """The key id a token claims (`rt_<id>_<secret>`), or None when it is not that shape:
+    failed logins are counted per id."""
+    parts = token.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1].isalnum() or len(parts[1]) > 16:
+        return None
+    return f"key {parts[1]}"
 
 
 def parse_scopes(values: Iterable[str]) -> list[str]:
