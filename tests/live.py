@@ -18,15 +18,21 @@ from typing import Any
 
 
 @contextmanager
-def serving(app: Any, timeout: float = 30.0) -> Iterator[str]:
-    """Serve `app` on a free loopback port until the block ends; yields the base URL."""
+def serving(app: Any, timeout: float = 30.0, header_timeout: float | None = None
+            ) -> Iterator[str]:
+    """Serve `app` on a free loopback port until the block ends; yields the base URL.
+    `header_timeout`: the header-read bound `ragtune serve` applies (its HTTP protocol)."""
     import uvicorn
+
+    from ragtune.service.app import header_timeout_protocol
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    extra: dict[str, Any] = {} if header_timeout is None else {
+        "http": header_timeout_protocol(header_timeout)}
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
+                                           log_level="warning", **extra))
     thread = threading.Thread(target=server.run, daemon=True, name="uvicorn-test")
     thread.start()
     deadline = time.monotonic() + timeout

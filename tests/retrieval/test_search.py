@@ -197,3 +197,45 @@ def test_bad_arguments(kb: KnowledgeBase) -> None:
         search(kb, "x", k=0)
     with pytest.raises(InputError, match="unknown operator"):
         search(kb, "x", filters={"year": {"around": 3}})
+
+
+TENANT_ROWS = [
+    {"_id": f"{tenant}{i}", "title": f"{tenant} note {i}", "groups": groups,
+     "text": f"{tenant} note {i}: {words} shipping takes {i + 2} days; returns within {i} weeks."}
+    for tenant, groups, words in (
+        ("alpha", ["alpha"], "green tea kettle warranty"),
+        ("beta", ["beta"], "launch code zebra7741 kettle warranty tea tea tea"),
+        ("both", ["alpha", "beta"], "shared kettle manual"),
+        ("pub", [], "public tea shop opening hours"))
+    for i in range(6)]
+
+
+def test_a_callers_ranking_is_the_one_without_the_documents_it_cannot_see(
+        tmp_path: Path, embedder) -> None:
+    """The statistics policy as an oracle: for a caller holding `alpha`, every score and rank
+    in every mode equals an unrestricted search of a knowledge base that holds only what alpha
+    may read (BM25 document frequencies and lengths, z-score fusion, RRF, per-document)."""
+    settings = Settings.load(home=tmp_path / "home")
+    full = KnowledgeBase("full", settings, embedder=embedder)
+    full.ingest([write_jsonl(tmp_path / "all.jsonl", TENANT_ROWS)])
+    seen = KnowledgeBase("seen", settings, embedder=embedder)
+    seen.ingest([write_jsonl(tmp_path / "seen.jsonl", [
+        r for r in TENANT_ROWS if not r["groups"] or "alpha" in r["groups"]])])
+    for query in ("kettle warranty tea", "zebra7741 launch code", "shipping days"):
+        for mode in MODES:
+            for per_doc in (None, 1):
+                for fusion in ("zscore", "rrf"):
+                    got = search(full, query, k=8, mode=mode, groups=["alpha"],
+                                 per_doc=per_doc, fusion=fusion)
+                    want = search(seen, query, k=8, mode=mode, per_doc=per_doc,
+                                  fusion=fusion)
+                    where = (query, mode, per_doc, fusion)
+                    assert [h.chunk_id for h in got.hits] == [h.chunk_id for h in want.hits], where
+                    assert [h.score for h in got.hits] == pytest.approx(
+                        [h.score for h in want.hits], abs=1e-5), where
+    # and the unrestricted caller's statistics do count beta's documents
+    everyone = search(full, "tea", k=30, mode="bm25").hits
+    alpha = search(full, "tea", k=30, mode="bm25", groups=["alpha"]).hits
+    shared = {h.chunk_id: h.score for h in alpha}
+    assert any(abs(h.score - shared[h.chunk_id]) > 1e-3 for h in everyone
+               if h.chunk_id in shared)

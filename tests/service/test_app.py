@@ -141,7 +141,9 @@ def test_ingest_over_http_writes_only_into_the_keys_groups(service) -> None:
     done = client.post("/v1/documents", json=body, headers=h)
     assert done.status_code == 200, done.text
     assert done.json()["added"] == 1 and done.json()["failed"] == []
-    stored = kb.store.get_document("acme-faq")
+    # stored under the key's namespace (its groups), the id it is stored as in the answer
+    assert done.json()["documents"] == [{"id": "@acme/acme-faq", "outcome": "added"}]
+    stored = kb.store.get_document("@acme/acme-faq")
     assert stored is not None and stored.groups == ("acme",)  # the key's groups by default
     assert client.post("/v1/documents", json=body, headers=h).json()["unchanged"] == 1
     # a tenant key can neither publish to everyone nor write into another tenant's group
@@ -149,14 +151,14 @@ def test_ingest_over_http_writes_only_into_the_keys_groups(service) -> None:
         sneaky = {"documents": [{"id": "x", "text": "t", "groups": groups}]}
         refused = client.post("/v1/documents", json=sneaky, headers=h)
         assert refused.status_code == 403 and refused.json()["error"]["type"] == "forbidden"
-    assert kb.store.get_document("x") is None
+    assert all(not d.id.endswith("/x") for d in kb.documents())
     # a key without groups sees public documents only, so it writes only those
     public = auth(KeyStore.open(kb.settings).create(["ingest"])[0])
     into_acme = {"documents": [{"id": "x", "text": "t", "groups": ["acme"]}]}
     assert client.post("/v1/documents", json=into_acme, headers=public).status_code == 403
     assert client.post("/v1/documents", json={"documents": [{"id": "x", "text": "t"}]},
                        headers=public).json()["added"] == 1
-    assert kb.store.get_document("x").groups == ()
+    assert kb.store.get_document("@public/x").groups == ()
     # read keys cannot ingest; ids are names, not paths
     assert client.post("/v1/documents", json=body,
                        headers=auth(tokens["acme"])).status_code == 403
@@ -164,7 +166,7 @@ def test_ingest_over_http_writes_only_into_the_keys_groups(service) -> None:
     assert client.post("/v1/documents", json=path_id, headers=h).status_code == 422
     seen = client.post("/v1/search", json={"query": "cafeteria opens", "k": 3},
                        headers=auth(tokens["globex"])).json()["hits"]
-    assert all(hit["doc_id"] != "acme-faq" for hit in seen)
+    assert all(hit["doc_id"] != "@acme/acme-faq" for hit in seen)
     assert stored.source == "api"  # not the temporary file the records passed through
 
 
@@ -179,10 +181,10 @@ def test_uploaded_files_are_named_by_their_file_name_never_a_path(service) -> No
     done = client.post("/v1/documents/files", files=files, headers=h)
     assert done.status_code == 200, done.text
     assert done.json()["added"] == 2 and done.json()["failed"] == []
-    notes = kb.store.get_document("upload:acme-notes.md")
+    notes = kb.store.get_document("@acme/upload:acme-notes.md")
     assert notes is not None and notes.source == "upload:acme-notes.md"
     assert notes.groups == ("acme",) and notes.metadata["path"] == "upload:acme-notes.md"
-    row = kb.store.get_document("row-1")
+    row = kb.store.get_document("@acme/row-1")
     assert row is not None and row.source == "upload:acme-rows.jsonl"
     # the same file again is unchanged (no temporary path in its content hash); a new text
     # is a new version of the same document
@@ -191,7 +193,7 @@ def test_uploaded_files_are_named_by_their_file_name_never_a_path(service) -> No
     changed = [("files", ("acme-notes.md", b"# Acme notes\n\nThe lab opens at 6:30.",
                           "text/markdown"))]
     assert client.post("/v1/documents/files", files=changed, headers=h).json()["updated"] == 1
-    shown = client.get("/v1/documents/upload:acme-notes.md?text=true",
+    shown = client.get("/v1/documents/@acme/upload:acme-notes.md?text=true",
                        headers=auth(tokens["acme"])).json()
     assert shown["text"].endswith("The lab opens at 6:30.")
     assert [v["version"] for v in shown["versions"]] == [1, 2]

@@ -122,7 +122,8 @@ class TraceRecorder:
         self.prune_every = prune_every
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
-        self._queue: Queue[tuple[KnowledgeBase, Answer, str, str | None, float, float]] = Queue()
+        self._queue: Queue[tuple[KnowledgeBase, Answer, str, str | None, tuple[str, ...],
+                                 float, float]] = Queue()
         self._judges: dict[str, Judge] = {}
         self._written: dict[str, int] = {}
         self._worker: threading.Thread | None = None
