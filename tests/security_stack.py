@@ -24,7 +24,11 @@ DOCS = {
     "alpha": {"alpha-plan.md": "# Alpha plan\n\nThe alpha launch window opens on 3 March. "
                                "Alpha's support line answers within 20 minutes."},
     "beta": {"beta-secret.md": f"# Beta secret\n\nThe beta launch code is {SECRET}. The beta "
-                               "launch window opens on 9 April."},
+                               "launch window opens on 9 April.",
+             # long enough for several chunks: an answer can sit across a chunk boundary
+             "beta-handbook.md": "# Beta handbook\n\n" + " ".join(
+                 f"Beta rule {i} says the orbit team checks valve {i} before noon."
+                 for i in range(120))},
     "": {"holidays.md": "# Holidays\n\nThe office is closed on the first of May."},
 }
 HEADER_TIMEOUT = 1.0

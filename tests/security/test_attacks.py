@@ -150,11 +150,19 @@ def test_bm25_statistics_do_not_tell_a_tenant_what_another_tenant_holds(stack: S
 
 
 def test_evaluate_gives_no_cause_that_depends_on_a_hidden_document(stack: Stack) -> None:
-    hidden = beta_doc(stack)["id"]
-    case = {"question": "What is the beta launch code?", "answers": [SECRET]}
+    """An answer that occurs in a hidden document only across a chunk boundary made the cause
+    "chunking split" (a missing document gives another): a way to test guesses of its text."""
+    hidden = next(d for d in listing(stack, "admin").values() if d["title"] == "Beta handbook")
+    text = stack.kb.store.document_text(hidden["id"])
+    c0, c1 = stack.kb.store.chunks_of(hidden["id"])[:2]
+    # whole words from before the second chunk's start to after the first one's end: in the
+    # document, in no single chunk
+    across = text[text.rfind(" ", 0, c1.start - 8) + 1:text.find(" ", c0.end + 8)]
+    assert across not in c0.text and across not in c1.text
+    case = {"question": "Which valve does the orbit team check?", "answers": [across]}
     with stack.client("alpha") as c:
         run = c.post("/v1/evaluate", json={"cases": [
-            case | {"gold_doc_ids": [hidden]},
+            case | {"gold_doc_ids": [hidden["id"]]},
             case | {"gold_doc_ids": ["no-such-document"]}]})
     assert run.status_code == 200, run.text
     first, second = run.json()["cases"]
@@ -163,6 +171,7 @@ def test_evaluate_gives_no_cause_that_depends_on_a_hidden_document(stack: Stack)
     assert first["metrics"] == second["metrics"]
     assert not any(p["doc_id"].startswith("beta/") for case in (first, second)
                    for p in case["passages"])
+    assert (first["attribution"] or {}).get("cause") != "chunking split"
 
 
 def test_a_hidden_passage_reads_exactly_as_a_missing_one(stack: Stack) -> None:

@@ -8,15 +8,17 @@ over chunks.
 
 The collection statistics (N, each term's df, avgdl) are those of the caller's view: an index
 `restricted` to the chunks a caller may read scores as if the others did not exist, so no
-tenant learns from a score which words another tenant's documents hold. A restricted index
-shares the matrix; it costs one boolean per chunk and two numbers.
+tenant learns from a score which words another tenant's documents hold. The unrestricted
+index scores from weights precomputed per (term, chunk); a restricted one shares the matrices
+and computes its terms' weights per query with its own statistics (a few vector operations over
+the query terms' postings); it costs one boolean per chunk and two numbers.
 The index is rebuilt from the store's stored terms (no re-tokenization) whenever the store changes.
 
     >>> index = BM25Index.build([{"cat": 1}, {"dog": 2, "cat": 1}])
     >>> index.scores(["dog"]).round(3)
     array([0.   , 0.341], dtype=float32)
     >>> index.restricted(np.array([False, True])).scores(["dog"]).round(3)
-    array([0.   , 0.118], dtype=float32)
+    array([0.   , 0.164], dtype=float32)
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class BM25Index:
     the statistics of the chunks in `visible` (all of them when None)."""
 
     def __init__(self, vocabulary: dict[str, int], tf: sparse.csr_matrix, lengths: np.ndarray,
-                 k1: float = 1.5, b: float = 0.75, visible: np.ndarray | None = None) -> None:
+                 k1: float = 1.5, b: float = 0.75, visible: np.ndarray | None = None,
+                 weights: np.ndarray | None = None) -> None:
         self.vocabulary = vocabulary
         self.tf = tf  # (n_terms, n_chunks), float32
         self.lengths = lengths  # tokens per chunk, float32
@@ -43,6 +46,20 @@ class BM25Index:
         self.n_visible = len(seen)
         self.avg_len = float(seen.mean()) if len(seen) else 1.0
         self.avg_len = self.avg_len or 1.0
+        # the unrestricted weights of every (term, chunk), aligned with tf.data
+        self.weights = weights if weights is not None or visible is not None else (
+            self._weights(np.arange(tf.shape[0]).repeat(np.diff(tf.indptr)), tf.indices,
+                          tf.data, np.diff(tf.indptr).astype(np.float32)))
+
+    def _weights(self, term_of: np.ndarray, cols: np.ndarray, tf: np.ndarray, df: np.ndarray
+                 ) -> np.ndarray:
+        """BM25 weights of postings (`term_of[i]`'s entry in chunk `cols[i]`), with the
+        document frequencies `df` (per term) and this index's N and avgdl (float32 throughout,
+        so a restricted index scores exactly as one built over its visible chunks)."""
+        n = np.float32(self.n_visible)
+        idf = np.log1p((n - df + np.float32(0.5)) / (df + np.float32(0.5)))
+        norm = self.k1 * (1.0 - self.b + self.b * self.lengths[cols] / self.avg_len)
+        return idf[term_of] * tf / (tf + norm)
 
     @classmethod
     def build(
@@ -72,7 +89,7 @@ class BM25Index:
         """The same index with the statistics of the chunks in `visible` only (the others
         still get a score entry, computed with those statistics; callers mask them out)."""
         return BM25Index(self.vocabulary, self.tf, self.lengths, self.k1, self.b,
-                         np.asarray(visible, dtype=bool))
+                         np.asarray(visible, dtype=bool), weights=self.weights)
 
     def scores(self, query_terms: Sequence[str]) -> np.ndarray:
         """BM25 score of every chunk for the query terms (a repeated term counts once per use)."""
@@ -80,20 +97,17 @@ class BM25Index:
         if not ids:
             return np.zeros(self.n_docs, dtype=np.float32)
         w = self.tf
-        n = np.float32(self.n_visible)
-        all_cols, all_vals = [], []
-        for i in ids:
-            span = slice(w.indptr[i], w.indptr[i + 1])
-            cols, tf = w.indices[span], w.data[span]
-            df = np.float32(len(cols) if self.visible is None else
-                            np.count_nonzero(self.visible[cols]))
-            if df == 0:
-                continue  # in no visible chunk: the term does not exist for this caller
-            idf = np.log1p((n - df + np.float32(0.5)) / (df + np.float32(0.5)))
-            norm = self.k1 * (1.0 - self.b + self.b * self.lengths[cols] / self.avg_len)
-            all_cols.append(cols)
-            all_vals.append(idf * tf / (tf + norm))
-        if not all_cols:
-            return np.zeros(self.n_docs, dtype=np.float32)
-        return np.bincount(np.concatenate(all_cols), weights=np.concatenate(all_vals),
-                           minlength=self.n_docs).astype(np.float32)
+        spans = [slice(w.indptr[i], w.indptr[i + 1]) for i in ids]
+        cols = np.concatenate([w.indices[s] for s in spans])
+        if self.visible is None:
+            assert self.weights is not None
+            vals = np.concatenate([self.weights[s] for s in spans])
+        else:  # this view's own statistics for these terms
+            sizes = np.fromiter((s.stop - s.start for s in spans), np.int64, len(spans))
+            term_of = np.repeat(np.arange(len(spans)), sizes)
+            seen = self.visible[cols]
+            df = np.bincount(term_of, weights=seen, minlength=len(spans)).astype(np.float32)
+            tf = np.concatenate([w.data[s] for s in spans])
+            vals = self._weights(term_of, cols, tf, df)
+            cols, vals = cols[seen], vals[seen]  # unseen chunks are masked by the caller anyway
+        return np.bincount(cols, weights=vals, minlength=self.n_docs).astype(np.float32)
