@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval \
-	bench-tune bench-lab bench-serve clean
+	bench-tune bench-lab bench-serve bench-tenancy clean
 
 install: $(STAMP)
 
@@ -73,6 +73,10 @@ bench-lab: install
 # 2 idle cores).
 bench-serve: install
 	$(PY) bench/serve.py --json bench/results/serve.json
+
+# What the statistics policy costs: a tenant's search on SciFact (after bench-retrieval).
+bench-tenancy: install
+	$(PY) bench/tenancy.py --json bench/results/tenancy.json
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache .hypothesis .bench-home-banking77
