@@ -16,8 +16,11 @@ pytestmark = pytest.mark.slow
 QUESTIONS = ["Name a colour.", "Name a fruit.", "Name a planet."]
 
 
-def _ask(queue: GenerationQueue, generator, question: str, out: dict, **kw) -> None:
+def _ask(queue: GenerationQueue, generator, question: str, out: dict,
+         together: threading.Barrier | None = None, **kw) -> None:
     with queue.coming():
+        if together is not None:  # every request has announced itself (a loaded machine may
+            together.wait(30)     # start a thread late: then it did not wait together)
         time.sleep(0.05)  # retrieval, while the first job is already queued
     out[question] = queue.generate(generator, [{"role": "user", "content": question}],
                                    GenerationConfig(max_new_tokens=6), **kw)
@@ -26,7 +29,8 @@ def _ask(queue: GenerationQueue, generator, question: str, out: dict, **kw) -> N
 def test_requests_that_wait_together_are_one_batch(generator) -> None:
     queue = GenerationQueue(max_batch=8)
     out: dict = {}
-    threads = [threading.Thread(target=_ask, args=(queue, generator, q, out))
+    together = threading.Barrier(len(QUESTIONS))
+    threads = [threading.Thread(target=_ask, args=(queue, generator, q, out, together))
                for q in QUESTIONS]
     for t in threads:
         t.start()
