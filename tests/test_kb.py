@@ -190,3 +190,19 @@ def test_chunks_are_reflagged_when_the_injection_rules_change(settings, tmp_path
         [chunk] = kb.store.chunks_of(kb.documents()[0].id)
         assert chunk.flags == ("override-instructions",)
         assert kb.store.get_meta()[INJECTION_RULES_KEY] == RULES_VERSION
+
+
+def test_a_sync_moves_absolute_path_names_to_root_relative_ones(kb: KnowledgeBase,
+                                                                six_docs: Path) -> None:
+    """Knowledge bases built before files were named under their ingest root hold absolute
+    paths as ids; the next `--sync` of that root replaces them, reusing every vector."""
+    from ragtune.documents.loaders import normalized_source
+
+    kb.ingest([six_docs], source_name=normalized_source)  # how files used to be named
+    assert all(d.id.startswith("/") for d in kb.documents())
+    report = kb.ingest([six_docs], sync=True)
+    assert (report.added, report.deleted) == (6, 6)
+    assert report.chunks_embedded == 0  # same texts: stored vectors reused
+    assert sorted(d.id for d in kb.documents()) == sorted(
+        f"{six_docs.name}/{p.relative_to(six_docs).as_posix()}" for p in six_docs.rglob("*")
+        if p.is_file())
