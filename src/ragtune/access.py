@@ -90,6 +90,12 @@ class Access:
         doc_groups = tuple(doc_groups)
         return self.everything or not doc_groups or not set(doc_groups).isdisjoint(self.groups)
 
+    def may_read_every(self, doc_groups: Iterable[tuple[str, ...] | None]) -> bool:
+        """Whether the caller may read every one of some documents, given each one's groups
+        (None: a document no longer stored, whose groups are unknown: the operator's only).
+        What an adapter learned from decides who may use it."""
+        return self.everything or all(g is not None and self.may_read(g) for g in doc_groups)
+
     def may_write(self, doc_groups: Iterable[str]) -> bool:
         """Whether the caller may put a document into (or replace, or delete one in) exactly
         these groups: all of them its own; public ones only without groups of its own."""

@@ -476,3 +476,14 @@ def test_an_adapter_trained_for_a_knowledge_base_is_a_model_too(service, setting
     missing = client.post("/v1/chat/completions", headers=h,
                           json=body | {"model": "kb:shared+nope"})
     assert missing.status_code == 404 and "no adapter 'nope'" in missing.text
+    # an adapter whose examples quoted globex's document learned it: not a model for acme
+    globex_doc = next(d.id for d in kb.documents() if d.groups == ("globex",))
+    train_adapter(load_training_data(data, 4), tmp_path / "globex-raft", tune_settings,
+                  data_file=data, knowledge_base=knowledge_base_info(kb, {globex_doc}))
+    seen = {t: [m["id"] for m in client.get("/v1/models", headers=auth(tokens[t])
+                                            ).json()["data"]] for t in ("acme", "globex")}
+    assert "kb:shared+globex-raft" not in seen["acme"]
+    assert "kb:shared+globex-raft" in seen["globex"]
+    hidden = client.post("/v1/chat/completions", headers=h,
+                         json=body | {"model": "kb:shared+globex-raft"})
+    assert hidden.status_code == 404 and "no adapter 'globex-raft'" in hidden.text

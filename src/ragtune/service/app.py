@@ -810,19 +810,25 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def adapters_of(kb_name: str) -> dict[str, Path]:
+    def adapters_of(base: KnowledgeBase, key: KeyRecord) -> dict[str, Path]:
         """Adapters trained for this knowledge base (RAFT: `ragtune tune --raft --kb NAME`),
-        registered in the data home and still on disk, by folder name (the first of a name)."""
+        registered in the data home and still on disk, by folder name (the first of a name),
+        that the key may use: its weights learned the documents its examples quoted, so the
+        key must be able to read every one of them (an adapter over another tenant's documents
+        is not there for it, exactly like a missing one)."""
         from ragtune.tuning.manifest import read_manifest, registered_adapters
 
         found: dict[str, Path] = {}
         for path in map(Path, registered_adapters(settings.home)):
-            try:  # only the manifest: no staleness check (that opens the knowledge base)
+            try:  # only the manifest: no staleness check (that would re-read every document)
                 kb_info = read_manifest(path).knowledge_base
             except InputError:
                 continue  # gone or unreadable
-            if kb_info is not None and kb_info.name == kb_name:
-                found.setdefault(path.name, path)
+            if kb_info is None or kb_info.name != base.name or path.name in found:
+                continue
+            learned = (base.store.get_document(d) for d in kb_info.document_hashes)
+            if key.access.may_read_every(None if d is None else d.groups for d in learned):
+                found[path.name] = path
         return found
 
     @app.get("/v1/models", tags=["openai"])
@@ -831,8 +837,16 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         (the hybrid: retrieval + the adapter) as `kb:<name>+<adapter folder name>`."""
         folder = settings.home / "kb"
         names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-        ids = [f"{MODEL_PREFIX}{n}{suffix}" for n in names
-               for suffix in ["", *(f"+{a}" for a in adapters_of(n))]]
+
+        def models_of(name: str) -> list[str]:
+            try:
+                base = open_kb(name)
+            except ApiError:
+                return []  # a folder that holds no knowledge base
+            return [f"{MODEL_PREFIX}{name}{suffix}"
+                    for suffix in ["", *(f"+{a}" for a in adapters_of(base, key))]]
+
+        ids = [i for n in names for i in models_of(n)]
         return {"object": "list", "data": [
             {"id": i, "object": "model", "created": 0, "owned_by": "ragtune"} for i in ids]}
 
@@ -852,7 +866,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         base = open_kb(kb_name)
         generator = None
         if adapter:
-            folder = adapters_of(base.name).get(adapter)
+            folder = adapters_of(base, key).get(adapter)
             if folder is None:
                 raise ApiError(404, "not_found", f"no adapter {adapter!r} trained for "
                                f"knowledge base {base.name!r} (GET /v1/models)")
