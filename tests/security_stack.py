@@ -67,6 +67,10 @@ def serve_stack(tmp_path_factory: pytest.TempPathFactory, model_cache: Path
         "admin": keys.create(["admin"], name="operator")[0],
         "victim": keys.create(["read"], groups=["alpha"], name="victim of guesses")[0],
     }
+    from live import small_lab
+    from ragtune.lab.report import write_report
+
+    write_report(small_lab("beta lab", ["beta"]), settings.home / "labs" / "beta-lab")
     app = create_app(settings, keys)
     with serving(app, header_timeout=HEADER_TIMEOUT) as url:
         deadline = time.monotonic() + 300

@@ -312,3 +312,61 @@ def test_nothing_said_that_need_not_be(stack: Stack) -> None:
         hits = json.dumps(c.post("/v1/search", json={"query": "alpha launch"}).json())
     assert root not in cited and root not in hits
     assert "alpha/alpha-plan.md" in hits  # named by its path under the ingest root
+
+
+# Every operation of the API and the attacks on it in this file; a new route fails the sweep
+# below until its attack is written here.
+COVERED = {
+    ("get", "/healthz"): "no data",
+    ("get", "/readyz"): "test_nothing_said_that_need_not_be",
+    ("get", "/v1/documents"): "test_jsonl_rows_cannot_widen_..., property test listings",
+    ("post", "/v1/documents"): "test_a_tenant_cannot_replace_..., property test",
+    ("post", "/v1/documents/files"): "test_uploads_of_one_file_name_..., property test",
+    ("get", "/v1/documents/{doc_id}"): "the sweep below",
+    ("delete", "/v1/documents/{doc_id}"): "test_deletes_outside_the_keys_groups_...",
+    ("get", "/v1/chunks/{chunk_id}"): "test_a_hidden_passage_reads_exactly_as_a_missing_one",
+    ("get", "/v1/whoami"): "test_failed_logins_...",
+    ("post", "/v1/search"): "test_bm25_statistics_..., property test",
+    ("post", "/v1/ask"): "test_nothing_said_that_need_not_be (citations)",
+    ("post", "/v1/evaluate"): "test_evaluate_gives_no_cause_...",
+    ("get", "/v1/traces"): "test_traces_and_metrics_stay_inside_a_tenant",
+    ("get", "/v1/traces/{trace_id}"): "test_traces_and_metrics_stay_inside_a_tenant",
+    ("get", "/v1/checklist"): "no data",
+    ("post", "/v1/assess"): "the sweep below (a hidden report as evidence)",
+    ("get", "/v1/reports"): "the sweep below",
+    ("get", "/v1/reports/{name}"): "the sweep below",
+    ("get", "/v1/reports/{name}/lab.json"): "the sweep below",
+    ("get", "/v1/models"): "tests/service/test_app.py (adapters over hidden documents)",
+    ("post", "/v1/chat/completions"): "test_oversized_chat_messages_are_refused; test_app",
+    ("get", "/metrics"): "test_traces_and_metrics_stay_inside_a_tenant",
+}
+CHECKLIST = {"changing_knowledge": True, "tied_to_sources": True, "update_frequency": "weekly",
+             "internal_documents": True, "auditability": True, "stable_task_pattern": False,
+             "structure_matters": False, "prompting_inconsistent_or_costly": False,
+             "main_challenge": "knowledge"}
+
+
+def test_every_route_is_attacked_and_a_hidden_thing_reads_as_a_missing_one(stack: Stack
+                                                                           ) -> None:
+    paths = stack.app.openapi()["paths"]
+    operations = {(method, path) for path, ops in paths.items() for method in ops}
+    assert operations == set(COVERED), operations ^ set(COVERED)
+    hidden = {"doc": beta_doc(stack)["id"], "report": "beta-lab"}
+    missing = {"doc": "beta/no-such.md", "report": "no-such-lab"}
+
+    def answers(ids: dict[str, str]) -> list[tuple[int, str]]:
+        with stack.client("alpha") as c:
+            got = [c.get(f"/v1/documents/{ids['doc']}"),
+                   c.get(f"/v1/reports/{ids['report']}"),
+                   c.get(f"/v1/reports/{ids['report']}/lab.json"),
+                   c.post("/v1/assess", json={"answers": CHECKLIST,
+                                              "report": ids["report"]})]
+        return [(r.status_code, r.json()["error"]["message"].replace(
+            ids["doc"], "ID").replace(ids["report"], "ID")) for r in got]
+
+    assert answers(hidden) == answers(missing)
+    assert all(status == 404 for status, _ in answers(hidden))
+    with stack.client("alpha") as c:
+        assert "beta-lab" not in json.dumps(c.get("/v1/reports").json())
+    with stack.client("beta") as c:
+        assert c.get("/v1/reports/beta-lab").status_code == 200
