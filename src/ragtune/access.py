@@ -96,6 +96,11 @@ class Access:
         What an adapter learned from decides who may use it."""
         return self.everything or all(g is not None and self.may_read(g) for g in doc_groups)
 
+    def holds_all(self, groups: Iterable[str]) -> bool:
+        """Whether the caller holds every one of `groups` (what reading something drawn from
+        several groups' documents at once needs, e.g. a trace: its passages and its asker)."""
+        return self.everything or set(groups) <= set(self.groups)
+
     def may_write(self, doc_groups: Iterable[str]) -> bool:
         """Whether the caller may put a document into (or replace, or delete one in) exactly
         these groups: all of them its own; public ones only without groups of its own."""

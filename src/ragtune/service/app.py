@@ -712,8 +712,9 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     Admin = Annotated[KeyRecord, Depends(needs("admin"))]
 
     def visible_trace(trace: Trace, key: KeyRecord) -> bool:
-        """A trace shows passages: only keys that see all their documents' groups read it."""
-        return key.sees_everything or set(trace.doc_groups) <= set(key.groups)
+        """A trace shows passages and a question: only keys holding all its groups (its
+        documents' and its asker's) read it."""
+        return key.access.holds_all(trace.doc_groups)
 
     @app.get("/v1/traces", tags=["traces"])
     def list_traces(key: Admin, kb: str | None = None,
