@@ -241,7 +241,7 @@ class KnowledgeBase:
                 if not result.documents:
                     notify(1, None)
                 for loaded in result.documents:
-                    doc, refusal = self._admit(loaded, access)
+                    doc, refusal = self._admit(loaded, access, known)
                     if refusal is not None:
                         report.failed.append(LoadFailure(loaded.source, refusal))
                         notify(1, None)
@@ -284,11 +284,13 @@ class KnowledgeBase:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _admit(self, doc: Document, access: Access) -> tuple[Document, str | None]:
+    def _admit(self, doc: Document, access: Access, known: Mapping[str, str]
+               ) -> tuple[Document, str | None]:
         """The document as the caller may write it (id namespaced), or why not: its groups
         (a JSONL row's own) are not the caller's to write, or its id holds a document the
         caller may not write. Both refusals read the same whether that document is hidden
-        or not, so a refusal is no existence oracle."""
+        or not, so a refusal is no existence oracle. `known` (the stored ids, already read for
+        the content hashes) spares a read for every new id."""
         if access.everything:
             return doc, None
         try:
@@ -296,7 +298,7 @@ class KnowledgeBase:
         except InputError as exc:
             return doc, str(exc)
         doc = replace(doc, id=access.document_id(doc.id, groups), groups=groups)
-        existing = self.store.get_document(doc.id)
+        existing = self.store.get_document(doc.id) if doc.id in known else None
         if existing is not None and not access.may_write(existing.groups):
             return doc, f"document {doc.id!r}: not writable by this key"
         return doc, None
