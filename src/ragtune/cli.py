@@ -40,8 +40,15 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except RagtuneError as exc:
-            err.print(f"[red]error[/] {escape(str(exc))}", highlight=False)
+            err.print(f"[red]error[/] {escape(one_line(str(exc)))}", highlight=False)
             raise typer.Exit(1) from exc
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters (a newline in a file name, say) written as escapes, so
+    one error is always one line."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode()
+                   for c in text)
 
 
 app = typer.Typer(
@@ -62,6 +69,9 @@ app.add_typer(keys_app, name="keys")
 traces_app = typer.Typer(cls=_Group, help="Production traces of served answers, with their "
                          "online scores.", no_args_is_help=True)
 app.add_typer(traces_app, name="traces")
+kb_app = typer.Typer(cls=_Group, help="Knowledge bases: health check and repair.",
+                     no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Data home (default $RAGTUNE_HOME or ~/.ragtune).")
@@ -101,7 +111,8 @@ def ingest(
             include=include or (), exclude=exclude, progress=progress,
         )
     for failure in report.failed:
-        err.print(f"[red]failed[/] {escape(failure.path)}: {escape(failure.error)}")
+        err.print(f"[red]failed[/] {escape(one_line(failure.path))}: "
+                  f"{escape(one_line(failure.error))}")
     for flagged in report.flagged:
         err.print(f"[yellow]flagged[/] {escape(flagged['source'])} chunk {flagged['chunk']}: "
                   f"instruction-like text ({', '.join(flagged['flags'])}); "
@@ -192,6 +203,47 @@ def docs_rm(
         err.print(f"{len(removed)} deleted")
     if missing:
         err.print(f"[red]error[/] no such document: {escape(', '.join(missing))}")
+        raise typer.Exit(1)
+
+
+@kb_app.command("check")
+def kb_check(
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Mend what is found: rebuild indexes in place, or rebuild the file "
+        "from every readable row (the damaged file is kept beside it).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a knowledge base's store (SQLite and FTS5 integrity, chunk offsets, vectors);
+    exit status 1 while a problem remains."""
+    with _open(home, kb) as base, _status(not as_json, f"checking {base.name}"):
+        report = base.check(repair=repair)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        for problem in report.problems[:20]:
+            err.print(f"[red]problem[/] {escape(one_line(problem))}")
+        if len(report.problems) > 20:
+            err.print(f"… and {len(report.problems) - 20} more")
+        if not report.problems:
+            err.print(f"{escape(report.path)}: ok, {report.documents} documents")
+        elif not repair:
+            err.print(f"{len(report.problems)} problems; run `ragtune kb check --kb "
+                      f"{escape(base.name)} --repair` to mend them")
+        else:
+            lost = sum(report.lost.values())
+            where = ", ".join(f"{table} {n}" for table, n in report.lost.items())
+            err.print(
+                f"{report.action}: {report.documents} documents"
+                + (f"; the damaged file is kept as {escape(report.set_aside)}"
+                   if report.set_aside else "")
+                + (f"; {lost} unreadable rows ({where}): re-ingest their sources"
+                   if lost else "")
+                + (f"; unreadable: {', '.join(report.unreadable)}" if report.unreadable
+                   else "")
+                + (f"; {len(report.remaining)} problems remain" if report.remaining else ""))
+    if not report.ok:
         raise typer.Exit(1)
 
 

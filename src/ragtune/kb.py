@@ -36,7 +36,7 @@ from ragtune.documents.chunking import TokenCounter
 from ragtune.documents.injection import RULES_VERSION, instruction_flags
 from ragtune.documents.loaders import normalized_source, relabel
 from ragtune.documents.terms import term_frequencies
-from ragtune.errors import ConfigError, InputError, StoreError
+from ragtune.errors import ConfigError, InputError, StoreError, StoreUnavailable
 from ragtune.models.embedders import Embedder, get_embedder
 from ragtune.store import SQLiteStore, Store, StoredDocument
 
@@ -76,6 +76,38 @@ class IngestReport:
         data["failed"] = [{"path": f.path, "error": f.error} for f in self.failed]
         data["seconds"] = round(self.seconds, 3)
         return data
+
+
+@dataclass
+class CheckReport:
+    """What `ragtune kb check [--repair]` found and did; `to_dict()` is its `--json` shape."""
+
+    path: str
+    problems: list[str] = field(default_factory=list)
+    """What was wrong before any repair (empty: the store is healthy)."""
+    repaired: bool = False
+    action: str = "none"
+    """"none", "reindexed" (indexes rebuilt in place) or "rebuilt" (a new file from the rows
+    still readable; the damaged one kept as `set_aside`)."""
+    set_aside: str | None = None
+    documents: int = 0
+    """Documents in the store after the check (and repair)."""
+    lost: dict[str, int] = field(default_factory=dict)
+    """Per table, rowids that could not be read: at most that many rows lost."""
+    unreadable: list[str] = field(default_factory=list)
+    """Tables of which not one row could be read (documents: re-ingest the sources)."""
+    remaining: list[str] = field(default_factory=list)
+    """Problems still there after the repair (empty when it worked)."""
+
+    @property
+    def ok(self) -> bool:
+        """Healthy, and (after a repair) nothing lost: otherwise the user has work to do."""
+        if not self.repaired:
+            return not self.problems
+        return not (self.remaining or self.lost or self.unreadable)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
 
 
 @dataclass
@@ -322,6 +354,8 @@ class KnowledgeBase:
             doc_terms = term_frequencies(f"{doc.title}\n{doc.text}")
             try:
                 self.store.write_document(doc, item.chunks, matrix, terms, doc_terms)
+            except StoreUnavailable:
+                raise  # disk full, read-only, corrupt: every later write would fail too
             except StoreError as exc:
                 report.failed.append(LoadFailure(item.document.source, str(exc)))
                 notify(1, None)
@@ -339,6 +373,95 @@ class KnowledgeBase:
             )
             report.chunks_reused += sum(1 for c in item.chunks if c.text_hash not in missing_set)
             notify(1, None)
+
+    # --- health -----------------------------------------------------------------------------
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Check the store (SQLite's and FTS5's integrity checks, our invariants); with
+        `repair`, mend it: first in place (indexes rebuilt from the tables), and when tables
+        themselves are damaged, into a new file built from every row still readable — chunks,
+        vectors and the lexical index re-derived from the documents' text — with the damaged
+        file kept beside it. Nothing is deleted; what could not be read is counted."""
+        path = self.path / "store.sqlite"
+        if not path.exists():
+            raise InputError(f"no knowledge base {self.name!r} (no {path})")
+        report = CheckReport(str(path))
+        try:
+            report.problems = self.store.check()
+        except StoreUnavailable as exc:  # too damaged to open
+            self.close()
+            report.problems = [str(exc)]
+        if not report.problems or not repair:
+            report.documents = self._count_documents()
+            return report
+        report.repaired = True
+        if self._store is not None:
+            try:
+                self.store.repair_indexes()
+                if not self.store.check():
+                    report.action = "reindexed"
+                    report.documents = self._count_documents()
+                    return report
+            except StoreError:
+                pass  # table damage: rebuild below
+        self.close()
+        self._rebuild(path, report)
+        report.remaining = self.store.check()
+        report.documents = self._count_documents()
+        return report
+
+    def _count_documents(self) -> int:
+        try:
+            return self.store.stats().documents
+        except StoreError:
+            return 0
+
+    def _rebuild(self, path: Path, report: CheckReport) -> None:
+        import json
+
+        from ragtune.documents.records import Page
+        from ragtune.store.repair import salvage, set_aside
+
+        aside = set_aside(path)
+        report.action, report.set_aside = "rebuilt", str(aside)
+        rows = salvage(aside)
+        report.lost, report.unreadable = dict(rows.lost), list(rows.unreadable)
+        wanted = self.provenance()
+        for key in ("embedder", "embedding_dim", "tokenizer", "chunk_max_tokens",
+                    "chunk_overlap_tokens"):
+            if key in rows.meta and rows.meta[key] != wanted[key]:
+                raise ConfigError(
+                    f"{aside} was built with {key}={rows.meta[key]!r} but the settings give "
+                    f"{wanted[key]!r}: repair with the settings it was built with")
+        store = self.store  # a new, empty file at `path`
+        meta = {k: v for k, v in rows.meta.items() if k != "generation"}
+        store.set_meta({**wanted, "created_at": str(time.time()),
+                        INJECTION_RULES_KEY: RULES_VERSION, **meta})
+        vectors = {h: np.frombuffer(b, dtype="<f4") for h, b in rows.vectors.items()}
+        for row in rows.documents:
+            try:
+                pages = tuple(Page(*p) for p in json.loads(str(row["pages"])))
+                doc = Document(
+                    id=str(row["id"]), text=str(row["text"]), source=str(row["source"]),
+                    format=str(row["format"]), title=str(row["title"]),
+                    metadata=json.loads(str(row["metadata"])), pages=pages,
+                    groups=tuple(json.loads(str(row["groups"]))))
+            except (ValueError, TypeError):
+                report.lost["documents"] = report.lost.get("documents", 0) + 1
+                continue
+            chunks = chunk_document(doc, 0, self.counter, self.settings.chunking)
+            missing = [c for c in chunks if c.text_hash not in vectors]
+            if missing:
+                embedded = self.embedder.embed([c.embedding_text for c in missing])
+                vectors.update(zip((c.text_hash for c in missing), embedded, strict=True))
+            store.write_document(
+                doc, chunks, np.stack([vectors[c.text_hash] for c in chunks]),
+                [term_frequencies(c.embedding_text) for c in chunks],
+                term_frequencies(f"{doc.title}\n{doc.text}"),
+                restore=(int(row["version"]), float(row["created_at"]),  # type: ignore[arg-type]
+                         float(row["updated_at"])))  # type: ignore[arg-type]
+        if isinstance(store, SQLiteStore):
+            store.restore_history(rows.versions, rows.traces)
 
     # --- documents --------------------------------------------------------------------------
 

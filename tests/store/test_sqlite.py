@@ -49,7 +49,7 @@ def test_failed_write_leaves_nothing_behind(store: SQLiteStore, counter) -> None
     with pytest.raises(StoreError):
         store.write_document(doc, chunks, bad_vectors)
     # a failure inside the transaction (duplicate chunk id) rolls everything back
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreError, match="UNIQUE constraint failed.*nothing of this write"):
         store.write_document(doc, [*chunks, chunks[0]], np.vstack([vectors_for(chunks)] * 2)[
             : len(chunks) + 1])
     assert store.get_document("a") is None
@@ -70,7 +70,8 @@ def test_check_reports_tampering(store: SQLiteStore, counter) -> None:
 def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "junk.sqlite"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="cannot open knowledge store"):
+    with pytest.raises(StoreError, match=r"junk.sqlite: corrupt: .*cannot open the knowledge "
+                       r"store.*kb check --kb .* --repair"):
         SQLiteStore(path)
 
 
@@ -106,3 +107,19 @@ def test_readers_do_not_wait_for_a_write_in_progress(store: SQLiteStore, counter
     assert read_done.is_set(), "the reader waited for the writer's transaction"
     assert seen == {"writer": "uncommitted", "reader": doc.title, "hits": ["a"]}
     assert store.get_document("a").title == "uncommitted"  # committed now
+
+
+def test_read_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """A server's worker threads come and go; their read connections must not pile up."""
+    import threading
+
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    try:
+        for _ in range(50):
+            thread = threading.Thread(target=store.generation)
+            thread.start()
+            thread.join()
+        store.generation()  # this thread's reader opens, closing those of the ended threads
+        assert len(store._readers) <= 2
+    finally:
+        store.close()

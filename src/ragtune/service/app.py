@@ -50,7 +50,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragtune.config import Settings
-from ragtune.errors import AccessDenied, ConfigError, InputError, RagtuneError
+from ragtune.errors import (
+    AccessDenied,
+    ConfigError,
+    InputError,
+    RagtuneError,
+    StoreUnavailable,
+)
 from ragtune.evaluation.online import TraceRecorder, trace_to_dict
 from ragtune.kb import KnowledgeBase
 from ragtune.lab.checklist import ChecklistAnswers
@@ -419,6 +425,14 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
     @app.exception_handler(ConfigError)
     async def _config_error(request: Request, exc: ConfigError) -> JSONResponse:
         return _error(400, "invalid_request", str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # the whole store is out (disk full, read-only, corrupt): the operator's log has the
+        # file and what to do; the client learns the cause, not the server's paths
+        log.error("%s", exc)
+        return _error(503, "store_unavailable", f"the knowledge store is unavailable "
+                      f"({exc.reason}); the write that failed was rolled back")
 
     @app.exception_handler(RagtuneError)
     async def _ragtune_error(request: Request, exc: RagtuneError) -> JSONResponse:

@@ -12,6 +12,7 @@ chunks, vectors and index entries. Schema changes are named, append-only migrati
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.documents.records import Chunk, Document
-from ragtune.errors import StoreError
+from ragtune.errors import StoreError, StoreUnavailable
 from ragtune.store.base import (
     DocumentVersion,
     IndexSnapshot,
@@ -175,22 +176,53 @@ class SQLiteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()  # the one write connection
         self._local = threading.local()  # per thread: its read connection, writing or not
-        self._readers: list[sqlite3.Connection] = []
+        # each thread's read connection, closed once its thread has ended (a server's worker
+        # threads come and go: left open, their connections would pile up, files and caches)
+        self._readers: dict[threading.Thread, sqlite3.Connection] = {}
         self._readers_lock = threading.Lock()
         self._closed = False
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise store_os_error(self.path.parent, exc) from exc
+        self._uri = str(self.path)
+        try:
             self._db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+                self._uri, isolation_level=None, check_same_thread=False, timeout=30
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open knowledge store ({exc})") from exc
+        except sqlite3.Error as exc:
+            if not self._open_read_only():
+                raise self._error(exc, "cannot open the knowledge store") from exc
+
+    def _open_read_only(self) -> bool:
+        """Open an existing store on a read-only file system or folder: reads work, a write
+        fails with one line saying so. A WAL store needs its shared-memory file, which a
+        read-only folder cannot hold unless it is there already; nobody can write the file
+        then, so it is opened as immutable."""
+        if not self.path.is_file() or os.access(self.path.parent, os.W_OK | os.X_OK) and \
+                not _read_only_mount(self.path.parent):
+            return False
+        for mode in ("mode=ro", "immutable=1"):
+            uri = f"{self.path.resolve().as_uri()}?{mode}"
+            try:
+                db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                     check_same_thread=False, timeout=30)
+                db.execute("SELECT count(*) FROM documents").fetchone()
+            except sqlite3.Error:
+                continue
+            self._db, self._uri = db, uri
+            return True
+        return False
+
+    def _error(self, exc: sqlite3.Error, doing: str = "") -> StoreError:
+        """One line naming the file and what to do (`store_error`)."""
+        return store_error(self.path, exc, doing)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -198,39 +230,52 @@ class SQLiteStore:
     def _read(self) -> Iterator[sqlite3.Connection]:
         """The connection to read with: this thread's own, so readers never wait for a write
         in progress (WAL: they see the last committed state) — except inside this thread's
-        own write transaction, which must read what it wrote."""
+        own write transaction, which must read what it wrote. SQLite's errors leave as one
+        `StoreError` line naming the file."""
         if getattr(self._local, "writing", False):
             with self._lock:
                 yield self._db
             return
         db = getattr(self._local, "db", None)
-        if db is None or self._closed:
-            with self._readers_lock:  # not the write lock: a writer may hold that for long
-                if self._closed:
-                    raise StoreError(f"{self.path}: the store is closed")
-                db = sqlite3.connect(str(self.path), isolation_level=None,
-                                     check_same_thread=False, timeout=30)
-                db.execute("PRAGMA query_only=ON")
-                self._readers.append(db)
-            self._local.db = db
-        yield db
+        try:
+            if db is None or self._closed:
+                with self._readers_lock:  # not the write lock: a writer may hold that for long
+                    if self._closed:
+                        raise StoreError(f"{self.path}: the store is closed")
+                    db = sqlite3.connect(self._uri, uri=self._uri.startswith("file:"),
+                                         isolation_level=None, check_same_thread=False,
+                                         timeout=30)
+                    db.execute("PRAGMA query_only=ON")
+                    for thread in [t for t in self._readers if not t.is_alive()]:
+                        self._readers.pop(thread).close()
+                    self._readers[threading.current_thread()] = db
+                self._local.db = db
+            yield db
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     def _migrate(self) -> None:
         apply_migrations(self._db, MIGRATIONS, self._lock)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it commits, or none of it (a failed COMMIT — the disk
+        full, say — is rolled back too, so nothing half-written is ever committed)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._local.writing = True
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            finally:
-                self._local.writing = False
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                self._local.writing = True
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite may have rolled back already
+                        self._db.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._local.writing = False
+            except sqlite3.Error as exc:
+                raise self._error(exc, "nothing of this write was committed") from exc
 
     def _bump_generation(self, db: sqlite3.Connection) -> None:
         db.execute(
@@ -242,7 +287,7 @@ class SQLiteStore:
         """Close the connections (checkpointing the WAL)."""
         with self._lock, self._readers_lock:
             self._closed = True
-            for reader in self._readers:
+            for reader in self._readers.values():
                 reader.close()
             self._readers.clear()
             self._db.close()
@@ -324,12 +369,15 @@ class SQLiteStore:
         vectors: np.ndarray | None,
         terms: Sequence[Mapping[str, int]] | None = None,
         document_terms: Mapping[str, int] | None = None,
+        restore: tuple[int, float, float] | None = None,
     ) -> int:
         """Insert or replace a document with its chunks, vectors and terms in one transaction.
 
         Returns the new version number (the store numbers versions; `chunk.version` is
         ignored). `vectors[i]` and `terms[i]` (BM25 term frequencies) belong to `chunks[i]`;
-        `document_terms` are the whole document's (for document-level BM25).
+        `document_terms` are the whole document's (for document-level BM25). `restore`
+        (version, created_at, updated_at) writes a document back as it was, history untouched
+        (a repair: `ragtune.store.repair`).
         """
         if vectors is not None and len(vectors) != len(chunks):
             raise StoreError(
@@ -347,6 +395,8 @@ class SQLiteStore:
             ).fetchone()[0]
             version = (last or 0) + 1
             created = row[1] if row else now
+            if restore is not None:
+                version, created, now = restore
             if row:
                 self._delete_rows(db, document.id)
             db.execute(
@@ -385,11 +435,12 @@ class SQLiteStore:
                         "INSERT INTO vectors(chunk_rowid, vector) VALUES (?, ?)",
                         (cur.lastrowid, np.asarray(vectors[i], dtype="<f4").tobytes()),
                     )
-            db.execute(
-                "INSERT OR REPLACE INTO document_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (document.id, version, "updated" if row else "added", document.content_hash,
-                 len(document.text), len(chunks), now),
-            )
+            if restore is None:
+                db.execute(
+                    "INSERT OR REPLACE INTO document_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (document.id, version, "updated" if row else "added",
+                     document.content_hash, len(document.text), len(chunks), now),
+                )
             self._bump_generation(db)
         return version
 
@@ -625,35 +676,69 @@ class SQLiteStore:
         return StoreStats(documents, chunks, vectors, versions, size, self.generation())
 
     def check(self) -> list[str]:
-        """Problems found by SQLite's and FTS5's integrity checks and by our own invariants."""
+        """Problems found by SQLite's and FTS5's integrity checks and by our own invariants
+        (a file too damaged to run a check is itself the problem reported)."""
         problems: list[str] = []
         with self._lock:
             q = self._db.execute
-            result = [r[0] for r in q("PRAGMA integrity_check").fetchall()]
+            try:
+                result = [r[0] for r in q("PRAGMA integrity_check").fetchall()]
+            except sqlite3.DatabaseError as exc:
+                return [f"sqlite: {exc}"]
             if result != ["ok"]:
                 problems.extend(f"sqlite: {r}" for r in result)
             try:
                 q("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
             except sqlite3.DatabaseError as exc:
-                problems.append(f"fts5: {exc}")
-            for doc_id, expected, actual in q(
-                "SELECT d.id, d.chunk_count, (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)"
-                " FROM documents d"
-            ):
-                if expected != actual:
-                    problems.append(f"{doc_id}: {actual} chunks stored, {expected} recorded")
-            orphans = q(
-                "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)"
-            ).fetchone()[0]
-            if orphans:
-                problems.append(f"{orphans} chunks without a document")
-            for doc_id, text in q("SELECT id, text FROM documents"):
-                for cid, start, end, ctext in q(
-                    'SELECT id, start, "end", text FROM chunks WHERE doc_id = ?', (doc_id,)
-                ):
-                    if text[start:end] != ctext:
-                        problems.append(f"{doc_id}: chunk {cid} does not match its offsets")
+                # FTS5 checks itself through an INSERT, which a read-only store refuses
+                if not str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_READONLY"):
+                    problems.append(f"fts5: {exc}")
+            try:
+                problems.extend(self._invariant_problems())
+            except sqlite3.DatabaseError as exc:
+                problems.append(f"sqlite: {exc}")
         return problems
+
+    def _invariant_problems(self) -> list[str]:
+        problems: list[str] = []
+        q = self._db.execute
+        for doc_id, expected, actual in q(
+            "SELECT d.id, d.chunk_count, (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)"
+            " FROM documents d"
+        ):
+            if expected != actual:
+                problems.append(f"{doc_id}: {actual} chunks stored, {expected} recorded")
+        orphans = q(
+            "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)"
+        ).fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} chunks without a document")
+        for doc_id, text in q("SELECT id, text FROM documents"):
+            for cid, start, end, ctext in q(
+                'SELECT id, start, "end", text FROM chunks WHERE doc_id = ?', (doc_id,)
+            ):
+                if text[start:end] != ctext:
+                    problems.append(f"{doc_id}: chunk {cid} does not match its offsets")
+        return problems
+
+    def restore_history(self, versions: Iterable[tuple], traces: Iterable[tuple]) -> None:
+        """Write salvaged history rows (document versions, traces) back as they were."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO document_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           list(versions))
+            db.executemany(f"INSERT OR REPLACE INTO traces({_TRACE_COLUMNS}) "
+                           f"VALUES ({','.join('?' * 14)})", list(traces))
+
+    def repair_indexes(self) -> None:
+        """Mend what can be mended in place: rebuild every index and the FTS5 index from the
+        tables, and drop chunks and vectors whose document is gone. Table damage needs
+        `ragtune.store.repair.salvage` (a new file from the rows still readable)."""
+        with self._transaction() as db:
+            db.execute("REINDEX")
+            db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+            db.execute("DELETE FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)")
+            db.execute("DELETE FROM vectors WHERE chunk_rowid NOT IN (SELECT rowid FROM chunks)")
+            self._bump_generation(db)
 
 
 _DOC_COLUMNS = (
@@ -722,3 +807,49 @@ def _split_sql(script: str) -> list[str]:
     if "\n".join(current).strip():
         statements.append("\n".join(current).strip())
     return statements
+
+
+# What SQLite's result codes mean for the user: the cause, and what to do about it.
+_UNAVAILABLE = {
+    "SQLITE_FULL": ("disk full", "free space and run the command again"),
+    "SQLITE_READONLY": ("read-only", "the file or its folder cannot be written"),
+    "SQLITE_CANTOPEN": ("cannot open", "check that the folder exists and is writable"),
+    "SQLITE_CORRUPT": ("corrupt", "run `ragtune kb check --kb NAME --repair`"),
+    "SQLITE_NOTADB": ("corrupt", "run `ragtune kb check --kb NAME --repair`"),
+    "SQLITE_IOERR": ("I/O error", "check the disk"),
+}
+
+
+def store_error(path: Path, exc: sqlite3.Error, doing: str = "") -> StoreError:
+    """An SQLite error as one line that names the file, the cause and what to do. Errors that
+    concern the whole file (disk full, read-only, corrupt, I/O) are `StoreUnavailable`."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    base = next((k for k in _UNAVAILABLE if code == k or code.startswith(k + "_")), None)
+    if base is None and "readonly" in str(exc):
+        base = "SQLITE_READONLY"
+    detail = f" ({doing})" if doing else ""
+    if base is None:
+        return StoreError(f"{path}: {exc}{detail}")
+    reason, hint = _UNAVAILABLE[base]
+    if base == "SQLITE_CORRUPT" or base == "SQLITE_NOTADB":
+        hint = hint.replace("NAME", path.parent.name)
+    return StoreUnavailable(f"{path}: {reason}: {exc}{detail}; {hint}", reason)
+
+
+def _read_only_mount(folder: Path) -> bool:
+    """Whether `folder` lies on a file system mounted read-only (root ignores permissions,
+    not a read-only mount)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def store_os_error(path: Path, exc: OSError) -> StoreError:
+    """An operating-system error on the store's folder, in the same one-line form."""
+    import errno
+
+    reasons = {errno.ENOSPC: "disk full", errno.EROFS: "read-only", errno.EACCES: "read-only",
+               errno.EPERM: "read-only", errno.EDQUOT: "disk full"}
+    reason = reasons.get(exc.errno or 0, "I/O error")
+    return StoreUnavailable(f"{path}: {reason}: {exc.strerror or exc}", reason)
