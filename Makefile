@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval \
-	bench-tune bench-lab bench-serve bench-tenancy clean
+	bench-tune bench-lab bench-serve bench-tenancy bench-redteam bench-soak bench-extraction clean
 
 install: $(STAMP)
 
@@ -74,9 +74,23 @@ bench-lab: install
 bench-serve: install
 	$(PY) bench/serve.py --json bench/results/serve.json
 
+# The service for 10 minutes under 16 clients mixing search, ingest and ask: errors, latency
+# drift, server RSS, WAL size, and the store's integrity after (about 12 minutes; not in `make
+# test`).
+bench-soak: install
+	$(PY) bench/soak.py --json bench/results/soak.json
+
 # What the statistics policy costs: a tenant's search on SciFact (after bench-retrieval).
 bench-tenancy: install
 	$(PY) bench/tenancy.py --json bench/results/tenancy.json
+
+bench-redteam: install
+	$(PY) bench/redteam.py --json bench/results/redteam.json --cases bench/results/redteam_cases.jsonl
+
+# Text extraction against reference text: HTML main text (an assembled page set), PDF and DOCX
+# from several producers (Chromium and LibreOffice when installed; about 3 minutes on 2 cores).
+bench-extraction: install
+	$(PY) bench/extraction.py --json bench/results/extraction.json
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache .hypothesis .bench-home-banking77

@@ -65,6 +65,122 @@ def test_html_keeps_main_text_and_drops_boilerplate(tmp_path: Path) -> None:
         assert junk not in doc.text
 
 
+ARTICLE = [
+    ("h2", "Early years"),
+    ("p", "The Normans were the people who in the 10th and 11th centuries gave their name to "
+          "Normandy, a region in France. They were descended from Norse raiders and pirates from "
+          "Denmark, Iceland and Norway who, under their leader Rollo, agreed to swear fealty."),
+    ("p", "Through generations of assimilation and mixing with the native Frankish and "
+          "Roman-Gaulish populations, their descendants would gradually merge with the "
+          "Carolingian-based cultures of West Francia."),
+    ("h2", "Later developments"),
+    ("p", "The distinct cultural and ethnic identity of the Normans emerged initially in the "
+          "first half of the 10th century, and it continued to evolve over the succeeding "
+          "centuries, with a footnote<sup>[3]</sup> and some <b>bold</b> words."),
+]
+
+
+def blog_page(article: list[tuple[str, str]]) -> str:
+    """A WordPress-like page: menu, sidebar widgets, comments, cookie banner around the post."""
+    body = "".join(f"<{tag}>{text}</{tag}>" for tag, text in article)
+    widgets = "".join(f'<li><a href="/p{i}">Recent post number {i} about travel</a></li>'
+                      for i in range(12))
+    comments = "".join(
+        f'<li class="comment"><b class="fn">Reader {i}</b> says: <div class="comment-content">'
+        f"<p>I am still waiting on my card, it has been a week now {i}.</p></div>"
+        '<a class="comment-reply-link">Reply</a></li>' for i in range(6))
+    return (
+        '<!DOCTYPE html><html><head><title>The Normans – a notebook</title>'
+        '<script type="application/ld+json">{"headline": "Secret JSON-LD words"}</script></head>'
+        '<body><div class="cookie-banner"><p>We use cookies to improve your experience. '
+        "By clicking Accept all you agree to our use of cookies.</p></div>"
+        '<header><nav><a href="/">Home</a><a href="/about">About</a></nav></header>'
+        '<div id="content"><main><article class="post hentry">'
+        f'<h1 class="entry-title">The Normans</h1><div class="entry-content">{body}</div>'
+        f'</article><div id="comments"><h2>6 thoughts on this post</h2><ol>{comments}</ol>'
+        "</div></main><aside><h2>Recent Posts</h2><ul>" + widgets + "</ul></aside></div>"
+        "<footer><p>Copyright 2026 Example Media Group</p></footer></body></html>"
+    )
+
+
+def test_html_article_keeps_headings_and_drops_boilerplate(tmp_path: Path) -> None:
+    path = tmp_path / "post.html"
+    path.write_text(blog_page(ARTICLE), encoding="utf-8")
+    doc = load_one(path)
+    assert doc.title == "The Normans – a notebook"
+    lines = doc.text.split("\n")
+    assert "## Early years" in lines and "## Later developments" in lines
+    assert lines.index("## Early years") < lines.index("## Later developments")
+    for _, text in ARTICLE:
+        plain = text.replace("<sup>[3]</sup>", "[3]").replace("<b>", "").replace("</b>", "")
+        assert plain in doc.text
+    for junk in ("cookies", "Recent post", "waiting on my card", "Reply", "Copyright",
+                 "Secret JSON-LD", "Home", "<sup>", "**", "\\["):
+        assert junk not in doc.text, junk
+
+
+def test_html_chunks_follow_the_extracted_headings(tmp_path: Path, counter) -> None:
+    from ragtune.config import ChunkingSettings
+    from ragtune.documents import chunk_document
+
+    path = tmp_path / "post.html"
+    path.write_text(blog_page(ARTICLE), encoding="utf-8")
+    chunks = chunk_document(load_one(path), 1, counter, ChunkingSettings(max_tokens=64,
+                                                                          overlap_tokens=0))
+    headings = {c.heading for c in chunks}
+    assert {"Early years", "Later developments"} <= {h.split(" > ")[-1] for h in headings}
+
+
+def test_html_tiny_page_falls_back_to_the_block_walker(tmp_path: Path) -> None:
+    path = tmp_path / "hours.html"
+    path.write_text("<html><body><nav>Home Shop</nav><p>Open 9 to 5.</p></body></html>",
+                    encoding="utf-8")
+    doc = load_one(path)
+    assert doc.text == "Open 9 to 5."
+    assert doc.title == "hours"
+
+
+def test_html_page_that_is_one_list_keeps_its_items(tmp_path: Path) -> None:
+    path = tmp_path / "glossary.html"
+    items = "".join(f"<li>term {i}: its meaning</li>" for i in range(40))
+    path.write_text(f"<html><body><h1>Glossary</h1><ul>{items}</ul></body></html>",
+                    encoding="utf-8")
+    doc = load_one(path)
+    assert all(f"term {i}: its meaning" in doc.text for i in range(40))
+
+
+def test_html_deep_nesting_and_huge_pages_are_bounded(tmp_path: Path) -> None:
+    """10,000 nested elements (deeper than libxml2's HTML parser keeps) and a 5 MB page load in
+    a child process capped at 1.5 GiB of address space and 120 s: text, no exception."""
+    import subprocess
+    import sys
+
+    deep = tmp_path / "deep.html"
+    deep.write_text("<html><body>" + "<div>" * 10_000 + "<p>deep text here</p>"
+                    + "</div>" * 10_000 + "</body></html>", encoding="utf-8")
+    huge = tmp_path / "huge.html"
+    row = "<div><span>cell</span> <a href='/x'>link</a></div>\n"
+    huge.write_text("<html><body><main>" + "<p>" + "word " * 200 + "</p>" + row * 100_000
+                    + "</main></body></html>", encoding="utf-8")
+    assert huge.stat().st_size > 5_000_000
+    script = (
+        "import resource, sys; from pathlib import Path\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))\n"
+        "from ragtune.config import IngestSettings\n"
+        "from ragtune.documents import load_path\n"
+        "for name in sys.argv[1:]:\n"
+        "    r = load_path(Path(name), IngestSettings(max_file_bytes=50 << 20))\n"
+        "    print(name, len(r.documents), [f.error for f in r.failures],\n"
+        "          r.documents[0].text[:40] if r.documents else '')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(deep), str(huge)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.splitlines()
+    assert out[0].endswith("1 [] deep text here"), out[0]
+    assert " 1 [] " in out[1], out[1]
+
+
 def test_pdf_text_per_page_with_page_spans(tmp_path: Path) -> None:
     path = tmp_path / "two.pdf"
     path.write_bytes(make_pdf(["First page words.", "Second page words."]))
@@ -73,6 +189,13 @@ def test_pdf_text_per_page_with_page_spans(tmp_path: Path) -> None:
     assert doc.text[doc.pages[0].start : doc.pages[0].end] == "First page words."
     assert doc.text[doc.pages[1].start : doc.pages[1].end] == "Second page words."
     assert doc.page_at(doc.text.index("Second")) == 2
+
+
+def test_pdf_ligatures_are_spelled_out(tmp_path: Path) -> None:
+    path = tmp_path / "lig.pdf"
+    # \\256 is the /fi glyph in Helvetica's standard encoding; pypdf reads it as U+FB01.
+    path.write_bytes(make_pdf(["The QQQQrst ofQQQQce."]).replace(b"QQQQ", b"\\256"))
+    assert load_one(path).text == "The first office."
 
 
 def test_docx_paragraphs_and_headings(tmp_path: Path) -> None:
