@@ -34,7 +34,7 @@ from ragtune.documents import (
 )
 from ragtune.documents.chunking import TokenCounter
 from ragtune.documents.injection import RULES_VERSION, instruction_flags
-from ragtune.documents.loaders import normalized_source, relabel
+from ragtune.documents.loaders import escapes_root, normalized_source, relabel
 from ragtune.documents.terms import term_frequencies
 from ragtune.errors import ConfigError, InputError, StoreError, StoreUnavailable
 from ragtune.models.embedders import Embedder, get_embedder
@@ -262,9 +262,17 @@ class KnowledgeBase:
 
         for root in paths:
             for file in iter_source_files(Path(root), include, exclude):
-                result = load_path(file, self.settings.ingest, group_tuple)
-                result = relabel(result, source_name(file) if source_name is not None
-                                 else root_relative_name(Path(root), file))
+                name = (source_name(file) if source_name is not None
+                        else root_relative_name(Path(root), file))
+                if escapes_root(Path(root), file):
+                    failed_sources.add(name)
+                    report.failed.append(LoadFailure(
+                        name, "a link to a file outside the ingest root: not followed"))
+                    total += 1
+                    notify(0, total)
+                    notify(1, None)
+                    continue
+                result = relabel(load_path(file, self.settings.ingest, group_tuple), name)
                 if result.failures:
                     failed_sources.add(result.source)
                     report.failed.extend(result.failures)
@@ -522,9 +530,12 @@ class KnowledgeBase:
 
 def root_relative_name(root: Path, file: Path) -> str:
     """How a file ingested from `root` is named: its path under the root, prefixed by the
-    root's own name (`handbook/hr/leave.md`); a root that is a file is named by itself."""
-    root = root.expanduser().resolve()
-    file = file.expanduser().resolve()
-    if file == root:
-        return root.name
-    return f"{root.name}/{file.relative_to(root).as_posix()}"
+    root's own name (`handbook/hr/leave.md`); a root that is a file is named by itself. A link
+    inside the root is named by where it is, not where it leads; bytes of a file name that are
+    not UTF-8 become U+FFFD (the name must be text: JSON, the store)."""
+    import os
+
+    base = Path(os.path.normpath(root.expanduser().absolute()))
+    here = Path(os.path.normpath(file.expanduser().absolute()))
+    name = base.name if here == base else f"{base.name}/{here.relative_to(base).as_posix()}"
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import logging
+import os
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -23,6 +25,8 @@ from typing import Any
 from ragtune.config import IngestSettings
 from ragtune.documents.records import Document, Page
 from ragtune.errors import InputError
+
+log = logging.getLogger("ragtune.ingest")
 
 SUPPORTED_SUFFIXES = (
     ".md", ".markdown", ".txt", ".text", ".html", ".htm", ".pdf", ".docx", ".jsonl",
@@ -73,26 +77,42 @@ def relabel(result: LoadResult, source: str) -> LoadResult:
 def iter_source_files(
     root: Path, include: Iterable[str] = (), exclude: Iterable[str] = ()
 ) -> Iterator[Path]:
-    """Files under `root` (or `root` itself) with a supported suffix, in sorted order.
+    """Regular files under `root` (or `root` itself) with a supported suffix, in sorted order.
 
-    `include`/`exclude` are glob patterns matched against the path relative to `root`.
+    `include`/`exclude` are glob patterns matched against the path relative to `root`. Links to
+    folders are not followed (no loops, no trees outside the root); a link to a file is
+    yielded, and `escapes_root` tells whether it leads out of the root. Pipes, sockets and
+    devices are never yielded: reading one could block forever.
     """
     include, exclude = tuple(include), tuple(exclude)
     if root.is_file():
         yield root
         return
-    for path in sorted(root.rglob("*")):
-        if not path.is_file():
-            continue
-        rel = path.relative_to(root).as_posix()
-        if any(_glob(rel, pat) for pat in exclude):
-            continue
-        if include:
-            if not any(_glob(rel, pat) for pat in include):
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_file():  # a pipe, a dangling link, a link to a folder
                 continue
-        elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            continue
-        yield path
+            rel = path.relative_to(root).as_posix()
+            if any(_glob(rel, pat) for pat in exclude):
+                continue
+            if include:
+                if not any(_glob(rel, pat) for pat in include):
+                    continue
+            elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                continue
+            found.append(path)
+    yield from sorted(found)
+
+
+def escapes_root(root: Path, file: Path) -> bool:
+    """Whether `file`, links resolved, lies outside `root` (a link out of the ingest root)."""
+    real_root = root.expanduser().resolve()
+    if root.is_file():
+        return False
+    return not file.resolve().is_relative_to(real_root)
 
 
 def _glob(rel: str, pattern: str) -> bool:
@@ -143,6 +163,10 @@ def load_path(
         result.failures.append(LoadFailure(source, str(exc)))
     except OSError as exc:
         result.failures.append(LoadFailure(source, f"cannot read: {exc.strerror or exc}"))
+    except (Exception, RecursionError) as exc:  # a parser's own failure: one file, not the batch
+        log.warning("loading %s failed", source, exc_info=True)
+        result.failures.append(LoadFailure(source, f"cannot read ({type(exc).__name__}: "
+                                                   f"{str(exc)[:200]})"))
     return result
 
 
@@ -193,8 +217,19 @@ def _load_markdown(
     return "md", match.group(1) if match else "", text, ()
 
 
+# Characters that are never content: C0 controls but tab and newline (NUL among them), DEL, and
+# the bidirectional embeddings, overrides and isolates that make text display in another order
+# than it reads ("Trojan Source"): a model and a reader must see the same text.
+_NOT_CONTENT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(text: str) -> str:
+    """Newlines as `\\n`, and no control or bidi-override characters (`_NOT_CONTENT`)."""
+    return _NOT_CONTENT.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 def _normalize_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return clean_text(text)
 
 
 # --- HTML ----------------------------------------------------------------------------------------
@@ -220,6 +255,9 @@ _WORD = re.compile(r"\w+")
 # page of 300,000 elements). Past this many elements the page is walked by lxml instead (about a
 # second for that page).
 _MAX_EXTRACTOR_ELEMENTS = 100_000
+# A start tag longer than this is an attack, not markup: HTML parsers check attributes for
+# duplicates pairwise (100,000 attributes took 76 s), so it keeps its name and loses them.
+_MONSTROUS_TAG = re.compile(r"<([A-Za-z][A-Za-z0-9-]{0,30})\s[^<>]{16384,}>")
 
 
 def _load_html(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tuple[Page, ...]]:
@@ -228,7 +266,7 @@ def _load_html(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tu
     On the assembled page set of `bench/extraction.py` trafilatura 2.3 scored 0.94 bag-of-words
     F1 where the block walker alone scored 0.72 (BENCHMARKS.md, "Document extraction").
     """
-    text = decode_text(data)
+    text = _MONSTROUS_TAG.sub(r"<\1>", decode_text(data))
     title, body = _trafilatura_main_text(text)
     if len(_WORD.findall(body)) < _MIN_EXTRACTED_WORDS:
         walked_title, walked = _walk_html(text)
@@ -237,7 +275,7 @@ def _load_html(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tu
             body = walked
     if not title:
         title = next((b.lstrip("# ") for b in body.split("\n") if b.startswith("#")), "")
-    return "html", title, body, ()
+    return "html", clean_text(title), clean_text(body), ()
 
 
 def _trafilatura_main_text(text: str) -> tuple[str, str]:
@@ -368,7 +406,8 @@ def _load_pdf(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tup
             meta_title = str(reader.metadata.title)
     except InputError:
         raise
-    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
+            IndexError, RecursionError, ZeroDivisionError, OverflowError) as exc:
         raise InputError(f"corrupt PDF ({type(exc).__name__}: {exc})") from exc
     text = "\n\n".join(parts)
     if not text.strip():
@@ -424,7 +463,7 @@ def _load_docx(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tu
     title = document.core_properties.title or ""
     if not title:
         title = next((b.lstrip("# ") for b in blocks if b.startswith("#")), "")
-    return "docx", title, "\n\n".join(blocks), ()
+    return "docx", clean_text(title), clean_text("\n\n".join(blocks)), ()
 
 
 def _heading_level(style: str) -> int:
@@ -449,6 +488,9 @@ def _load_jsonl(
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             result.failures.append(LoadFailure(where, f"invalid JSON ({exc.msg})"))
+            continue
+        except RecursionError:
+            result.failures.append(LoadFailure(where, "invalid JSON (nested too deep)"))
             continue
         if not isinstance(row, dict):
             result.failures.append(LoadFailure(where, "expected a JSON object"))
