@@ -15,7 +15,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval \
-	bench-tune bench-lab bench-serve bench-tenancy bench-redteam bench-soak bench-extraction clean
+	bench-tune bench-lab bench-serve bench-tenancy bench-redteam bench-soak bench-extraction \
+	bench-hostile clean
 
 install: $(STAMP)
 
@@ -86,6 +87,10 @@ bench-tenancy: install
 
 bench-redteam: install
 	$(PY) bench/redteam.py --json bench/results/redteam.json --cases bench/results/redteam_cases.jsonl
+
+# Each file of the hostile corpus (tests/hostile.py) read alone: seconds and peak RSS (~2 min).
+bench-hostile: install
+	$(PY) bench/hostile.py --json bench/results/hostile.json
 
 # Text extraction against reference text: HTML main text (an assembled page set), PDF and DOCX
 # from several producers (Chromium and LibreOffice when installed; about 3 minutes on 2 cores).
