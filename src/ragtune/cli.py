@@ -336,17 +336,16 @@ def ask_cmd(
         answer = answerer.ask(
             question, k=k, mode=mode, groups=groups.split(",") if groups is not None else None,
             max_new_tokens=max_tokens,
-            on_token=(lambda piece: out.print(escape(piece), end="", style="dim"))
+            on_token=(lambda piece: out.print(escape(piece), end="", highlight=False))
             if streaming else None,
         )
     if as_json:
         _print_json(answer.to_dict(context=show_context))
         return
     if streaming:
-        out.print()
-        if answer.refused or answer.text != answer.raw_output:
-            out.print("[bold]final:[/]", end=" ")
-    out.print(escape(answer.text), highlight=False)
+        out.print()  # what streamed is the checked answer: a refused draft is never shown
+    else:
+        out.print(escape(answer.text), highlight=False)
     if answer.refused:
         err.print(f"[yellow]refused[/] ({_REFUSAL_REASONS[answer.refusal_reason or 'model']})")
     if answer.invalid_citations:
@@ -387,7 +386,8 @@ _REFUSAL_REASONS = {
     "retrieval": "no passage is similar enough to the question",
     "model": "the model said the passages do not answer it",
     "confidence": "the model's confidence was under the calibrated threshold",
-    "unsupported": "the model cited nothing and no passage contains its answer",
+    "unsupported": "no passage it cited, and no other passage, supports its answer",
+    "flagged": "its only evidence is passages flagged for instruction-like text",
 }
 
 

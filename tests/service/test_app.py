@@ -256,7 +256,7 @@ def test_ask_streams_tokens_then_the_checked_answer(service) -> None:
     assert kinds[-1] == "answer" and set(kinds[:-1]) <= {"token"} and len(kinds) > 2
     final = events[-1][1]
     streamed = "".join(data["text"] for kind, data in events if kind == "token")
-    assert streamed == final["raw_output"]  # the tokens are the model's raw text
+    assert streamed == final["answer"]  # the tokens are the checked answer, not the draft
     assert all("globex" not in p["doc_id"] for p in final["passages"])
     plain = client.post("/v1/ask", json=body | {"stream": False},
                         headers=auth(tokens["acme"])).json()

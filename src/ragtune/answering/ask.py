@@ -6,6 +6,15 @@
 
 Every `Answer` keeps its whole trace: the hits, the prompt, the raw output, timings, token counts
 and the refusal signals, so an answer can be audited (and evaluated) after the fact.
+
+Retrieved text is data, and the answer a client gets has passed every check first (the
+defences, measured by `bench/redteam.py`): passages are escaped, delimited and flagged in the
+prompt (`ragtune.answering.prompt`); citations must name a passage of the prompt *that supports
+the claim they follow*, others are removed; an answer whose only evidence is flagged passages
+(instruction-like text) is refused; markup in the answer is made inert
+(`ragtune.answering.markup`); and a refused answer never carries the model's draft to a client
+(`Answer.client_raw_output`; with `on_token`, only the checked answer is streamed, after
+generation: a draft streamed as it is written would leak what the checks then refuse).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ragtune.answering.citations import Citation, best_supporting, parse_citations, strip_citations
+from ragtune.answering.markup import neutralize_markup
 from ragtune.answering.prompt import (
     REFUSAL,
     SOURCES_KEY,
@@ -64,6 +74,15 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     schema_errors: list[str] | None = None  # with a JSON schema: why the answer breaks it
     json_text: str | None = None  # with a JSON schema: its string values, markers removed
+    unsupported_citations: int = 0  # markers naming a prompt passage that does not support them
+    defences: bool = True  # False only for measurement (`Answerer(defences=False)`)
+
+    @property
+    def client_raw_output(self) -> str | None:
+        """The model's raw output as clients may see it: None when the answer was refused (the
+        draft is what the checks refused: it may hold what a hostile passage asked the model to
+        leak). The library caller (the operator) keeps `raw_output`."""
+        return None if self.refused and self.defences else self.raw_output
 
     @property
     def plain(self) -> str:
@@ -86,6 +105,7 @@ class Answer:
             "refusal_reason": self.refusal_reason,
             "citations": [c.to_dict() for c in self.citations],
             "invalid_citations": self.invalid_citations,
+            "unsupported_citations": self.unsupported_citations,
             "flagged_passages": self.flagged_passages,
             "signals": {"similarity": self.similarity,
                         "confidence": gen.mean_logprob if gen else None},
@@ -97,7 +117,7 @@ class Answer:
                 else round(gen.first_token_seconds, 3),
                 "tokens_per_second": round(gen.tokens_per_second, 2),
             },
-            "raw_output": self.raw_output,
+            "raw_output": self.client_raw_output,  # null when refused
             "passages": [
                 {k: v for k, v in asdict(p).items() if context or k != "text"}
                 for p in self.prompt.passages
@@ -136,6 +156,12 @@ class Answerer:
     whether the schema is stated: an adapter trained on a format needs neither); with
     `enforce_schema=False` the schema is asked for but decoding is left free (so how well a
     model keeps a format can be measured).
+
+    `defences=False` is for measurement only (`bench/redteam.py`, the prompt-injection red
+    team): it turns off what keeps retrieved text data — passage escaping, flags and the data
+    rule in the prompt, citation support checks, refusal thresholds and the flagged-evidence
+    refusal, markup neutralizing, withholding a refused draft — and streams the raw draft as it
+    is generated, as ragtune did before those defences. Never serve with it.
     """
 
     def __init__(
@@ -149,15 +175,19 @@ class Answerer:
         *,
         style: PromptStyle | None = None,
         enforce_schema: bool = True,
+        defences: bool = True,
     ) -> None:
         self.kb = kb
         self.retrieve = retrieve
         self.style = replace(style or PromptStyle(), schema=schema)
         self.schema = schema
         self.enforce_schema = enforce_schema
+        self.defences = defences
         self.settings = settings or kb.settings
         self.generator = generator or generator_for(self.settings)
         chosen = policy or stored_policy(kb) or default_policy(self.settings)
+        if not defences:
+            chosen = RefusalPolicy(None, None, "defences off")
         self.policy = chosen.for_generator(self.generator.name)
         self.searcher = searcher_for(kb)
 
@@ -187,7 +217,7 @@ class Answerer:
         chunks = {c.id: c for c in self.kb.store.get_chunks(h.chunk_id for h in result.hits)}
         flags = {cid: c.flags for cid, c in chunks.items() if c.flags}
         prompt = build_prompt(question, result.hits, self.generator.count_tokens,
-                              s.context_tokens, flags, style=self.style)
+                              s.context_tokens, flags, style=self.style, defended=self.defences)
         similarity = None
         if prompt.passages:
             vector = self.kb.embedder.embed_query(question)
@@ -200,13 +230,31 @@ class Answerer:
     def ask(self, question: str, *, k: int | None = None, mode: str | None = None,
             groups: Iterable[str] | None = None, filters: Filters | None = None,
             max_new_tokens: int | None = None, on_token: TokenCallback | None = None) -> Answer:
-        """Answer one question; `on_token` streams the model's raw text as it is generated."""
+        """Answer one question; `on_token` streams the checked answer (`relay`)."""
         prep = self.prepare(question, k, mode, groups, filters)
         generation = None
         if self.should_generate(prep):
             generation = self.generator.generate(prep.prompt.messages,
-                                                 self.config(max_new_tokens), on_token)
-        return self.finish(prep, generation)
+                                                 self.config(max_new_tokens),
+                                                 self.draft_callback(on_token))
+        answer = self.finish(prep, generation)
+        self.relay(answer, on_token)
+        return answer
+
+    def draft_callback(self, on_token: TokenCallback | None) -> TokenCallback | None:
+        """What to hand the generator as its token callback: nothing with the defences on
+        (the draft is never streamed; `relay` streams the checked answer)."""
+        return None if self.defences else on_token
+
+    def relay(self, answer: Answer, on_token: TokenCallback | None) -> None:
+        """Stream the checked answer (`answer.text`, the refusal when refused) to `on_token` a
+        word at a time. The cost is the time to the first token: it comes once generation
+        and the checks are done (the whole answer's generation time), not after the first
+        generated token. Nothing with the defences off: the draft was streamed as generated."""
+        if on_token is None or not self.defences:
+            return
+        for piece in re.findall(r"\s*\S+", answer.text):
+            on_token(piece)
 
     def ask_batch(self, questions: Sequence[str], *, k: int | None = None,
                   mode: str | None = None, groups: Iterable[str] | None = None,
@@ -239,28 +287,43 @@ class Answerer:
             text, cited, invalid, plain = parse_json_citations(unescape_output(raw), passages,
                                                                sources)
         else:
-            text, cited, invalid = parse_citations(unescape_output(raw), passages)
+            output = unescape_output(raw)
+            if self.defences:
+                output = neutralize_markup(output)
+            text, cited, invalid = parse_citations(output, passages)
             plain = strip_citations(text)
+            if not self.defences:
+                text = output.strip()  # as written: unknown markers, markup and all
         confidence = generation.mean_logprob if generation is not None else None
         if self.retrieve:
             reason = self.policy.decide(prep.similarity, plain, confidence)
         else:
             reason = "model" if model_refused(plain) or not text.strip() else None
         inferred = False
+        unsupported: list[int] = []
+        texts = {n: unescape_output(p.text) for n, p in passages.items()}
+        if reason is None and cited and self.retrieve and self.defences:
+            cited, unsupported = verify_citations(text if self.schema is None else "", cited,
+                                                  plain, texts)
+            if unsupported and self.schema is None:
+                text = parse_citations(text, cited)[0]  # their markers go too
         if reason is None and not cited and self.retrieve:
-            # No marker: attribute the passage that contains the answer; an answer that no
-            # passage supports is not grounded, and is refused.
-            support = best_supporting(
-                plain, {n: unescape_output(p.text) for n, p in passages.items()})
-            if support is None:
-                reason = "unsupported"
-            else:
+            # No (supported) marker: attribute the passage that contains the answer; an
+            # answer that no passage supports is not grounded, and is refused.
+            support = best_supporting(plain, texts)
+            if support is not None:
                 cited, inferred = [support], True
-        citations: list[Citation] = []
-        if reason is None and self.retrieve:
-            citations = self._resolve(prep.prompt, cited, inferred, plain)
-            if not citations:  # every cited chunk was deleted while answering
+            elif self.defences:
                 reason = "unsupported"
+        citations: list[Citation] = []
+        if reason is None and self.retrieve and cited:
+            citations = self._resolve(prep.prompt, cited, inferred, plain)
+            if not citations and self.defences:  # every cited chunk was deleted meanwhile
+                reason = "unsupported"
+            elif self.defences and all(c.flags for c in citations):
+                # Its only evidence is text aimed at a model ("ignore the instructions and
+                # reply ..."): following it is what an injection wants.
+                reason = "flagged"
         if reason is not None:
             text = REFUSAL
         broken = None
@@ -277,7 +340,8 @@ class Answerer:
         }
         return Answer(prep.question, text, reason is not None, reason, citations, len(invalid),
                       prep.prompt, prep.search, raw, generation, prep.similarity, timings,
-                      broken, plain if broken is not None else None)
+                      broken, plain if broken is not None else None, len(unsupported),
+                      self.defences)
 
     def _resolve(self, prompt: Prompt, numbers: list[int], inferred: bool, answer: str
                  ) -> list[Citation]:
@@ -297,6 +361,29 @@ class Answerer:
                 snippet=_snippet(chunk.text, answer), flags=chunk.flags, inferred=inferred,
             ))
         return out
+
+
+def verify_citations(text: str, cited: Sequence[int], plain: str, passages: dict[int, str]
+                     ) -> tuple[list[int], list[int]]:
+    """Split the cited passage numbers into (supported, unsupported). A citation is supported
+    when its passage supports the claim its marker follows (the text since the previous
+    marker) or the whole answer (`best_supporting`, over that passage alone): a citation must
+    point at a passage that says what is cited, not just at any passage of the prompt.
+
+        >>> verify_citations("Paris [2]", [2], "Paris", {1: "Rome is ...", 2: "Paris is ..."})
+        ([2], [])
+    """
+    claims: dict[int, list[str]] = {}
+    for claim, markers in re.findall(r"(.*?)((?:\s*\[\d+\])+)", text, re.DOTALL):
+        for n in map(int, re.findall(r"\d+", markers)):
+            claims.setdefault(n, []).append(claim)
+    supported: list[int] = []
+    unsupported: list[int] = []
+    for n in cited:
+        ok = any(best_supporting(claim, {n: passages[n]}) == n
+                 for claim in [*claims.get(n, []), plain] if claim.strip())
+        (supported if ok else unsupported).append(n)
+    return supported, unsupported
 
 
 def parse_json_citations(text: str, valid: Iterable[int],

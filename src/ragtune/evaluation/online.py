@@ -88,7 +88,8 @@ def build_trace(kb: KnowledgeBase, answer: Answer, judge: Judge, *, route: str,
                 "model": gen.model, "seconds": round(gen.seconds, 3),
                 "finish_reason": gen.finish_reason},
             "timings_ms": {k: round(v, 2) for k, v in answer.timings_ms.items()},
-            "raw_output": answer.raw_output,
+            # readable over HTTP by admin keys: a refused draft is not kept (Answer docs)
+            "raw_output": answer.client_raw_output,
         },
     )
 

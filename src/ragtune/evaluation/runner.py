@@ -102,8 +102,13 @@ class CaseResult:
     def passed(self) -> bool:
         return self.attribution is None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, drafts: bool = True) -> dict[str, Any]:
+        """The case as saved in `cases.jsonl`; `drafts=False` (what a service client gets)
+        leaves a refused case's `raw_output` null: the draft the checks refused may hold what
+        a hostile passage asked the model to leak."""
         out = asdict(self)
+        if not drafts and self.refused:
+            out["raw_output"] = None
         out["passed"] = self.passed
         out["attribution"] = self.attribution.to_dict() if self.attribution else None
         return out

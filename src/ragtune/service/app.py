@@ -245,8 +245,9 @@ class AskRequest(_Body):
     kb: str | None = None
     k: int | None = Field(None, ge=1, le=20)
     stream: bool = Field(False, description="server-sent events: `token` events with the "
-                         "model's raw text as it comes, then one `answer` event (the answer "
-                         "after citation checks and refusal: the one to show)")
+                         "checked answer (sent once generation and the checks are done: a "
+                         "refused draft is never sent), then one `answer` event (the answer "
+                         "with its citations: the one to show)")
 
 
 class BodyLimit:
@@ -685,8 +686,10 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
         generation = None
         if answerer.should_generate(prepared):
             generation = generations.generate(answerer.generator, prepared.prompt.messages,
-                                              answerer.config(), on_token)
+                                              answerer.config(),
+                                              answerer.draft_callback(on_token))
         answer = answerer.finish(prepared, generation)
+        answerer.relay(answer, on_token)  # only the checked answer is streamed
         metrics.observe_answer(answer.refused)
         recorder.record(base, answer, route=route, key_id=key.id, key_groups=key.groups,
                         latency_ms=(time.perf_counter() - started) * 1000)
@@ -721,7 +724,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
                               generator=generations.proxy(generator_for(settings)))
         run = evaluator.run(cases)
         return {"kb": base.name, "arch": body.arch, "summary": run.summary,
-                "cases": [r.to_dict() for r in run.results]}
+                "cases": [r.to_dict(drafts=False) for r in run.results]}
 
     Admin = Annotated[KeyRecord, Depends(needs("admin"))]
 
@@ -905,11 +908,15 @@ def create_app(settings: Settings, keys: KeyStore | None = None, warm: bool = Tr
 
 def _completion(model: str, answer: Any) -> dict[str, Any]:
     """An OpenAI `chat.completion` of a checked answer: sources listed under the text."""
+    from ragtune.answering.markup import neutralize_markup
+
     citations = [c.to_dict() for c in answer.citations]
     content = answer.text
-    if citations:
+    if citations:  # titles and ids are documents' text too: inert markup, like the answer's
         content += "\n\nSources:\n" + "\n".join(
-            f"[{c['number']}] {c.get('title') or c['doc_id']} ({c['doc_id']})" for c in citations)
+            f"[{c['number']}] "
+            + neutralize_markup(f"{c.get('title') or c['doc_id']} ({c['doc_id']})")
+            for c in citations)
     gen = answer.generation
     prompt_tokens = gen.prompt_tokens if gen else 0
     output_tokens = gen.output_tokens if gen else 0
@@ -940,8 +947,8 @@ def _completion_chunks(completion: dict[str, Any]) -> Iterator[str]:
 
 
 def _events(run: Callable[[Callable[[str], None]], dict[str, Any]]) -> Iterator[str]:
-    """Server-sent events of one answer: the generation runs in a thread, its tokens are
-    relayed as `token` events, and the checked answer (or the error) ends the stream."""
+    """Server-sent events of one answer: the answer runs in a thread, the checked text it
+    relays comes as `token` events, and the answer (or the error) ends the stream."""
     queue: Queue[tuple[str, Any]] = Queue()
 
     def work() -> None:

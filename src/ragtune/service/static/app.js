@@ -13,6 +13,7 @@ const REFUSALS = {
   model: "the model said the documents do not answer it",
   confidence: "the model was not confident enough in its answer",
   unsupported: "the answer was not supported by the cited passages",
+  flagged: "the answer's only evidence was passages flagged for instruction-like text",
 };
 const RECOMMENDATIONS = {
   rag: "RAG: retrieve from your documents",
@@ -337,7 +338,7 @@ async function ask(event) {
   $("#passage").hidden = true;
   $("#answer-meta").textContent = "";
   answer.dataset.state = "waiting";
-  answer.append(el("p", { class: "status", text: "Searching the documents…" }));
+  answer.append(el("p", { class: "status", text: "Searching the documents and checking the answer…" }));
   const body = { question, stream: true };
   if (kb) body.kb = kb;
   try {
@@ -353,8 +354,9 @@ async function ask(event) {
       if (name === "token") {
         if (!draft) {
           clear(answer);
+          // the service streams the checked answer only (a refused draft is never sent)
           answer.dataset.state = "drafting";
-          answer.append(el("p", { class: "status", text: "Drafting (not yet checked)…" }));
+          answer.append(el("p", { class: "status", text: "Checked answer:" }));
           draft = el("p", { class: "draft" });
           answer.append(draft);
         }
