@@ -229,7 +229,8 @@ def kb_check(
         if not report.problems:
             err.print(f"{escape(report.path)}: ok, {report.documents} documents")
         elif not repair:
-            err.print(f"{len(report.problems)} problems; run `ragtune kb check --kb "
+            count = len(report.problems)
+            err.print(f"{count} problem{'s' if count > 1 else ''}; run `ragtune kb check --kb "
                       f"{escape(base.name)} --repair` to mend them")
         else:
             lost = sum(report.lost.values())

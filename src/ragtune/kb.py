@@ -433,7 +433,11 @@ class KnowledgeBase:
         aside = set_aside(path)
         report.action, report.set_aside = "rebuilt", str(aside)
         rows = salvage(aside)
-        report.lost, report.unreadable = dict(rows.lost), list(rows.unreadable)
+        # chunks and vectors are derived (rebuilt below from the documents): only lost rows of
+        # what cannot be derived are reported
+        derived = ("chunks", "vectors")
+        report.lost = {t: n for t, n in rows.lost.items() if t not in derived}
+        report.unreadable = [t for t in rows.unreadable if t not in derived]
         wanted = self.provenance()
         for key in ("embedder", "embedding_dim", "tokenizer", "chunk_max_tokens",
                     "chunk_overlap_tokens"):
