@@ -32,6 +32,13 @@ from ragtune.config import ChunkingSettings, IngestSettings
 from ragtune.documents import chunk_document, iter_source_files, load_path, load_token_counter
 root = Path(sys.argv[1])
 counter = load_token_counter()
+
+
+def peak_rss_mb():  # this process's own (ru_maxrss would carry the parent's over fork+exec)
+    status = Path("/proc/self/status").read_text()
+    return int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmHWM:"))) >> 10
+
+
 for path in iter_source_files(root):
     print(json.dumps({{"start": path.relative_to(root).as_posix()}}), flush=True)
     started = time.perf_counter()
@@ -39,8 +46,7 @@ for path in iter_source_files(root):
     chunks = sum(len(chunk_document(d, 0, counter, ChunkingSettings()))
                  for d in result.documents)
     print(json.dumps({{"seconds": time.perf_counter() - started, "chunks": chunks,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10}}),
-          flush=True)
+                      "rss_mb": peak_rss_mb()}}), flush=True)
 """
 
 

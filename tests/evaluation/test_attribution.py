@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ragtune.evaluation.attribution import (
@@ -81,3 +83,12 @@ def test_summary_counts_every_cause_and_maps_remedies() -> None:
     assert {r["remedy"] for r in summary["remedies"]} == {"add refusal training",
                                                           "fix retrieval"}
     assert set(REMEDIES.values()) <= set(ADVICE)
+
+
+def test_a_draft_refused_as_unsupported_is_unfaithful_not_a_false_refusal() -> None:
+    refused = CaseEvidence(answerable=True, refused=True, correct=False, gold_rank=1,
+                           gold_in_prompt=True)
+    assert attribute(refused).cause == "false refusal"
+    unsupported = replace(refused, refusal_reason="unsupported")
+    assert attribute(unsupported).cause == "unfaithful"
+    assert attribute(unsupported).remedy == "fine-tune behaviour"

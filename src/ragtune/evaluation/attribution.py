@@ -11,6 +11,7 @@ The causes, in the order they are tested (the first that holds is the primary ca
 - retrieval miss: no gold passage in the top 50 retrieved → fix retrieval
 - ranking miss: a gold passage in the top 50, but none in the prompt → rerank
 - false refusal: a gold passage in the prompt, and the answer was refused → add refusal training
+  (but a draft refused as *unsupported* by the passages is unfaithful: the model answered)
 - unfaithful: the answer's claims are not supported by the context → fine-tune behaviour
 - context ignored: a gold passage in the prompt, the answer supported by the context but wrong
   → fine-tune behaviour
@@ -72,6 +73,7 @@ class CaseEvidence:
     split_answer: bool = False  # the answer is in a gold document only across a chunk boundary
     faithfulness: float | None = None
     schema_error: str | None = None  # the first JSON-schema violation, when there is one
+    refusal_reason: str | None = None  # why it was refused ("unsupported": the draft's claims)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,12 @@ def attribute(ev: CaseEvidence, min_faithfulness: float = 0.5) -> Attribution | 
         if not ev.gold_in_prompt:
             return cause("ranking miss", f"first gold passage at rank {ev.gold_rank}, "
                          "not in the prompt")
+        if ev.refused and ev.refusal_reason == "unsupported":
+            # the model did answer, unfaithfully; the support check refused the draft: the
+            # remedy is the model's behaviour, not refusal training
+            return cause("unfaithful", f"gold passage in the prompt (rank {ev.gold_rank}); "
+                         "the draft's claims are not supported by the passages, so it was "
+                         "refused (unsupported)")
         if ev.refused:
             return cause("false refusal", f"gold passage in the prompt (rank {ev.gold_rank}), "
                          "answer refused")

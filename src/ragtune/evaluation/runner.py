@@ -333,7 +333,8 @@ class Evaluator:
             answerable=case.answerable, refused=answer.refused, correct=correct,
             retrieves=retrieves, gold_rank=gold_rank, gold_in_prompt=in_prompt,
             split_answer=gold.split if gold is not None else False,
-            faithfulness=m["faithfulness"], schema_error=schema_error)
+            faithfulness=m["faithfulness"], schema_error=schema_error,
+            refusal_reason=answer.refusal_reason)
         gen = answer.generation
         return CaseResult(
             id=case.id, question=case.question, answers=list(case.answers), answer=answer.text,
