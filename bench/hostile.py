@@ -24,34 +24,7 @@ from common import log, machine, versions, write_json
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-PROBE = """
-import json, resource, sys, time
-from pathlib import Path
-resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
-from ragtune.config import ChunkingSettings, IngestSettings
-from ragtune.documents import chunk_document, iter_source_files, load_path, load_token_counter
-root = Path(sys.argv[1])
-counter = load_token_counter()
-
-
-def peak_rss_mb():  # this process's own (ru_maxrss would carry the parent's over fork+exec)
-    status = Path("/proc/self/status").read_text()
-    return int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmHWM:"))) >> 10
-
-
-for path in iter_source_files(root):
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        result = load_path(path, IngestSettings())
-        chunks = sum(len(chunk_document(d, 0, counter, ChunkingSettings()))
-                     for d in result.documents)
-        times.append(time.perf_counter() - started)
-    print(json.dumps({"file": path.relative_to(root).as_posix(), "seconds": min(times),
-                      "peak_rss_mb": peak_rss_mb(),
-                      "documents": len(result.documents), "chunks": chunks,
-                      "failures": [f.error[:90] for f in result.failures]}), flush=True)
-"""
+PROBE = ROOT / "tests" / "hostile_probe.py"
 
 
 def main() -> None:
@@ -65,11 +38,12 @@ def main() -> None:
         cases = build(Path(tmp) / "hostile", Path(tmp) / "outside")
         built = time.perf_counter() - started
         log(f"built {len(cases)} cases in {built:.1f} s; reading each alone")
-        proc = subprocess.run([sys.executable, "-c", PROBE, str(Path(tmp) / "hostile")],
+        proc = subprocess.run([sys.executable, str(PROBE), str(Path(tmp) / "hostile"),
+                               "--repeat", "3"],
                               capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    rows = [row for row in map(json.loads, proc.stdout.splitlines()) if "file" in row]
     for row in sorted(rows, key=lambda r: -r["seconds"]):
         outcome = (f"{row['documents']} doc, {row['chunks']} chunks" if row["documents"]
                    else (row["failures"] or ["-"])[0])

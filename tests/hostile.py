@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers import make_docx, make_pdf, make_zip_bomb
+from helpers import make_docx, make_pdf, make_zip_bomb, pdf_from_objects
 
 SECRET = "TOP-SECRET-OUTSIDE-THE-ROOT"
 
@@ -31,22 +31,6 @@ class Case:
     reason: str = ""  # for "fails" (and a "loads" with a bad row): part of the one-line reason
     contains: tuple[str, ...] = ()  # for "loads": text the document must hold
     absent: tuple[str, ...] = field(default=(SECRET,))  # text no document may hold
-
-
-def pdf_from_objects(objects: list[bytes], root: int = 1) -> bytes:
-    """A PDF of `objects` (numbered from 1) with a correct xref table."""
-    out = io.BytesIO()
-    out.write(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    out.write(b"".join(b"%010d 00000 n \n" % off for off in offsets))
-    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, root, xref))
-    return out.getvalue()
 
 
 def _page(content: bytes, extra: bytes = b"") -> list[bytes]:
