@@ -470,8 +470,8 @@ class KnowledgeBase:
                 doc, chunks, np.stack([vectors[c.text_hash] for c in chunks]),
                 [term_frequencies(c.embedding_text) for c in chunks],
                 term_frequencies(f"{doc.title}\n{doc.text}"),
-                restore=(int(row["version"]), float(row["created_at"]),  # type: ignore[arg-type]
-                         float(row["updated_at"])))  # type: ignore[arg-type]
+                restore=(int(row["version"]), float(row["created_at"]),
+                         float(row["updated_at"])))
         if isinstance(store, SQLiteStore):
             store.restore_history(rows.versions, rows.traces)
 

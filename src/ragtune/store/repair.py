@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ragtune.errors import StoreError
 
@@ -39,7 +40,7 @@ class Salvaged:
     """What a damaged store still gave: rows by table, and how many were lost where."""
 
     meta: dict[str, str] = field(default_factory=dict)
-    documents: list[dict[str, object]] = field(default_factory=list)
+    documents: list[dict[str, Any]] = field(default_factory=list)
     versions: list[tuple] = field(default_factory=list)
     traces: list[tuple] = field(default_factory=list)
     vectors: dict[str, bytes] = field(default_factory=dict)  # chunk text hash -> vector
