@@ -74,11 +74,11 @@ def test_damaged_pages_one_line_error_then_repair_rebuilds_from_readable_rows(
     healthy = cli("kb", "check", "--kb", "d", "--json")
     assert healthy.exit_code == 0 and json.loads(healthy.stdout)["problems"] == []
 
-    # one leaf of the documents table, the chunks table's root and the FTS index's root
+    # one leaf of the documents table, the chunks table's root and the vectors table's root
     doc_leaves = pages_of(db_path, "documents", "leaf")
     assert len(doc_leaves) >= 4
     smash(db_path, [doc_leaves[len(doc_leaves) // 2], pages_of(db_path, "chunks", "internal")[0],
-                    pages_of(db_path, "chunks_fts_data", "internal")[0]])
+                    pages_of(db_path, "vectors", "internal")[0]])
 
     failed = cli("search", "procedure number 7", "--kb", "d")
     assert failed.exit_code == 1

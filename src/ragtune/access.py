@@ -25,13 +25,19 @@ told:
 
 Statistics follow reads: ranking and every number a caller sees are computed over the
 documents it may read, as if the others did not exist (`ragtune.retrieval.index`).
+
+The read rule is written here once and evaluated three ways, which select the same documents:
+`may_read` (one document's groups: the routes), `sql_filter` (a condition for SQL stores) and
+`document_mask` (boolean arrays: the in-memory search index).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 from ragtune.errors import AccessDenied, InputError
 
@@ -80,6 +86,12 @@ class Access:
         """The operator: reads and writes every document, ids as given."""
         return cls(everything=True)
 
+    @classmethod
+    def from_view(cls, view: Iterable[str] | None) -> Access:
+        """The caller a search view stands for (the inverse of `view`): None is the operator,
+        else a caller holding exactly the groups given (as given: not cleaned like `of`)."""
+        return cls.operator() if view is None else cls(tuple(sorted(set(view))))
+
     @property
     def view(self) -> tuple[str, ...] | None:
         """The groups to search with (None = unrestricted), as `search(groups=...)` takes."""
@@ -89,6 +101,36 @@ class Access:
         """Public, or shares a group with the caller (or the caller is the operator)."""
         doc_groups = tuple(doc_groups)
         return self.everything or not doc_groups or not set(doc_groups).isdisjoint(self.groups)
+
+    def sql_filter(self, doc_id_column: str, groups_table: str = "document_groups"
+                   ) -> tuple[str, tuple[str, ...]]:
+        """`may_read` as an SQL condition on a document id column, with its parameters;
+        `groups_table` holds one (doc_id, grp) row per group of a document (none: public).
+
+            >>> Access.of(["alpha"]).sql_filter("d.id")[1]
+            ('alpha',)
+        """
+        if self.everything:
+            return "1", ()
+        grouped = f"SELECT 1 FROM {groups_table} g WHERE g.doc_id = {doc_id_column}"
+        public = f"NOT EXISTS ({grouped})"
+        if not self.groups:
+            return public, ()
+        marks = ",".join("?" * len(self.groups))
+        return f"({public} OR EXISTS ({grouped} AND g.grp IN ({marks})))", self.groups
+
+    def document_mask(self, public: np.ndarray, by_group: Mapping[str, np.ndarray]
+                      ) -> np.ndarray:
+        """`may_read` over arrays of documents: one boolean per document, from which documents
+        are `public` (no groups) and, per group, which are in it (`by_group`)."""
+        if self.everything:
+            return np.ones(len(public), dtype=bool)
+        mask = np.array(public, dtype=bool)
+        for group in self.groups:
+            members = by_group.get(group)
+            if members is not None:
+                mask |= members
+        return mask
 
     def may_read_every(self, doc_groups: Iterable[tuple[str, ...] | None]) -> bool:
         """Whether the caller may read every one of some documents, given each one's groups

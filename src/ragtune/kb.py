@@ -38,7 +38,7 @@ from ragtune.documents.loaders import escapes_root, normalized_source, relabel
 from ragtune.documents.terms import term_frequencies
 from ragtune.errors import ConfigError, InputError, StoreError, StoreUnavailable
 from ragtune.models.embedders import Embedder, get_embedder
-from ragtune.store import SQLiteStore, Store, StoredDocument
+from ragtune.store import Store, StoreBackend, StoredDocument, open_store, store_backend
 
 # Chunks collected before one embedding call: large enough that sorting by length keeps padding
 # low, small enough that progress and commits stay frequent.
@@ -117,6 +117,26 @@ class _Pending:
     existed: bool
 
 
+@dataclass
+class _Ingestion:
+    """One ingest's running state, shared by its steps (`KnowledgeBase.ingest`)."""
+
+    access: Access
+    groups: tuple[str, ...]
+    """The groups a file's documents go into (a JSONL row's own `groups` aside)."""
+    known: dict[str, str]
+    """Every stored document id with its content hash, read once at the start."""
+    notify: ProgressCallback
+    report: IngestReport = field(default_factory=IngestReport)
+    seen: dict[str, str] = field(default_factory=dict)
+    """Document ids met in this ingest, with their source (duplicates fail; sync keeps them)."""
+    failed_sources: set[str] = field(default_factory=set)
+    """Sources that failed to load: a sync keeps their stored documents."""
+    pending: list[_Pending] = field(default_factory=list)
+    pending_chunks: int = 0
+    total: int = 0
+
+
 class KnowledgeBase:
     """A named knowledge base: its store, its embedder, and ingestion into it."""
 
@@ -141,13 +161,36 @@ class KnowledgeBase:
         settings = settings or Settings.load()
         return cls(name or settings.kb, settings)
 
+    @classmethod
+    def open_existing(cls, name: str | None = None,
+                      settings: Settings | None = None) -> KnowledgeBase:
+        """The knowledge base `name`, which must hold something: for the commands that read
+        one (search, ask, eval, ...), where an empty one would only give empty answers.
+
+        Raises `InputError` naming it when nothing was ever ingested into it.
+        """
+        kb = cls.open(name, settings)
+        if not kb.exists():
+            raise InputError(f"knowledge base {kb.name!r} is empty: run `ragtune ingest` first")
+        return kb
+
     # --- lazily built parts -----------------------------------------------------------------
 
     @property
     def store(self) -> Store:
+        """The store, opened by the backend the settings name (`store.backend`)."""
         if self._store is None:
-            self._store = SQLiteStore(self.path / "store.sqlite")
+            self._store = open_store(self.settings.store.backend, self.path)
         return self._store
+
+    @property
+    def _backend(self) -> StoreBackend:
+        return store_backend(self.settings.store.backend)
+
+    @property
+    def store_path(self) -> Path:
+        """Where the store lies (for SQLite, `<kb folder>/store.sqlite`)."""
+        return self._backend.path(self.path)
 
     @property
     def embedder(self) -> Embedder:
@@ -165,7 +208,7 @@ class KnowledgeBase:
 
     def exists(self) -> bool:
         """Whether anything was ever written to this knowledge base."""
-        return self._store is not None or (self.path / "store.sqlite").exists()
+        return self._store is not None or self.store_path.exists()
 
     def close(self) -> None:
         if self._store is not None:
@@ -182,7 +225,7 @@ class KnowledgeBase:
 
     def provenance(self) -> dict[str, str]:
         """What this knowledge base's index depends on; a mismatch makes ingestion refuse."""
-        from ragtune import __version__
+        from ragtune.version import __version__
 
         c = self.settings.chunking
         return {
@@ -244,7 +287,6 @@ class KnowledgeBase:
         `groups` too, ids are namespaced by their groups, and a document the caller may not
         write is never replaced (reported as failed, in the same words as a missing one)."""
         started = time.perf_counter()
-        report = IngestReport()
         access = access or OPERATOR
         group_tuple = access.write_groups(groups, "ingest")
         exclude = self.settings.ingest.exclude if exclude is None else tuple(exclude)
@@ -252,77 +294,80 @@ class KnowledgeBase:
             if not Path(path).exists():
                 raise InputError(f"{path}: no such file or folder")
         self._check_provenance()
-        known = self.store.document_hashes()
-        seen: dict[str, str] = {}
-        failed_sources: set[str] = set()
-        pending: list[_Pending] = []
-        pending_chunks = 0
-        notify = progress or (lambda done, total: None)
-        total = 0
-
+        run = _Ingestion(access, group_tuple, self.store.document_hashes(),
+                         progress or (lambda done, total: None))
         for root in paths:
             for file in iter_source_files(Path(root), include, exclude):
-                name = (source_name(file) if source_name is not None
-                        else root_relative_name(Path(root), file))
-                if escapes_root(Path(root), file):
-                    failed_sources.add(name)
-                    report.failed.append(LoadFailure(
-                        name, "a link to a file outside the ingest root: not followed"))
-                    total += 1
-                    notify(0, total)
-                    notify(1, None)
-                    continue
-                result = relabel(load_path(file, self.settings.ingest, group_tuple), name)
-                if result.failures:
-                    failed_sources.add(result.source)
-                    report.failed.extend(result.failures)
-                total += max(1, len(result.documents))
-                notify(0, total)
-                if not result.documents:
-                    notify(1, None)
-                for loaded in result.documents:
-                    doc, refusal = self._admit(loaded, access, known)
-                    if refusal is not None:
-                        report.failed.append(LoadFailure(loaded.source, refusal))
-                        notify(1, None)
-                        continue
-                    if doc.id in seen:
-                        report.failed.append(
-                            LoadFailure(doc.source, f"duplicate document id {doc.id!r} "
-                                                    f"(also in {seen[doc.id]})")
-                        )
-                        notify(1, None)
-                        continue
-                    seen[doc.id] = doc.source
-                    old_hash = known.get(doc.id)
-                    if old_hash == doc.content_hash:
-                        report.unchanged += 1
-                        report.documents.append({"id": doc.id, "outcome": "unchanged"})
-                        notify(1, None)
-                        continue
-                    chunks = chunk_document(doc, 0, self.counter, self.settings.chunking)
-                    pending.append(_Pending(doc, chunks, old_hash is not None))
-                    pending_chunks += len(chunks)
-                    if pending_chunks >= EMBED_FLUSH_CHUNKS:
-                        self._flush(pending, report, notify)
-                        pending, pending_chunks = [], 0
-        self._flush(pending, report, notify)
-
+                self._ingest_file(run, Path(root), file, source_name)
+        self._flush(run)
         if sync:
-            # the roots' names, and their absolute paths (how knowledge bases built before
-            # root-relative names named files: a sync moves them over)
-            roots = [root_relative_name(Path(p), Path(p)) for p in paths] + [
-                normalized_source(Path(p)) for p in paths]
-            for stored in self.store.list_documents(sources=roots):
-                if (
-                    stored.id not in seen
-                    and stored.source not in failed_sources
-                    and access.may_write(stored.groups)
-                    and self.store.delete_document(stored.id)
-                ):
-                    report.deleted += 1
-        report.seconds = time.perf_counter() - started
-        return report
+            run.report.deleted = self._delete_unseen(run, paths)
+        run.report.seconds = time.perf_counter() - started
+        return run.report
+
+    def _ingest_file(self, run: _Ingestion, root: Path, file: Path,
+                     source_name: Callable[[Path], str] | None) -> None:
+        """Load one file and take in its documents; a link leading out of the root fails."""
+        name = source_name(file) if source_name is not None else root_relative_name(root, file)
+        if escapes_root(root, file):
+            run.failed_sources.add(name)
+            run.report.failed.append(LoadFailure(
+                name, "a link to a file outside the ingest root: not followed"))
+            run.total += 1
+            run.notify(0, run.total)
+            run.notify(1, None)
+            return
+        result = relabel(load_path(file, self.settings.ingest, run.groups), name)
+        if result.failures:
+            run.failed_sources.add(result.source)
+            run.report.failed.extend(result.failures)
+        run.total += max(1, len(result.documents))
+        run.notify(0, run.total)
+        if not result.documents:
+            run.notify(1, None)
+        for loaded in result.documents:
+            self._ingest_document(run, loaded)
+
+    def _ingest_document(self, run: _Ingestion, loaded: Document) -> None:
+        """Admit one loaded document, skip it when unchanged, else chunk it into the pending
+        batch (embedded and written once the batch holds `EMBED_FLUSH_CHUNKS` chunks)."""
+        doc, refusal = self._admit(loaded, run.access, run.known)
+        if refusal is None and doc.id in run.seen:
+            refusal = f"duplicate document id {doc.id!r} (also in {run.seen[doc.id]})"
+        if refusal is not None:
+            run.report.failed.append(LoadFailure(doc.source, refusal))
+            run.notify(1, None)
+            return
+        run.seen[doc.id] = doc.source
+        old_hash = run.known.get(doc.id)
+        if old_hash == doc.content_hash:
+            run.report.unchanged += 1
+            run.report.documents.append({"id": doc.id, "outcome": "unchanged"})
+            run.notify(1, None)
+            return
+        chunks = chunk_document(doc, 0, self.counter, self.settings.chunking)
+        run.pending.append(_Pending(doc, chunks, old_hash is not None))
+        run.pending_chunks += len(chunks)
+        if run.pending_chunks >= EMBED_FLUSH_CHUNKS:
+            self._flush(run)
+
+    def _delete_unseen(self, run: _Ingestion, paths: Sequence[Path]) -> int:
+        """Delete the stored documents under `paths` this ingest did not meet (a sync), except
+        those of sources that failed to load and those the caller may not write; how many."""
+        # the roots' names, and their absolute paths (how knowledge bases built before
+        # root-relative names named files: a sync moves them over)
+        roots = [root_relative_name(Path(p), Path(p)) for p in paths] + [
+            normalized_source(Path(p)) for p in paths]
+        deleted = 0
+        for stored in self.store.list_documents(sources=roots):
+            if (
+                stored.id not in run.seen
+                and stored.source not in run.failed_sources
+                and run.access.may_write(stored.groups)
+                and self.store.delete_document(stored.id)
+            ):
+                deleted += 1
+        return deleted
 
     def _admit(self, doc: Document, access: Access, known: Mapping[str, str]
                ) -> tuple[Document, str | None]:
@@ -343,30 +388,26 @@ class KnowledgeBase:
             return doc, f"document {doc.id!r}: not writable by this key"
         return doc, None
 
-    def _flush(self, pending: list[_Pending], report: IngestReport, notify: ProgressCallback
-               ) -> None:
+    def _flush(self, run: _Ingestion) -> None:
+        """Embed the pending batch's chunks (reusing stored vectors of equal texts) and write
+        each of its documents in its own transaction."""
+        pending, run.pending, run.pending_chunks = run.pending, [], 0
         if not pending:
             return
+        report = run.report
         wanted = {c.text_hash: c.embedding_text for p in pending for c in p.chunks}
         vectors = self.store.vectors_by_text_hash(wanted)
-        missing = [h for h in wanted if h not in vectors]
-        missing_set = set(missing)
-        if missing:
-            embedded = self.embedder.embed([wanted[h] for h in missing])
-            vectors.update(zip(missing, embedded, strict=True))
-        report.chunks_embedded += len(missing)
+        missing_set = set(self._embed_missing(wanted, vectors))
+        report.chunks_embedded += len(missing_set)
         for item in pending:
-            matrix = np.stack([vectors[c.text_hash] for c in item.chunks])
-            terms = [term_frequencies(c.embedding_text) for c in item.chunks]
             doc = item.document
-            doc_terms = term_frequencies(f"{doc.title}\n{doc.text}")
             try:
-                self.store.write_document(doc, item.chunks, matrix, terms, doc_terms)
+                self._write(doc, item.chunks, vectors)
             except StoreUnavailable:
                 raise  # disk full, read-only, corrupt: every later write would fail too
             except StoreError as exc:
-                report.failed.append(LoadFailure(item.document.source, str(exc)))
-                notify(1, None)
+                report.failed.append(LoadFailure(doc.source, str(exc)))
+                run.notify(1, None)
                 continue
             if item.existed:
                 report.updated += 1
@@ -380,17 +421,36 @@ class KnowledgeBase:
                 for c in item.chunks if c.flags
             )
             report.chunks_reused += sum(1 for c in item.chunks if c.text_hash not in missing_set)
-            notify(1, None)
+            run.notify(1, None)
+
+    def _embed_missing(self, texts: Mapping[str, str], vectors: dict[str, np.ndarray]
+                       ) -> list[str]:
+        """Embed the texts (keyed by text hash) that `vectors` lacks, adding their vectors to
+        it; the hashes embedded."""
+        missing = [h for h in texts if h not in vectors]
+        if missing:
+            embedded = self.embedder.embed([texts[h] for h in missing])
+            vectors.update(zip(missing, embedded, strict=True))
+        return missing
+
+    def _write(self, doc: Document, chunks: Sequence[Chunk], vectors: Mapping[str, np.ndarray],
+               restore: tuple[int, float, float] | None = None) -> None:
+        """Write a document with its chunks, their vectors (by text hash) and the BM25 term
+        counts of each chunk and of the whole document."""
+        self.store.write_document(
+            doc, chunks, np.stack([vectors[c.text_hash] for c in chunks]),
+            [term_frequencies(c.embedding_text) for c in chunks],
+            term_frequencies(f"{doc.title}\n{doc.text}"), restore=restore)
 
     # --- health -----------------------------------------------------------------------------
 
     def check(self, repair: bool = False) -> CheckReport:
-        """Check the store (SQLite's and FTS5's integrity checks, our invariants); with
-        `repair`, mend it: first in place (indexes rebuilt from the tables), and when tables
-        themselves are damaged, into a new file built from every row still readable — chunks,
-        vectors and the lexical index re-derived from the documents' text — with the damaged
-        file kept beside it. Nothing is deleted; what could not be read is counted."""
-        path = self.path / "store.sqlite"
+        """Check the store (the backend's integrity checks, our invariants); with `repair`,
+        mend it: first in place (indexes rebuilt from the tables), and when tables themselves
+        are damaged, into a new store built from every row still readable — chunks, vectors
+        and term counts re-derived from the documents' text — with the damaged one kept
+        beside it. Nothing is deleted; what could not be read is counted."""
+        path = self.store_path
         if not path.exists():
             raise InputError(f"no knowledge base {self.name!r} (no {path})")
         report = CheckReport(str(path))
@@ -413,7 +473,7 @@ class KnowledgeBase:
             except StoreError:
                 pass  # table damage: rebuild below
         self.close()
-        self._rebuild(path, report)
+        self._rebuild(report)
         report.remaining = self.store.check()
         report.documents = self._count_documents()
         return report
@@ -424,15 +484,12 @@ class KnowledgeBase:
         except StoreError:
             return 0
 
-    def _rebuild(self, path: Path, report: CheckReport) -> None:
-        import json
-
-        from ragtune.documents.records import Page
-        from ragtune.store.repair import salvage, set_aside
-
-        aside = set_aside(path)
+    def _rebuild(self, report: CheckReport) -> None:
+        """Set the damaged store aside and build a new one where it was, from its readable
+        rows: documents re-chunked (salvaged vectors reused by text hash, the rest embedded),
+        written back with their versions and timestamps, then their history and the traces."""
+        aside, rows = self._backend.salvage(self.store_path)
         report.action, report.set_aside = "rebuilt", str(aside)
-        rows = salvage(aside)
         # chunks and vectors are derived (rebuilt below from the documents): only lost rows of
         # what cannot be derived are reported
         derived = ("chunks", "vectors")
@@ -445,35 +502,15 @@ class KnowledgeBase:
                 raise ConfigError(
                     f"{aside} was built with {key}={rows.meta[key]!r} but the settings give "
                     f"{wanted[key]!r}: repair with the settings it was built with")
-        store = self.store  # a new, empty file at `path`
         meta = {k: v for k, v in rows.meta.items() if k != "generation"}
-        store.set_meta({**wanted, "created_at": str(time.time()),
-                        INJECTION_RULES_KEY: RULES_VERSION, **meta})
-        vectors = {h: np.frombuffer(b, dtype="<f4") for h, b in rows.vectors.items()}
-        for row in rows.documents:
-            try:
-                pages = tuple(Page(*p) for p in json.loads(str(row["pages"])))
-                doc = Document(
-                    id=str(row["id"]), text=str(row["text"]), source=str(row["source"]),
-                    format=str(row["format"]), title=str(row["title"]),
-                    metadata=json.loads(str(row["metadata"])), pages=pages,
-                    groups=tuple(json.loads(str(row["groups"]))))
-            except (ValueError, TypeError):
-                report.lost["documents"] = report.lost.get("documents", 0) + 1
-                continue
-            chunks = chunk_document(doc, 0, self.counter, self.settings.chunking)
-            missing = [c for c in chunks if c.text_hash not in vectors]
-            if missing:
-                embedded = self.embedder.embed([c.embedding_text for c in missing])
-                vectors.update(zip((c.text_hash for c in missing), embedded, strict=True))
-            store.write_document(
-                doc, chunks, np.stack([vectors[c.text_hash] for c in chunks]),
-                [term_frequencies(c.embedding_text) for c in chunks],
-                term_frequencies(f"{doc.title}\n{doc.text}"),
-                restore=(int(row["version"]), float(row["created_at"]),
-                         float(row["updated_at"])))
-        if isinstance(store, SQLiteStore):
-            store.restore_history(rows.versions, rows.traces)
+        self.store.set_meta({**wanted, "created_at": str(time.time()),  # a new, empty store
+                             INJECTION_RULES_KEY: RULES_VERSION, **meta})
+        vectors = dict(rows.vectors)
+        for salvaged in rows.documents:
+            chunks = chunk_document(salvaged.document, 0, self.counter, self.settings.chunking)
+            self._embed_missing({c.text_hash: c.embedding_text for c in chunks}, vectors)
+            self._write(salvaged.document, chunks, vectors, restore=salvaged.restore)
+        self.store.restore_history(rows.versions, rows.traces)
 
     # --- documents --------------------------------------------------------------------------
 

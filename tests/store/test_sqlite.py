@@ -11,9 +11,10 @@ import pytest
 from ragtune.config import ChunkingSettings
 from ragtune.documents import chunk_document
 from ragtune.errors import StoreError
-from ragtune.store import SQLiteStore
+from ragtune.store import SQLiteStore, Store, open_store
+from ragtune.store import sqlite as sqlite_module
 from ragtune.store.sqlite import MIGRATIONS
-from store_conformance import StoreConformance, make_doc, vectors_for
+from ragtune.testing.store import StoreTests, make_doc, make_trace, unit_vectors, write
 
 
 @pytest.fixture
@@ -23,8 +24,13 @@ def store(tmp_path: Path):
     s.close()
 
 
-class TestSQLiteConformance(StoreConformance):
-    pass
+class TestSQLiteConformance(StoreTests):
+    def make_store(self, folder: Path) -> Store:
+        return open_store("sqlite", folder)
+
+
+def vectors_for(chunks: list) -> np.ndarray:
+    return unit_vectors(len(chunks))
 
 
 def test_wal_mode_and_migrations_recorded(store: SQLiteStore) -> None:
@@ -96,7 +102,7 @@ def test_readers_do_not_wait_for_a_write_in_progress(store: SQLiteStore, counter
     def reader() -> None:
         writing.wait(30)
         seen["reader"] = store.get_document("a").title
-        seen["hits"] = store.lexical_search("kettles", 5).doc_ids
+        seen["snapshot"] = store.index_snapshot().doc_ids
         read_done.set()
 
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
@@ -105,7 +111,7 @@ def test_readers_do_not_wait_for_a_write_in_progress(store: SQLiteStore, counter
     for t in threads:
         t.join(60)
     assert read_done.is_set(), "the reader waited for the writer's transaction"
-    assert seen == {"writer": "uncommitted", "reader": doc.title, "hits": ["a"]}
+    assert seen == {"writer": "uncommitted", "reader": doc.title, "snapshot": ["a"]}
     assert store.get_document("a").title == "uncommitted"  # committed now
 
 
@@ -123,3 +129,33 @@ def test_read_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
         assert len(store._readers) <= 2
     finally:
         store.close()
+
+
+def test_a_store_of_the_old_schema_migrates_and_loses_its_full_text_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store created before `m006_drop_fts` (FTS5 table, triggers, rows indexed) opens:
+    the FTS table and its triggers are dropped, nothing else changes, and writes work."""
+    path = tmp_path / "old.sqlite"
+    old = [(name, sql) for name, sql in MIGRATIONS if name < "m006"]
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", old)
+    with SQLiteStore(path) as before:
+        written = write(before, make_doc("a", "Text about kettles and teapots.", groups=("g",)))
+        before.add_trace(make_trace("t", 1.0))
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0] == 1
+    monkeypatch.undo()
+
+    with SQLiteStore(path) as store:
+        db = sqlite3.connect(path)
+        objects = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert not {o for o in objects if o.startswith("chunks_fts")}
+        assert not objects & {"chunks_ai", "chunks_ad", "chunks_au"}
+        assert [r[0] for r in db.execute("SELECT name FROM migrations ORDER BY name")] == [
+            name for name, _ in MIGRATIONS]
+        db.close()
+        assert store.check() == []
+        assert [c.id for c in store.chunks_of("a")] == [c.id for c in written.chunks]
+        assert store.get_trace("t") is not None
+        write(store, make_doc("a", "Replaced text."))  # the chunks table's triggers are gone
+        assert store.delete_document("a") and store.check() == []
+

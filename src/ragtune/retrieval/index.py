@@ -7,8 +7,9 @@ before term frequencies were kept).
 A caller limited to access groups searches `index.scoped(groups)`: the same arrays, with BM25's
 collection statistics (chunk and document counts, document frequencies, average lengths) and
 dense readiness taken over the documents it may read only, so ranking is what it would be if the
-others did not exist. Scoped indexes are cached per group set (`SCOPES_KEPT` of them, each one
-boolean per chunk and per document beside the shared arrays).
+others did not exist. Which documents those are, the access policy decides
+(`Access.document_mask`). Scoped indexes are cached per group set (`SCOPES_KEPT` of them, each
+one boolean per chunk and per document beside the shared arrays).
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ragtune.access import Access
 from ragtune.documents.terms import term_frequencies
 from ragtune.retrieval.bm25 import BM25Index
 from ragtune.retrieval.filters import Filters, matches, validate_filters
 from ragtune.store import IndexSnapshot
 
 SCOPES_KEPT = 256  # scoped indexes cached per index (least recently used go first)
+
+Caller = Access | Iterable[str] | None
+"""Who searches: an `Access`, or its view (`Access.view`: the groups held, None for the
+operator), as `search(groups=...)` takes it."""
 
 
 class Ranking(NamedTuple):
@@ -80,21 +86,22 @@ class SearchIndex:
                 self._by_group.setdefault(g, np.zeros(len(self.doc_ids), dtype=bool))[i] = True
         self._filter_cache: dict[str, np.ndarray] = {}
         self.visible: np.ndarray | None = None  # chunk rows this index's caller may read
-        self._scopes: OrderedDict[frozenset[str], SearchIndex] = OrderedDict()
+        self._scopes: OrderedDict[tuple[str, ...], SearchIndex] = OrderedDict()
         self._scopes_lock = threading.Lock()
 
-    def scoped(self, groups: Iterable[str] | None) -> SearchIndex:
-        """The index as a caller holding `groups` sees it (None: unrestricted, this index):
-        BM25 statistics and dense readiness over the documents it may read only."""
-        if groups is None:
+    def scoped(self, caller: Caller) -> SearchIndex:
+        """The index as `caller` sees it (the operator: this index): BM25 statistics and
+        dense readiness over the documents it may read only."""
+        access = _access(caller)
+        if access.everything:
             return self
-        key = frozenset(groups)
+        key = access.groups  # sorted and unique: one cached scope per group set
         with self._scopes_lock:
             found = self._scopes.get(key)
             if found is not None:
                 self._scopes.move_to_end(key)
                 return found
-        visible = self._access_mask(key)
+        visible = self._readable(access)
         scoped = copy.copy(self)
         scoped.visible = visible[self.chunk_doc]
         scoped.bm25 = self.bm25.restricted(scoped.visible)
@@ -106,13 +113,9 @@ class SearchIndex:
                 self._scopes.popitem(last=False)
         return scoped
 
-    def _access_mask(self, groups: Iterable[str]) -> np.ndarray:
-        """Documents (by position in `doc_ids`) public or in one of `groups`."""
-        doc_mask = self._public.copy()
-        for g in set(groups):
-            if g in self._by_group:
-                doc_mask |= self._by_group[g]
-        return doc_mask
+    def _readable(self, access: Access) -> np.ndarray:
+        """Documents (by position in `doc_ids`) `access` may read."""
+        return access.document_mask(self._public, self._by_group)
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -147,11 +150,10 @@ class SearchIndex:
         missing = ~self.has_vector
         return int((missing if self.visible is None else missing & self.visible).sum())
 
-    def mask(self, groups: Iterable[str] | None, filters: Filters | None) -> np.ndarray | None:
-        """Chunk rows a caller may see and that pass the filters (None = every row)."""
-        doc_mask: np.ndarray | None = None
-        if groups is not None:
-            doc_mask = self._access_mask(groups)
+    def mask(self, caller: Caller, filters: Filters | None) -> np.ndarray | None:
+        """Chunk rows `caller` may read that pass the filters (None = every row)."""
+        access = _access(caller)
+        doc_mask = None if access.everything else self._readable(access)
         if filters:
             normalized = validate_filters(filters)
             key = repr(sorted((k, sorted(v.items(), key=str)) for k, v in normalized.items()))
@@ -251,6 +253,10 @@ class SearchIndex:
         out = starts.copy()  # all -inf in a segment: show its first chunk
         out[np.searchsorted(offsets, winners, side="right") - 1] = rows[winners]
         return out
+
+
+def _access(caller: Caller) -> Access:
+    return caller if isinstance(caller, Access) else Access.from_view(caller)
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

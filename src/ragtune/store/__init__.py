@@ -1,23 +1,35 @@
-"""The knowledge store: the `Store` protocol and its backends (SQLite is the default)."""
+"""The knowledge store: the store protocols (one per role), their backends (SQLite is the
+default) and the registry that opens a backend by name."""
 
 from ragtune.store.base import (
+    DocumentStore,
     DocumentVersion,
     IndexSnapshot,
-    LexicalHits,
+    Maintenance,
+    SnapshotSource,
     Store,
     StoredDocument,
     StoreStats,
     Trace,
+    TraceStore,
 )
+from ragtune.store.registry import StoreBackend, open_store, register_store, store_backend
 from ragtune.store.sqlite import SQLiteStore
 
 __all__ = [
+    "DocumentStore",
     "DocumentVersion",
     "IndexSnapshot",
-    "LexicalHits",
+    "Maintenance",
     "SQLiteStore",
+    "SnapshotSource",
     "Store",
+    "StoreBackend",
     "StoreStats",
     "StoredDocument",
     "Trace",
+    "TraceStore",
+    "open_store",
+    "register_store",
+    "store_backend",
 ]

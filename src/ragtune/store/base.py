@@ -1,9 +1,12 @@
-"""The `Store` protocol: the one contract every knowledge-store backend fulfils.
+"""The store protocols: the one contract every knowledge-store backend fulfils, split by role.
 
-Callers (ingestion, retrieval, the service) talk to this protocol only; the SQLite backend is the
-default and a PostgreSQL + pgvector backend can follow without changing them. Every write of a
-document is atomic: after a crash a document is either fully present (row, chunks, vectors,
-lexical index, version record) or fully absent.
+`DocumentStore` (documents, versions, chunks, vectors, provenance), `SnapshotSource` (what search
+reads), `TraceStore` (production traces) and `Maintenance` (health, repair); `Store` is all of
+them. Callers (ingestion, retrieval, the service) talk to these protocols only; the backend is
+chosen by name (`ragtune.store.registry`): SQLite is the default, and a PostgreSQL + pgvector
+backend can follow without changing them. Every write of a document is atomic: after a crash a
+document is either fully present (row, chunks, vectors, term counts, version record) or fully
+absent. Every backend passes the conformance suite `ragtune.testing.store`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from ragtune.access import Access
 from ragtune.documents.records import Chunk, Document
 
 
@@ -57,14 +61,6 @@ class StoreStats:
     versions: int
     bytes_on_disk: int
     generation: int
-
-
-class LexicalHits(NamedTuple):
-    """Lexical search results as parallel sequences, best first (higher score = better)."""
-
-    chunk_ids: list[str]
-    doc_ids: list[str]
-    scores: list[float]
 
 
 class IndexSnapshot(NamedTuple):
@@ -114,17 +110,18 @@ class Trace:
 
 
 @runtime_checkable
-class Store(Protocol):
-    """A knowledge base's documents, versions, chunks, vectors and lexical index."""
-
-    def close(self) -> None: ...
+class DocumentStore(Protocol):
+    """Documents with their versions, chunks and vectors, and the knowledge base's provenance:
+    what ingestion writes and what answers and citations read back."""
 
     # provenance: embedder, chunker settings, library version
     def get_meta(self) -> dict[str, str]: ...
 
     def set_meta(self, values: Mapping[str, str]) -> None: ...
 
-    def generation(self) -> int: ...
+    def generation(self) -> int:
+        """A counter that grows with every write of a document; caches key on it."""
+        ...
 
     # documents and versions
     def document_hashes(self) -> dict[str, str]: ...
@@ -160,31 +157,65 @@ class Store(Protocol):
         """Recompute every chunk's flags from its text; returns how many changed."""
         ...
 
+
+@runtime_checkable
+class SnapshotSource(Protocol):
+    """What search reads: every chunk in one consistent snapshot (`ragtune.retrieval.index`
+    builds its in-memory index from it), and which documents a caller may read, filtered in
+    the backend by the one access policy (`Access.sql_filter` for SQL backends)."""
+
     def index_snapshot(self) -> IndexSnapshot: ...
 
-    # production traces (newest first; `below`: groundedness under it, refusals left out)
+    def visible_documents(self, access: Access) -> set[str]: ...
+
+
+@runtime_checkable
+class TraceStore(Protocol):
+    """Production traces (`ragtune.evaluation.online`), newest first."""
+
     def add_trace(self, trace: Trace) -> None: ...
 
     def get_trace(self, trace_id: str) -> Trace | None: ...
 
     def list_traces(self, limit: int = 50, below: float | None = None,
-                    refused: bool | None = None) -> list[Trace]: ...
+                    refused: bool | None = None) -> list[Trace]:
+        """`below`: only answers with groundedness under it (refusals left out); `refused`:
+        only refusals (True) or only answers (False)."""
+        ...
 
     def prune_traces(self, before: float, keep: int) -> int:
         """Delete traces created before `before` and all but the newest `keep`."""
         ...
 
-    def lexical_search(
-        self, query: str, k: int, groups: Iterable[str] | None = None
-    ) -> LexicalHits: ...
 
-    def visible_documents(self, groups: Iterable[str]) -> set[str]: ...
+@runtime_checkable
+class Maintenance(Protocol):
+    """Health and repair (`ragtune kb check [--repair]`)."""
 
-    # health
     def stats(self) -> StoreStats: ...
 
-    def check(self) -> list[str]: ...
+    def check(self) -> list[str]:
+        """Problems found (empty: healthy)."""
+        ...
 
     def repair_indexes(self) -> None:
-        """Rebuild what is derived from the tables (indexes, the full-text index) in place."""
+        """Rebuild what is derived from the tables (indexes) in place."""
         ...
+
+    def restore_history(self, versions: Iterable[DocumentVersion],
+                        traces: Iterable[Trace]) -> None:
+        """Write salvaged history (document versions, traces) back as it was (a rebuild
+        after damage: `ragtune.store.repair`)."""
+        ...
+
+
+@runtime_checkable
+class Store(DocumentStore, SnapshotSource, TraceStore, Maintenance, Protocol):
+    """A knowledge base's store: every role above, in one backend (chosen by name through
+    `ragtune.store.registry`). Conformance: `ragtune.testing.store`."""
+
+    def close(self) -> None: ...
+
+
+ROLES: tuple[type, ...] = (Store, DocumentStore, SnapshotSource, TraceStore, Maintenance)
+"""The store protocols; every method of each has a test in the conformance suite."""

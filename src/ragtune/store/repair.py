@@ -4,24 +4,32 @@ A damaged file is never changed or deleted: `set_aside` renames it (with its WAL
 committed transactions not yet copied into the main file) to `store.corrupt-<time>.sqlite`, and
 `salvage` reads rows out of that copy one table at a time. Where a table's pages are damaged the
 scan goes on row by row past the damage, so one bad page costs the rows on it, not the table.
-Chunks, vectors and the lexical index are derived data: `KnowledgeBase.check(repair=True)`
-rebuilds them from the salvaged documents' text (reusing salvaged vectors by text hash).
+Chunks, vectors and term counts are derived data: `KnowledgeBase.check(repair=True)` rebuilds
+them from the salvaged documents' text (reusing salvaged vectors by text hash), then writes the
+history back (`Store.restore_history`).
 
-    >>> aside = set_aside(Path("kb/handbook/store.sqlite"))
-    >>> rows = salvage(aside)
+    >>> aside, rows = set_aside_and_salvage(Path("kb/handbook/store.sqlite"))
     >>> len(rows.documents), rows.lost
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
+import numpy as np
+
+from ragtune.documents.records import Document, Page
 from ragtune.errors import StoreError
+from ragtune.store.base import DocumentVersion, Trace
+from ragtune.store.sqlite import trace_from_row
+
+Record = TypeVar("Record")
 
 DOCUMENT_COLUMNS = ("id", "source", "title", "format", "text", "version", "groups",
                     "metadata", "pages", "created_at", "updated_at")
@@ -35,15 +43,24 @@ PROBE_PAST_DAMAGE = 100_000
 pages are damaged and it cannot learn the largest rowid."""
 
 
+@dataclass(frozen=True)
+class SalvagedDocument:
+    """A document read back from a damaged store, with what `Store.write_document(...,
+    restore=...)` needs to write it back as it was: (version, created_at, updated_at)."""
+
+    document: Document
+    restore: tuple[int, float, float]
+
+
 @dataclass
 class Salvaged:
-    """What a damaged store still gave: rows by table, and how many were lost where."""
+    """What a damaged store still gave: records by table, and how many rows were lost where."""
 
     meta: dict[str, str] = field(default_factory=dict)
-    documents: list[dict[str, Any]] = field(default_factory=list)
-    versions: list[tuple] = field(default_factory=list)
-    traces: list[tuple] = field(default_factory=list)
-    vectors: dict[str, bytes] = field(default_factory=dict)  # chunk text hash -> vector
+    documents: list[SalvagedDocument] = field(default_factory=list)
+    versions: list[DocumentVersion] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # chunk text hash -> vector
     lost: dict[str, int] = field(default_factory=dict)  # table -> rowids that could not be read
     unreadable: list[str] = field(default_factory=list)  # tables not one row could be read of
 
@@ -59,6 +76,12 @@ def set_aside(path: Path) -> Path:
     return target
 
 
+def set_aside_and_salvage(path: Path) -> tuple[Path, Salvaged]:
+    """`set_aside` a damaged store, then `salvage` the copy: where it now lies, and its rows."""
+    aside = set_aside(path)
+    return aside, salvage(aside)
+
+
 def salvage(path: Path) -> Salvaged:
     """Every readable row of the tables a rebuild needs (see the module docstring)."""
     try:
@@ -72,20 +95,47 @@ def salvage(path: Path) -> Salvaged:
         if "kb_meta" in tables:
             out.meta = {str(k): str(v) for k, v in _rows(db, "kb_meta", ("key", "value"), out)}
         if "documents" in tables:
-            out.documents = [dict(zip(DOCUMENT_COLUMNS, row, strict=True))
-                             for row in _rows(db, "documents", DOCUMENT_COLUMNS, out)]
+            out.documents = _records(_rows(db, "documents", DOCUMENT_COLUMNS, out),
+                                     _salvaged_document, "documents", out)
         if "document_versions" in tables:
-            out.versions = list(_rows(db, "document_versions", VERSION_COLUMNS, out))
+            out.versions = _records(_rows(db, "document_versions", VERSION_COLUMNS, out),
+                                    lambda row: DocumentVersion(*row), "document_versions", out)
         if "traces" in tables:
-            out.traces = list(_rows(db, "traces", TRACE_COLUMNS, out))
+            out.traces = _records(_rows(db, "traces", TRACE_COLUMNS, out), trace_from_row,
+                                  "traces", out)
         if "chunks" in tables and "vectors" in tables:
             hashes = dict(_rows(db, "chunks", ("rowid", "text_hash"), out))
             for rowid, blob in _rows(db, "vectors", ("chunk_rowid", "vector"), out):
                 if rowid in hashes:
-                    out.vectors[hashes[rowid]] = blob
+                    out.vectors[hashes[rowid]] = np.frombuffer(blob, dtype="<f4")
     finally:
         db.close()
     return out
+
+
+def _salvaged_document(row: tuple) -> SalvagedDocument:
+    """A `documents` row (`DOCUMENT_COLUMNS`) as the document it holds."""
+    values = dict(zip(DOCUMENT_COLUMNS, row, strict=True))
+    document = Document(
+        id=str(values["id"]), text=str(values["text"]), source=str(values["source"]),
+        format=str(values["format"]), title=str(values["title"]),
+        metadata=json.loads(str(values["metadata"])),
+        pages=tuple(Page(*p) for p in json.loads(str(values["pages"]))),
+        groups=tuple(json.loads(str(values["groups"]))))
+    return SalvagedDocument(document, (int(values["version"]), float(values["created_at"]),
+                                       float(values["updated_at"])))
+
+
+def _records(rows: Iterable[tuple], record: Callable[[tuple], Record], table: str,
+             out: Salvaged) -> list[Record]:
+    """Rows as typed records; a row that does not make one (damaged JSON, say) is lost."""
+    records = []
+    for row in rows:
+        try:
+            records.append(record(row))
+        except (ValueError, TypeError):
+            out.lost[table] = out.lost.get(table, 0) + 1
+    return records
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:

@@ -1,8 +1,9 @@
 """The embedded default store: one SQLite file per knowledge base.
 
-WAL mode; FTS5 (porter stemming) for the lexical index, kept in step with the chunks table by
-triggers; float32 vectors as BLOBs in the same file, so one transaction covers a document's row,
-chunks, vectors and index entries. Schema changes are named, append-only migrations.
+WAL mode; float32 vectors as BLOBs and BM25 term counts (JSON) in the same file, so one
+transaction covers a document's row, chunks, vectors and term counts. Schema changes are named,
+append-only migrations. (The FTS5 index the first schema kept by triggers had no reader: ranked
+search runs over the stored term counts. `m006_drop_fts` drops it.)
 
     >>> store = SQLiteStore(Path("kb/store.sqlite"))
     >>> store.write_document(doc, chunks, vectors)
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.access import Access
 from ragtune.documents.records import Chunk, Document
 from ragtune.errors import StoreError, StoreUnavailable
 from ragtune.store.base import (
     DocumentVersion,
     IndexSnapshot,
-    LexicalHits,
     StoredDocument,
     StoreStats,
     Trace,
@@ -154,9 +154,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX traces_created ON traces(created_at);
         """,
     ),
+    (
+        "m006_drop_fts",
+        """
+        DROP TRIGGER IF EXISTS chunks_ai;
+        DROP TRIGGER IF EXISTS chunks_ad;
+        DROP TRIGGER IF EXISTS chunks_au;
+        DROP TABLE IF EXISTS chunks_fts;
+        """,
+    ),
 ]
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _TRACE_COLUMNS = (
     "id, created_at, route, key_id, question, answer, refused, refusal_reason, groundedness, "
     "latency_ms, prompt_tokens, output_tokens, doc_groups, detail"
@@ -563,52 +571,11 @@ class SQLiteStore:
             generation=generation,
         )
 
-    def lexical_search(
-        self, query: str, k: int, groups: Iterable[str] | None = None
-    ) -> LexicalHits:
-        """BM25 (FTS5) over chunk title, heading and text; any query word may match.
-
-        `groups=None` means an unrestricted (trusted, local) caller; otherwise only documents
-        with no groups or sharing a group with `groups` are searched.
-        """
-        words = _WORD.findall(query)
-        if not words or k <= 0:
-            return LexicalHits([], [], [])
-        match = " OR ".join('"' + w.replace('"', "") + '"' for w in words)
-        sql = (
-            "SELECT c.id, c.doc_id, bm25(chunks_fts, 0.5, 0.5, 1.0) AS score "
-            "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-            "WHERE chunks_fts MATCH ?"
-        )
-        params: list[object] = [match]
-        if groups is not None:
-            held = sorted(set(groups))
-            sql += (
-                " AND (NOT EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = c.doc_id)"
-                " OR EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = c.doc_id"
-                f" AND g.grp IN ({','.join('?' * len(held))})))"
-            )
-            params.extend(held)
-        sql += " ORDER BY score LIMIT ?"
-        params.append(k)
+    def visible_documents(self, access: Access) -> set[str]:
+        """Ids of the documents `access` may read (`Access.sql_filter`)."""
+        condition, params = access.sql_filter("d.id")
         with self._read() as db:
-            try:
-                rows = db.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"lexical search failed for {query!r}: {exc}") from exc
-        return LexicalHits([r[0] for r in rows], [r[1] for r in rows], [-r[2] for r in rows])
-
-    def visible_documents(self, groups: Iterable[str]) -> set[str]:
-        """Ids of documents a caller holding `groups` may see (no groups = visible to all)."""
-        held = sorted(set(groups))
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT id FROM documents d WHERE NOT EXISTS "
-                "(SELECT 1 FROM document_groups g WHERE g.doc_id = d.id) "
-                "OR EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = d.id "
-                f"AND g.grp IN ({','.join('?' * len(held))}))",
-                held,
-            ).fetchall()
+            rows = db.execute(f"SELECT id FROM documents d WHERE {condition}", params).fetchall()
         return {r[0] for r in rows}
 
     # --- production traces ----------------------------------------------------------------
@@ -616,21 +583,15 @@ class SQLiteStore:
     def add_trace(self, trace: Trace) -> None:
         """Keep one served answer's trace (its id must be new)."""
         with self._transaction() as db:
-            db.execute(
-                f"INSERT INTO traces({_TRACE_COLUMNS}) VALUES ({','.join('?' * 14)})",
-                (trace.id, trace.created_at, trace.route, trace.key_id, trace.question,
-                 trace.answer, int(trace.refused), trace.refusal_reason, trace.groundedness,
-                 trace.latency_ms, trace.prompt_tokens, trace.output_tokens,
-                 json.dumps(list(trace.doc_groups)),
-                 json.dumps(dict(trace.detail), ensure_ascii=False)),
-            )
+            db.execute(f"INSERT INTO traces({_TRACE_COLUMNS}) VALUES ({_TRACE_MARKS})",
+                       _trace_row(trace))
 
     def get_trace(self, trace_id: str) -> Trace | None:
         """One trace by id, or None."""
         with self._read() as db:
             row = db.execute(f"SELECT {_TRACE_COLUMNS} FROM traces WHERE id = ?",
                              (trace_id,)).fetchone()
-        return _trace(row) if row else None
+        return trace_from_row(row) if row else None
 
     def list_traces(self, limit: int = 50, below: float | None = None,
                     refused: bool | None = None) -> list[Trace]:
@@ -647,7 +608,7 @@ class SQLiteStore:
         params.append(limit)
         with self._read() as db:
             rows = db.execute(sql, params).fetchall()
-        return [_trace(r) for r in rows]
+        return [trace_from_row(r) for r in rows]
 
     def prune_traces(self, before: float, keep: int) -> int:
         """Delete traces created before `before`, then all but the newest `keep`."""
@@ -676,23 +637,16 @@ class SQLiteStore:
         return StoreStats(documents, chunks, vectors, versions, size, self.generation())
 
     def check(self) -> list[str]:
-        """Problems found by SQLite's and FTS5's integrity checks and by our own invariants
-        (a file too damaged to run a check is itself the problem reported)."""
+        """Problems found by SQLite's integrity check and by our own invariants (a file too
+        damaged to run a check is itself the problem reported)."""
         problems: list[str] = []
         with self._lock:
-            q = self._db.execute
             try:
-                result = [r[0] for r in q("PRAGMA integrity_check").fetchall()]
+                result = [r[0] for r in self._db.execute("PRAGMA integrity_check").fetchall()]
             except sqlite3.DatabaseError as exc:
                 return [f"sqlite: {exc}"]
             if result != ["ok"]:
                 problems.extend(f"sqlite: {r}" for r in result)
-            try:
-                q("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-            except sqlite3.DatabaseError as exc:
-                # FTS5 checks itself through an INSERT, which a read-only store refuses
-                if not str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_READONLY"):
-                    problems.append(f"fts5: {exc}")
             try:
                 problems.extend(self._invariant_problems())
             except sqlite3.DatabaseError as exc:
@@ -721,21 +675,22 @@ class SQLiteStore:
                     problems.append(f"{doc_id}: chunk {cid} does not match its offsets")
         return problems
 
-    def restore_history(self, versions: Iterable[tuple], traces: Iterable[tuple]) -> None:
-        """Write salvaged history rows (document versions, traces) back as they were."""
+    def restore_history(self, versions: Iterable[DocumentVersion],
+                        traces: Iterable[Trace]) -> None:
+        """Write salvaged history (document versions, traces) back as it was."""
         with self._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO document_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           list(versions))
+                           [(v.doc_id, v.version, v.event, v.content_hash, v.chars, v.chunks,
+                             v.created_at) for v in versions])
             db.executemany(f"INSERT OR REPLACE INTO traces({_TRACE_COLUMNS}) "
-                           f"VALUES ({','.join('?' * 14)})", list(traces))
+                           f"VALUES ({_TRACE_MARKS})", [_trace_row(t) for t in traces])
 
     def repair_indexes(self) -> None:
-        """Mend what can be mended in place: rebuild every index and the FTS5 index from the
-        tables, and drop chunks and vectors whose document is gone. Table damage needs
+        """Mend what can be mended in place: rebuild every index from the tables, and drop
+        chunks and vectors whose document is gone. Table damage needs
         `ragtune.store.repair.salvage` (a new file from the rows still readable)."""
         with self._transaction() as db:
             db.execute("REINDEX")
-            db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
             db.execute("DELETE FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)")
             db.execute("DELETE FROM vectors WHERE chunk_rowid NOT IN (SELECT rowid FROM chunks)")
             self._bump_generation(db)
@@ -755,7 +710,19 @@ def _stored_document(row: tuple) -> StoredDocument:
     )
 
 
-def _trace(row: tuple) -> Trace:
+_TRACE_MARKS = ",".join("?" * len(_TRACE_COLUMNS.split(",")))
+
+
+def _trace_row(trace: Trace) -> tuple:
+    """A trace as its row in the `traces` table (`_TRACE_COLUMNS`)."""
+    return (trace.id, trace.created_at, trace.route, trace.key_id, trace.question,
+            trace.answer, int(trace.refused), trace.refusal_reason, trace.groundedness,
+            trace.latency_ms, trace.prompt_tokens, trace.output_tokens,
+            json.dumps(list(trace.doc_groups)), json.dumps(dict(trace.detail), ensure_ascii=False))
+
+
+def trace_from_row(row: tuple) -> Trace:
+    """A row of the `traces` table (`_TRACE_COLUMNS`) as a `Trace`."""
     return Trace(
         id=row[0], created_at=row[1], route=row[2], key_id=row[3], question=row[4],
         answer=row[5], refused=bool(row[6]), refusal_reason=row[7], groundedness=row[8],
