@@ -1,5 +1,6 @@
-"""The HTTP service (in progress): API keys with scopes and access groups, and the first routes
-(health, documents, search, ask) with those groups enforced.
+"""The HTTP service: API keys with scopes and access groups, and the FastAPI app
+(`ragtune.service.app.create_app`: one router per area, state and the caller's access as
+dependencies).
 
     >>> from ragtune.service import KeyStore
     >>> secret, record = KeyStore.open(Settings.load()).create(["read"], groups=["support"])

@@ -3,12 +3,19 @@
     >>> m = Metrics()
     >>> m.observe_request("/v1/ask", "POST", 200, 0.8)
     >>> print(m.render())          # what GET /metrics returns
+    >>> app.add_middleware(RequestMetrics, metrics=m)     # every request counted and timed
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
+from typing import Any
+
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
 
 BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 GROUNDEDNESS_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -98,6 +105,24 @@ class Metrics:
                 lines.append(f'ragtune_documents_ingested_total{{outcome="{outcome}"}} '
                              f"{self.ingested[outcome]}")
         return "\n".join(lines) + "\n"
+
+
+class RequestMetrics(BaseHTTPMiddleware):
+    """Middleware: each request's route (its template, never the raw path), method, status and
+    latency into `metrics`; refusals by inner middleware (413, 408) are counted too."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        super().__init__(app)
+        self.metrics = metrics
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint
+                       ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        self.metrics.observe_request(getattr(route, "path", "(unmatched)"), request.method,
+                                     response.status_code, time.perf_counter() - started)
+        return response
 
 
 def _label(value: str) -> str:
