@@ -154,6 +154,23 @@ def test_ask_errors(six_docs: Path) -> None:
     assert bad.exit_code == 1 and "unknown generator" in bad.stderr
 
 
+@pytest.mark.parametrize("command", [
+    ["search", "anything"], ["calibrate", "{cases}"], ["eval", "{cases}"],
+    ["tune", "{cases}", "--raft", "--out", "{out}"], ["traces", "list"],
+    ["traces", "show", "t1"],
+])
+def test_commands_that_read_a_knowledge_base_refuse_one_never_made(
+        tmp_path: Path, command: list[str]) -> None:
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"question": "q", "answers": []}\n')
+    args = [a.format(cases=cases, out=tmp_path / "adapter") for a in command]
+    result = run(*args, "--kb", "never-made")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines()[-1] == (  # (tune draws its bar first)
+        "error knowledge base 'never-made' is empty: run `ragtune ingest` first")
+    assert not (tmp_path / "adapter").exists()
+
+
 def test_calibrate_stores_a_policy_that_ask_uses(six_docs: Path, tmp_path: Path,
                                                  generator) -> None:
     from ragtune import KnowledgeBase, Settings
@@ -244,7 +261,7 @@ def test_testset_writes_cases_eval_reads(six_docs: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["cases"] == data["answerable"] + data["unanswerable"] and data["answerable"] >= 1
-    from ragtune.evaluation.cases import load_cases
+    from ragtune.cases import load_cases
 
     assert len(load_cases(target)) == data["cases"]
     again = run("testset", "--kb", "c", "-n", "4", "--unanswerable", "0.25", "--seed", "1",

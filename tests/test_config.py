@@ -41,3 +41,36 @@ def test_bad_config_is_an_error_naming_the_key(tmp_path: Path, toml: str, messag
 def test_kb_names_cannot_escape_the_home(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="knowledge base name"):
         Settings.load(home=tmp_path).kb_path(name)
+
+
+def test_overrides_merge_deeply_and_keep_untouched_keys(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[tune]\nepochs = 5\nlora_r = 4\n'
+                                          '[generator]\ndtype = "float32"\n')
+    loaded = Settings.load(home=tmp_path)
+    s = loaded.with_overrides({"tune": {"epochs": 1}, "answer": {"k": 5}})
+    assert (s.tune.epochs, s.tune.lora_r) == (1, 4)  # the file's other [tune] key is kept
+    assert s.answer.k == 5 and s.answer.mode == "hybrid"  # defaults beside an override stay
+    assert s.generator == loaded.generator and s.home == tmp_path
+    assert loaded.tune.epochs == 5  # the original is untouched (settings are frozen)
+    # load(**overrides) merges the same way
+    assert Settings.load(home=tmp_path, tune={"epochs": 1}).tune == s.tune
+
+
+def test_override_replaces_a_non_mapping_value(tmp_path: Path) -> None:
+    s = Settings.load(home=tmp_path).with_overrides({"tune": {"target_modules": ("q_proj",)},
+                                                     "home": tmp_path / "other"})
+    assert s.tune.target_modules == ("q_proj",) and s.kb_path("x") == tmp_path / "other/kb/x"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tune": {"epoch": 1}}, "unknown setting 'tune.epoch'"),
+        ({"colour": "red"}, "unknown setting 'colour'"),
+        ({"tune": {"epochs": 0}}, "tune.epochs"),
+    ],
+)
+def test_bad_override_is_an_error_naming_the_key(tmp_path: Path, overrides: dict,
+                                                 message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.load(home=tmp_path).with_overrides(overrides)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from ragtune.config import Settings
 from ragtune.errors import InputError, RagtuneError
 from ragtune.kb import KnowledgeBase
 from ragtune.retrieval import MODES, parse_filter_args, search
+
+if TYPE_CHECKING:
+    from ragtune.lab.result import LabResult
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -85,6 +88,21 @@ FusionOpt = Annotated[str, typer.Option(help="Hybrid fusion: zscore (default) or
 
 def _open(home: Path | None, kb: str | None) -> KnowledgeBase:
     return KnowledgeBase.open(kb, Settings.load(home=home))
+
+
+def _open_existing(home: Path | None, kb: str | None) -> KnowledgeBase:
+    return KnowledgeBase.open_existing(kb, Settings.load(home=home))
+
+
+def _given(**options: Any) -> dict[str, Any] | None:
+    """The options given on the command line (not None) as settings overrides; None when none
+    was."""
+    given = {name: value for name, value in options.items() if value is not None}
+    return given or None
+
+
+def _groups(groups: str | None) -> list[str] | None:
+    return groups.split(",") if groups is not None else None
 
 
 def _print_json(data: Any) -> None:
@@ -215,7 +233,7 @@ def kb_check(
         "from every readable row (the damaged file is kept beside it).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a knowledge base's store (SQLite and FTS5 integrity, chunk offsets, vectors);
+    """Check a knowledge base's store (SQLite integrity, chunk offsets, vectors);
     exit status 1 while a problem remains."""
     with _open(home, kb) as base, _status(not as_json, f"checking {base.name}"):
         report = base.check(repair=repair)
@@ -272,12 +290,9 @@ def search_cmd(
 ) -> None:
     """Search a knowledge base (BM25, dense, or hybrid: fused BM25 and dense)."""
     filters = parse_filter_args(filter_args or [])
-    with _open(home, kb) as base:
-        if not base.exists():
-            raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
-        result = search(base, query, k=k, mode=mode,
-                        groups=groups.split(",") if groups is not None else None,
-                        filters=filters, per_doc=per_doc, dedupe=dedupe, fusion=fusion)
+    with _open_existing(home, kb) as base:
+        result = search(base, query, k=k, mode=mode, groups=_groups(groups), filters=filters,
+                        per_doc=per_doc, dedupe=dedupe, fusion=fusion)
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -324,29 +339,49 @@ def ask_cmd(
     from ragtune.models.constrained import load_schema
 
     json_schema = load_schema(schema) if schema is not None else None
-    settings = Settings.load(home=home, **_generator_overrides(home, generator, base_url,
-                                                               adapter))
-    with KnowledgeBase.open(kb, settings) as base:
-        if not base.exists():
-            raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
+    settings = Settings.load(home=home, generator=_given(name=generator, base_url=base_url,
+                                                         adapter=adapter))
+    streaming = not as_json and out.is_terminal
+    with KnowledgeBase.open_existing(kb, settings) as base:
         _warn_if_stale(settings, base)
         answerer = Answerer(base, schema=json_schema)
-        streaming = not as_json and out.is_terminal
         with _status(not as_json and err.is_terminal, "loading the model"):
             answerer.generator.warm_up()
-        answer = answerer.ask(
-            question, k=k, mode=mode, groups=groups.split(",") if groups is not None else None,
-            max_new_tokens=max_tokens,
-            on_token=(lambda piece: out.print(escape(piece), end="", highlight=False))
-            if streaming else None,
-        )
+        answer = answerer.ask(question, k=k, mode=mode, groups=_groups(groups),
+                              max_new_tokens=max_tokens,
+                              on_token=_print_piece if streaming else None)
     if as_json:
         _print_json(answer.to_dict(context=show_context))
         return
-    if streaming:
+    _render_answer(answer, streaming, show_context)
+
+
+def _print_piece(piece: str) -> None:
+    """One piece of a streamed answer."""
+    out.print(escape(piece), end="", highlight=False)
+
+
+def _render_answer(answer: Any, streamed: bool, show_context: bool) -> None:
+    if streamed:
         out.print()  # what streamed is the checked answer: a refused draft is never shown
     else:
         out.print(escape(answer.text), highlight=False)
+    _render_answer_warnings(answer)
+    _render_sources(answer.citations)
+    flagged = answer.flagged_passages
+    if flagged:
+        err.print(f"[yellow]flagged[/] passage(s) {', '.join(map(str, flagged))} contain "
+                  "instruction-like text; they were treated as data")
+    if show_context:
+        _render_context(answer.prompt)
+    g = answer.generation
+    stats = f"{answer.timings_ms['total'] / 1000:.1f}s"
+    if g is not None:
+        stats += f", {g.prompt_tokens} prompt + {g.output_tokens} output tokens"
+    err.print(f"[dim]{stats}[/]")
+
+
+def _render_answer_warnings(answer: Any) -> None:
     if answer.refused:
         err.print(f"[yellow]refused[/] ({_REFUSAL_REASONS[answer.refusal_reason or 'model']})")
     if answer.invalid_citations:
@@ -355,31 +390,27 @@ def ask_cmd(
     if answer.schema_errors:
         err.print(f"[yellow]schema[/] the answer does not match the schema: "
                   f"{escape(answer.schema_errors[0])}")
-    if answer.citations:
+
+
+def _render_sources(citations: Any) -> None:
+    if citations:
         out.print("\n[bold]Sources[/]")
-    for c in answer.citations:
+    for c in citations:
         where = f", p. {c.page}" if c.page else ""
         how = " [dim](attributed: the model cited nothing)[/]" if c.inferred else ""
         out.print(f"[{c.number}] [bold]{escape(c.title or c.doc_id)}[/] — "
                   f"{escape(c.source)}{where} (v{c.version}, chars {c.start}-{c.end}){how}")
         out.print(f"    [italic]“{escape(c.snippet)}”[/]")
-    flagged = answer.flagged_passages
-    if flagged:
-        err.print(f"[yellow]flagged[/] passage(s) {', '.join(map(str, flagged))} contain "
-                  "instruction-like text; they were treated as data")
-    if show_context:
-        out.print("\n[bold]Context[/]")
-        for p in answer.prompt.passages:
-            out.print(f"[{p.number}] {escape(p.title)} (score {p.score:.3f}, {p.tokens} tokens"
-                      f"{', flagged' if p.flags else ''})\n{escape(p.text)}\n")
-        if answer.prompt.dropped:
-            out.print(f"[dim]{len(answer.prompt.dropped)} lower-ranked passage(s) left out "
-                      "for the token budget[/]")
-    g = answer.generation
-    stats = f"{answer.timings_ms['total'] / 1000:.1f}s"
-    if g is not None:
-        stats += f", {g.prompt_tokens} prompt + {g.output_tokens} output tokens"
-    err.print(f"[dim]{stats}[/]")
+
+
+def _render_context(prompt: Any) -> None:
+    out.print("\n[bold]Context[/]")
+    for p in prompt.passages:
+        out.print(f"[{p.number}] {escape(p.title)} (score {p.score:.3f}, {p.tokens} tokens"
+                  f"{', flagged' if p.flags else ''})\n{escape(p.text)}\n")
+    if prompt.dropped:
+        out.print(f"[dim]{len(prompt.dropped)} lower-ranked passage(s) left out "
+                  "for the token budget[/]")
 
 
 _REFUSAL_REASONS = {
@@ -406,15 +437,12 @@ def calibrate_cmd(
     """Calibrate the refusal thresholds of a knowledge base on answerable and unanswerable
     questions, and store them for `ask`."""
     from ragtune.answering.ask import calibrate_refusal
-    from ragtune.evaluation.cases import load_cases
+    from ragtune.cases import load_cases
 
     loaded = load_cases(cases)
-    with _open(home, kb) as base:
-        if not base.exists():
-            raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
-        with _progress(as_json) as bar:
-            result = calibrate_refusal(base, loaded, keep_answerable=keep_answerable,
-                                       progress=bar("calibrate"), save=not dry_run)
+    with _open_existing(home, kb) as base, _progress(as_json) as bar:
+        result = calibrate_refusal(base, loaded, keep_answerable=keep_answerable,
+                                   progress=bar("calibrate"), save=not dry_run)
     if as_json:
         _print_json(result.to_dict() | {"stored": not dry_run})
         return
@@ -427,30 +455,13 @@ def calibrate_cmd(
     err.print("stored in the knowledge base" if not dry_run else "not stored (--dry-run)")
 
 
-def _generator_overrides(home: Path | None, generator: str | None, base_url: str | None,
-                         adapter: Path | None = None) -> dict[str, Any]:
-    """Settings overrides for `--generator/--base-url/--adapter` (none given: no override)."""
-    if not (generator or base_url or adapter):
-        return {}
-    current = Settings.load(home=home).generator.model_dump(exclude_unset=True)
-    return {"generator": current | {k: v for k, v in {"name": generator, "base_url": base_url,
-                                                      "adapter": adapter}.items()
-                                    if v is not None}}
-
-
 def _warn_if_stale(settings: Settings, kb: KnowledgeBase) -> None:
     """Say so when the adapter in use was trained against an older version of this knowledge
     base."""
-    from ragtune.tuning.manifest import MANIFEST_FILE, check_staleness, read_manifest
+    from ragtune.tuning.manifest import adapter_staleness
 
-    adapter = settings.generator.adapter
-    if adapter is None or not (Path(adapter) / MANIFEST_FILE).is_file():
-        return
-    manifest = read_manifest(Path(adapter))
-    if manifest.knowledge_base is None or manifest.knowledge_base.name != kb.name:
-        return
-    staleness = check_staleness(manifest, kb)
-    if staleness.stale:
+    staleness = adapter_staleness(settings, kb)
+    if staleness is not None and staleness.stale:
         err.print(f"[yellow]stale adapter[/] {escape(staleness.reason)}; retrain it with "
                   "`ragtune tune --raft` to match the documents")
 
@@ -499,7 +510,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate an architecture on a cases file: correctness, faithfulness, citations, format,
     refusal, retrieval, latency, tokens, cost, and the cause of every failure."""
-    from ragtune.evaluation.cases import load_cases
+    from ragtune.cases import load_cases
     from ragtune.evaluation.runner import Evaluator, compare_runs, load_run
 
     if compare is not None:
@@ -517,15 +528,10 @@ def eval_cmd(
 
     loaded = load_cases(cases)[:limit] if limit else load_cases(cases)
     json_schema = load_schema(schema) if schema is not None else None
-    overrides = _generator_overrides(home, generator, base_url, adapter)
-    if judge or judge_base_url:
-        current = Settings.load(home=home).eval.model_dump(exclude_unset=True)
-        overrides["eval"] = current | {k_: v for k_, v in {
-            "judge": judge, "judge_base_url": judge_base_url}.items() if v is not None}
-    settings = Settings.load(home=home, **overrides)
-    with KnowledgeBase.open(kb, settings) as base:
-        if not base.exists():
-            raise RagtuneError(f"knowledge base {base.name!r} is empty: run `ragtune ingest` first")
+    settings = Settings.load(
+        home=home, generator=_given(name=generator, base_url=base_url, adapter=adapter),
+        eval=_given(judge=judge, judge_base_url=judge_base_url))
+    with KnowledgeBase.open_existing(kb, settings) as base:
         evaluator = Evaluator(base, arch=arch, k=k, mode=mode, schema=json_schema)
         _warn_if_stale(settings, base)
         with _status(not as_json and err.is_terminal, "loading the model"):
@@ -597,15 +603,14 @@ def testset_cmd(
 ) -> None:
     """Generate an evaluation set from a knowledge base: questions with their gold document,
     plus unanswerable ones."""
+    from ragtune.answering.ask import generator_for
     from ragtune.evaluation.testset import generate_testset, write_cases
-    from ragtune.models.generators import get_generator
 
     settings = Settings.load(home=home)
     llm = None
-    if writer:
-        g = settings.generator
-        llm = get_generator(writer, settings.cache_dir, g.dtype, None, g.batch_size, base_url,
-                            g.api_key_env, g.timeout_s, g.max_retries)
+    if writer:  # the configured generator's settings, with the writer model in its place
+        llm = generator_for(settings.with_overrides({"generator": {
+            "name": writer, "base_url": base_url, "adapter": None}}))
     with KnowledgeBase.open(kb, settings) as base, _progress(as_json) as bar:
         cases = generate_testset(base, questions, unanswerable, seed, llm,
                                  progress=bar("generate"))
@@ -667,9 +672,7 @@ def tune_cmd(
     """Train a LoRA adapter. Rerunning an interrupted command resumes from its last
     checkpoint. Multi-GPU: `accelerate launch -m ragtune tune ...` (same arguments)."""
     from ragtune.tuning import load_training_data, train_adapter
-    from ragtune.tuning.data import check_lengths, split_examples
-    from ragtune.tuning.manifest import resolve_base
-    from ragtune.tuning.trainer import length_limit, load_tokenizer
+    from ragtune.tuning.data import validate_training_data
 
     flags = {"base": base, "epochs": epochs, "learning_rate": lr, "batch_size": batch_size,
              "grad_accum": grad_accum, "lora_r": rank, "lora_alpha": alpha,
@@ -680,47 +683,32 @@ def tune_cmd(
              "target_modules": None if targets is None else (
                  targets if targets == "all-linear" else
                  tuple(t.strip() for t in targets.split(",") if t.strip()))}
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    current = Settings.load(home=home).tune.model_dump(exclude_unset=True)
-    settings = Settings.load(home=home, tune=current | overrides) if overrides \
-        else Settings.load(home=home)
-    tune = settings.tune
+    settings = Settings.load(home=home, tune=_given(**flags))
     if raft and kb is None:
         raise typer.BadParameter("--raft needs --kb NAME (the knowledge base the passages come "
                                  "from)")
     if validate_only:
         if raft:
             raise typer.BadParameter("--validate-only checks a training file, not --raft cases")
-        examples = load_training_data(data, tune.min_examples)
         with _status(not as_json and err.is_terminal, "loading the tokenizer"):
-            folder, _ = resolve_base(tune.base, settings.cache_dir)
-            limit, limit_name = length_limit(folder, tune.max_length)
-            encoded = check_lengths(examples, load_tokenizer(folder), limit, str(data),
-                                    limit_name)
-        train, val = split_examples(examples, tune.val_split, tune.max_val_examples, tune.seed)
-        lengths = [len(ids) for ids, _ in encoded]
-        tokens = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
-                  "total": sum(lengths)}
+            report = validate_training_data(data, settings)
         if as_json:
-            _print_json({"valid": True, "examples": len(examples), "train": len(train),
-                         "validation": len(val), "tokens": tokens})
+            _print_json(report.to_dict())
         else:
-            out.print(f"{data}: {len(examples)} valid examples ({len(train)} train, {len(val)} "
-                      f"validation), {tokens['mean']} tokens on average, longest "
-                      f"{tokens['max']} (limit {limit}: {limit_name})")
+            out.print(f"{data}: {report.examples} valid examples ({report.train} train, "
+                      f"{report.validation} validation), {report.mean_tokens} tokens on "
+                      f"average, longest {report.max_tokens} (limit {report.limit}: "
+                      f"{report.limit_name})")
         return
     # Under `accelerate launch` every process runs this command; one reports.
     main_process = os.environ.get("RANK", "0") == "0"
     with _training_progress(as_json, show=main_process) as progress:
         if raft:
-            from ragtune.evaluation.cases import load_cases
+            from ragtune.cases import load_cases
             from ragtune.tuning.raft import train_raft_adapter
 
             cases = load_cases(data)
-            with KnowledgeBase.open(kb, settings) as base_kb:
-                if not base_kb.exists():
-                    raise RagtuneError(f"knowledge base {base_kb.name!r} is empty: run "
-                                       "`ragtune ingest` first")
+            with KnowledgeBase.open_existing(kb, settings) as base_kb:
                 raft_report, result = train_raft_adapter(
                     base_kb, cases, out_dir, settings, cases_file=data, progress=progress,
                     restart=restart)
@@ -729,7 +717,7 @@ def tune_cmd(
                           f"{escape(skipped['reason'])}")
             extra: dict[str, Any] = {"raft": raft_report.to_dict()}
         else:
-            examples = load_training_data(data, tune.min_examples)
+            examples = load_training_data(data, settings.tune.min_examples)
             result = train_adapter(examples, out_dir, settings, data_file=data,
                                    progress=progress, restart=restart)
             extra = {}
@@ -892,7 +880,7 @@ def bench_beir(
     settings = Settings.load(home=home)
     with tempfile.TemporaryDirectory(prefix="ragtune-beir-") as tmp:
         if kb is None:
-            settings = settings.model_copy(update={"home": Path(tmp)})
+            settings = settings.with_overrides({"home": Path(tmp)})
         with KnowledgeBase.open(kb or "beir", settings) as base, _progress(as_json) as bar:
             report = run_beir(dataset, mode, base, split=split, fusion=fusion,
                               ingest_progress=bar(f"ingest {dataset.name}"),
@@ -922,7 +910,6 @@ def assess_cmd(
 ) -> None:
     """Recommend RAG, fine-tuning, a hybrid or neither from a checklist about your workload,
     decided by measurements when --evidence is given."""
-    from ragtune.errors import InputError
     from ragtune.lab.checklist import assess, load_answers, load_evidence
 
     # Evidence first: a bad path should fail before nine questions were answered.
@@ -950,7 +937,6 @@ def assess_cmd(
 def _ask_checklist() -> Any:
     """The checklist asked on the terminal; questions go to stderr so stdout holds only the
     result (and `--json` stays one document)."""
-    from ragtune.errors import InputError
     from ragtune.lab.checklist import interview
 
     def write(text: str) -> None:
@@ -1010,21 +996,22 @@ def _run_lab(exp: Any, settings: Settings, out_dir: Path, as_json: bool) -> None
     paths = {"html": str(out_dir / "report.html"), "markdown": str(out_dir / "report.md"),
              "json": str(out_dir / "lab.json")}
     if as_json:
-        _print_json({k: lab[k] for k in ("experiment", "recommendation", "order",
-                                         "architectures", "freshness", "stages", "seconds")}
+        data = lab.to_dict()
+        _print_json({k: data[k] for k in ("experiment", "recommendation", "order",
+                                          "architectures", "freshness", "stages", "seconds")}
                     | {"report": paths})
         return
     _render_lab(lab)
     out.print(f"\nReport: {_display_path(paths['html'])} (also report.md, lab.json; "
-              f"{lab['seconds']:.0f} s in all)", highlight=False)
+              f"{lab.seconds:.0f} s in all)", highlight=False)
 
 
-def _render_lab(lab: dict[str, Any]) -> None:
-    rec = lab["recommendation"]
-    out.print(f"Recommendation: [bold]{escape(rec['recommendation'])}[/]")
-    for reason in rec["reasons"]:
+def _render_lab(lab: LabResult) -> None:
+    rec = lab.recommendation
+    out.print(f"Recommendation: [bold]{escape(rec.recommendation or '')}[/]")
+    for reason in rec.reasons:
         out.print(f"  - {escape(reason)}", highlight=False)
-    for warning in rec["warnings"]:
+    for warning in rec.warnings:
         out.print(f"  [yellow]![/] {escape(warning)}", highlight=False)
     rows = (("correct", "correct"), ("faithfulness", "faithful"),
             ("citation_accuracy", "citations"), ("format_valid", "format"),
@@ -1035,8 +1022,8 @@ def _render_lab(lab: dict[str, Any]) -> None:
     table.add_column("arch")
     for _, label in rows:
         table.add_column(label, justify="right")
-    for arch in lab["order"]:
-        m = lab["architectures"][arch]["metrics"]
+    for arch in lab.order:
+        m = lab.architectures[arch].metrics
         table.add_row(escape(arch), *(_fmt(m.get(key)) for key, _ in rows))
     out.print(table)
 
@@ -1100,13 +1087,6 @@ def keys_revoke(
     out.print(f"revoked {record.id}", highlight=False)
 
 
-def _traced_kb(home: Path | None, kb: str | None) -> KnowledgeBase:
-    base = _open(home, kb)
-    if not base.exists():
-        raise InputError(f"no knowledge base {base.name!r}")
-    return base
-
-
 @traces_app.command("list")
 def traces_list(
     below: Annotated[float | None, typer.Option(
@@ -1122,7 +1102,7 @@ def traces_list(
     """Served answers (`ragtune serve`), newest first: groundedness, refusal, latency, tokens."""
     from ragtune.evaluation.online import trace_to_dict
 
-    with _traced_kb(home, kb) as base:
+    with _open_existing(home, kb) as base:
         traces = base.store.list_traces(limit=limit, below=below, refused=refused)
     rows = [trace_to_dict(t, detail=False) for t in traces]
     if as_json:
@@ -1148,7 +1128,7 @@ def traces_show(
     """One trace: question, answer, citations, passages, the judged claims, timings."""
     from ragtune.evaluation.online import trace_to_dict
 
-    with _traced_kb(home, kb) as base:
+    with _open_existing(home, kb) as base:
         trace = base.store.get_trace(trace_id)
     if trace is None:
         raise InputError(f"no trace {trace_id!r} in knowledge base {base.name!r}")

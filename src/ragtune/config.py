@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -207,6 +209,15 @@ class ServiceSettings(BaseModel):
                                   "this (else 408)")
 
 
+class StoreSettings(BaseModel):
+    """The knowledge store's backend, by its registered name (`ragtune.store.registry`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: str = Field("sqlite", description="store backend (sqlite: one file per "
+                         "knowledge base)")
+
+
 class Settings(BaseModel):
     """Every setting ragtune reads, in one place."""
 
@@ -225,19 +236,25 @@ class Settings(BaseModel):
     eval: EvalSettings = EvalSettings()
     tune: TuneSettings = TuneSettings()
     service: ServiceSettings = ServiceSettings()
+    store: StoreSettings = StoreSettings()
 
     @classmethod
     def load(cls, home: str | Path | None = None, **overrides: object) -> Settings:
-        """Build settings from `home` (or `$RAGTUNE_HOME`), its `config.toml`, then `overrides`."""
+        """Build settings from `home` (or `$RAGTUNE_HOME`), its `config.toml`, then `overrides`
+        (a `None` override is no override).
+
+        Overrides merge deeply, as `with_overrides` does: `tune={"epochs": 1}` changes one
+        setting and keeps the rest of the config file's `[tune]` section.
+        """
         root = Path(home or os.environ.get("RAGTUNE_HOME") or DEFAULT_HOME).expanduser()
-        data: dict[str, object] = {}
+        data: dict[str, Any] = {}
         config_file = root / "config.toml"
         if config_file.is_file():
             try:
                 data = tomllib.loads(config_file.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{config_file}: invalid TOML ({exc})") from exc
-        data.update({k: v for k, v in overrides.items() if v is not None})
+        data = deep_merge(data, {k: v for k, v in overrides.items() if v is not None})
         data["home"] = root
         if "cache" not in data and os.environ.get("RAGTUNE_CACHE"):
             data["cache"] = Path(os.environ["RAGTUNE_CACHE"]).expanduser()
@@ -245,6 +262,21 @@ class Settings(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, str(config_file))) from exc
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        """These settings with `overrides` merged in deeply and validated again: a section
+        given as a mapping changes only the keys it names. An unknown key is a `ConfigError`
+        naming it.
+
+            >>> s = Settings.load().with_overrides({"tune": {"epochs": 1}})
+            >>> s.tune.epochs, s.tune.lora_r
+            (1, 8)
+        """
+        data = deep_merge(self.model_dump(exclude_unset=True), overrides)
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, "settings overrides")) from exc
 
     def kb_path(self, name: str | None = None) -> Path:
         """The folder of knowledge base `name` (default: `self.kb`)."""
@@ -259,6 +291,19 @@ class Settings(BaseModel):
     def cache_dir(self) -> Path:
         """Derived model artifacts (ONNX export, converted checkpoints) live here."""
         return self.cache or self.home / "cache"
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` laid over it: where both hold a mapping under a key the two
+    merge (recursively), anything else in `overrides` replaces what `base` holds."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _describe(exc: ValidationError, where: str) -> str:

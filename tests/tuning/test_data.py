@@ -212,9 +212,36 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
 
 
 def test_the_model_context_caps_the_length(tmp_path: Path) -> None:
-    from ragtune.tuning.trainer import length_limit
+    from ragtune.tuning.data import length_limit
 
     (tmp_path / "config.json").write_text('{"max_position_embeddings": 512}')
     assert length_limit(tmp_path, 1024) == (512, "the model's context")
     assert length_limit(tmp_path, 256) == (256, "tune.max_length")
     assert length_limit(tmp_path / "none", 300) == (300, "tune.max_length")
+
+
+@pytest.mark.slow
+def test_validation_report_counts_the_tokens_training_would_see(
+        tmp_path: Path, model_cache: Path, base_tokenizer) -> None:
+    """`tune --validate-only` in the library: the split `train_adapter` would use and the
+    lengths of every example in the base model's tokens."""
+    from conftest import write_code_examples
+    from ragtune import Settings
+    from ragtune.tuning.data import validate_training_data
+
+    data = write_code_examples(tmp_path / "d.jsonl", 10)
+    settings = Settings.load(home=tmp_path / "home", cache=model_cache)
+    report = validate_training_data(data, settings)
+    lengths = [len(encode_example(base_tokenizer, e.messages)[0])
+               for e in load_training_data(data)]
+    train, val = split_examples(load_training_data(data), 0.1, 200, 0)
+    assert (report.examples, report.train, report.validation) == (10, len(train), len(val))
+    assert report.to_dict() == {
+        "valid": True, "examples": 10, "train": len(train), "validation": len(val),
+        "tokens": {"max": max(lengths), "mean": round(sum(lengths) / 10, 1),
+                   "total": sum(lengths)}}
+    assert (report.limit, report.limit_name) == (1024, "tune.max_length")
+    short = settings.with_overrides({"tune": {"max_length": 12}})
+    with pytest.raises(InputError, match="too long for training") as failed:
+        validate_training_data(data, short)
+    assert "tokens, over tune.max_length (12)" in str(failed.value)

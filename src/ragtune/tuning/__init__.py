@@ -1,17 +1,20 @@
 """Fine-tuning: LoRA adapters trained on chat or prompt/completion data, with manifests.
 
-    >>> from ragtune.tuning import load_training_data, train_adapter
+    >>> from ragtune.tuning import load_training_data, train_adapter, validate_training_data
     >>> examples = load_training_data(Path("tickets.jsonl"), min_examples=8)
     >>> result = train_adapter(examples, Path("adapters/tickets"), Settings.load(),
     ...                        data_file=Path("tickets.jsonl"))
     >>> result.manifest.metrics["val_loss"]
+    >>> validate_training_data(Path("tickets.jsonl"), Settings.load()).max_tokens  # no training
 """
 
 from ragtune.tuning.data import (
     TrainingExample,
+    ValidationReport,
     encode_example,
     load_training_data,
     split_examples,
+    validate_training_data,
     write_training_data,
 )
 from ragtune.tuning.manifest import (
@@ -29,6 +32,7 @@ __all__ = [
     "TrainProgress",
     "TrainResult",
     "TrainingExample",
+    "ValidationReport",
     "check_staleness",
     "encode_example",
     "load_training_data",
@@ -36,5 +40,6 @@ __all__ = [
     "registered_adapters",
     "split_examples",
     "train_adapter",
+    "validate_training_data",
     "write_training_data",
 ]

@@ -13,6 +13,7 @@ Every bad line is reported with its number before a model is loaded: invalid JSO
 wrong or misordered roles, empty content, a conversation that does not end with the assistant,
 duplicates (naming the earlier line), and fewer examples than `tune.min_examples`. Examples longer
 than `tune.max_length` tokens are reported once the tokenizer is available (`check_lengths`).
+`validate_training_data` runs every check on a file without training (`tune --validate-only`).
 
 The loss is on assistant tokens only: `encode_example` renders the conversation with the model's
 own chat template and tokenizes the context and each assistant turn separately, so the prompt
@@ -22,6 +23,7 @@ are the assistant's tokens plus its end-of-turn token.
     >>> examples = load_training_data(Path("tickets.jsonl"), min_examples=8)
     >>> train, val = split_examples(examples, val_split=0.1, max_val=200, seed=0)
     >>> ids, labels = encode_example(tokenizer, train[0].messages)
+    >>> report = validate_training_data(Path("tickets.jsonl"), Settings.load())
 """
 
 from __future__ import annotations
@@ -35,15 +37,22 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.config import Settings
 from ragtune.errors import InputError, ModelError
 from ragtune.jsonl import errors_found, parse_lines, write_jsonl
+from ragtune.models.generators import set_offline
+from ragtune.tuning.manifest import resolve_base
 
 IGNORE_INDEX = -100
 """Label of a token the loss ignores (context, padding)."""
 CHAT_KEYS = {"messages", "id", "metadata"}
 PROMPT_KEYS = {"prompt", "completion", "system", "id", "metadata"}
+MESSAGE_KEYS = {"role", "content", "weight"}
+ROLES = ("system", "user", "assistant")
 
 Message = dict[str, Any]
+Encoded = tuple[list[int], list[int]]
+"""An example as token ids and their labels (`encode_example`)."""
 
 
 @dataclass(frozen=True)
@@ -92,34 +101,44 @@ def check_conversation(messages: Any, where: str) -> tuple[Message, ...]:
     assistant) and non-empty string content."""
     if not isinstance(messages, list) or not messages:
         raise InputError(f"{where}: 'messages' must be a non-empty list")
-    out: list[Message] = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise InputError(f"{where}: message {i} must be an object with role and content")
-        extra = sorted(set(m) - {"role", "content", "weight"})
-        if extra:
-            raise InputError(f"{where}: message {i} has unknown key(s) "
-                             f"{', '.join(map(repr, extra))}")
-        role, content = m.get("role"), m.get("content")
-        if role not in ("system", "user", "assistant"):
-            raise InputError(f"{where}: message {i}: role must be system, user or assistant, "
-                             f"got {role!r}")
-        if not isinstance(content, str) or not content.strip():
-            raise InputError(f"{where}: message {i} ({role}): content is empty or not a string")
-        message = {"role": role, "content": content}
-        if "weight" in m:
-            if role != "assistant" or m["weight"] not in (0, 1) or isinstance(m["weight"], bool):
-                raise InputError(f"{where}: message {i}: 'weight' is 0 or 1, on assistant "
-                                 "messages only")
-            if m["weight"] == 0:
-                message["weight"] = 0
-        out.append(message)
-    turns = out[1:] if out[0]["role"] == "system" else out
+    out = [_check_message(m, i, where) for i, m in enumerate(messages)]
+    system = 1 if out[0]["role"] == "system" else 0
+    _check_turns(out[system:], system, where)
+    return tuple(out)
+
+
+def _check_message(m: Any, i: int, where: str) -> Message:
+    """Message `i` on its own: known keys, a known role, content, and a `weight` of 0 or 1 on
+    an assistant message only (kept when it is 0: the turn is context, not learned)."""
+    if not isinstance(m, dict):
+        raise InputError(f"{where}: message {i} must be an object with role and content")
+    extra = sorted(set(m) - MESSAGE_KEYS)
+    if extra:
+        raise InputError(f"{where}: message {i} has unknown key(s) "
+                         f"{', '.join(map(repr, extra))}")
+    role, content = m.get("role"), m.get("content")
+    if role not in ROLES:
+        raise InputError(f"{where}: message {i}: role must be system, user or assistant, "
+                         f"got {role!r}")
+    if not isinstance(content, str) or not content.strip():
+        raise InputError(f"{where}: message {i} ({role}): content is empty or not a string")
+    message: Message = {"role": role, "content": content}
+    if "weight" in m:
+        if role != "assistant" or m["weight"] not in (0, 1) or isinstance(m["weight"], bool):
+            raise InputError(f"{where}: message {i}: 'weight' is 0 or 1, on assistant "
+                             "messages only")
+        if m["weight"] == 0:
+            message["weight"] = 0
+    return message
+
+
+def _check_turns(turns: Sequence[Message], offset: int, where: str) -> None:
+    """The turns after the optional system message (`offset` of them) alternate user and
+    assistant, end with the assistant, and leave at least one assistant turn to learn."""
     for i, m in enumerate(turns):
         expected = "user" if i % 2 == 0 else "assistant"
         if m["role"] != expected:
-            position = i + len(out) - len(turns)
-            raise InputError(f"{where}: message {position}: expected role {expected!r}, got "
+            raise InputError(f"{where}: message {i + offset}: expected role {expected!r}, got "
                              f"{m['role']!r} (a conversation is an optional system message, then "
                              "user and assistant turns alternating)")
     if not turns or turns[-1]["role"] != "assistant":
@@ -127,7 +146,6 @@ def check_conversation(messages: Any, where: str) -> tuple[Message, ...]:
                          "(the loss is on assistant turns)")
     if all(m.get("weight") == 0 for m in turns if m["role"] == "assistant"):
         raise InputError(f"{where}: every assistant message has weight 0; nothing to learn")
-    return tuple(out)
 
 
 def learned(message: Message) -> bool:
@@ -179,6 +197,34 @@ def examples_digest(examples: Sequence[TrainingExample]) -> str:
 # --- tokenization -----------------------------------------------------------------------------
 
 
+def load_tokenizer(folder: Path) -> Any:
+    """The base model's tokenizer (it must have a chat template: data is rendered with it)."""
+    set_offline()
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{folder}: cannot load the tokenizer ({exc})") from exc
+    if not tokenizer.chat_template:
+        raise ModelError(f"{folder}: the tokenizer has no chat template; training data is "
+                         "rendered with it (as answers are)")
+    return tokenizer
+
+
+def length_limit(folder: Path, max_length: int) -> tuple[int, str]:
+    """The longest example allowed and what sets it: `tune.max_length`, or the model's context
+    (`max_position_embeddings` in its config) when that is shorter."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    context = config.get("max_position_embeddings")
+    if isinstance(context, int) and context < max_length:
+        return context, "the model's context"
+    return max_length, "tune.max_length"
+
+
 def render(tokenizer: Any, messages: Sequence[Message], generation_prompt: bool) -> str:
     return str(tokenizer.apply_chat_template(list(messages), tokenize=False,
                                              add_generation_prompt=generation_prompt))
@@ -219,8 +265,7 @@ def _tokens(tokenizer: Any, text: str) -> list[int]:
 
 
 def check_lengths(examples: Sequence[TrainingExample], tokenizer: Any, max_length: int,
-                  source: str, limit_name: str = "tune.max_length"
-                  ) -> list[tuple[list[int], list[int]]]:
+                  source: str, limit_name: str = "tune.max_length") -> list[Encoded]:
     """Encode every example; an example over `max_length` tokens is an error naming its line
     (and `limit_name`, the limit it broke)."""
     encoded = []
@@ -249,3 +294,48 @@ def split_examples(examples: Sequence[TrainingExample], val_split: float, max_va
     train = [e for i, e in enumerate(examples) if i not in held]
     val = [e for i, e in enumerate(examples) if i in held]
     return train, val
+
+
+# --- checking a file without training ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """A training file that passed every check, in numbers; `to_dict()` is the
+    `ragtune tune --validate-only --json` shape."""
+
+    path: Path
+    examples: int
+    train: int
+    validation: int
+    max_tokens: int
+    mean_tokens: float  # rounded to one decimal, as reported
+    total_tokens: int
+    limit: int
+    """The longest example allowed, and what sets it (`limit_name`)."""
+    limit_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"valid": True, "examples": self.examples, "train": self.train,
+                "validation": self.validation,
+                "tokens": {"max": self.max_tokens, "mean": self.mean_tokens,
+                           "total": self.total_tokens}}
+
+
+def validate_training_data(path: Path, settings: Settings) -> ValidationReport:
+    """Every check `train_adapter` makes on a training file before it trains (rows, roles,
+    duplicates, count, lengths in the base model's tokens), and the split it would use.
+
+    Raises `InputError` listing every problem; returns the numbers when there is none.
+    """
+    tune = settings.tune
+    examples = load_training_data(path, tune.min_examples)
+    folder, _ = resolve_base(tune.base, settings.cache_dir)
+    limit, limit_name = length_limit(folder, tune.max_length)
+    encoded = check_lengths(examples, load_tokenizer(folder), limit, str(path), limit_name)
+    train, val = split_examples(examples, tune.val_split, tune.max_val_examples, tune.seed)
+    lengths = [len(ids) for ids, _ in encoded]
+    return ValidationReport(
+        path=path, examples=len(examples), train=len(train), validation=len(val),
+        max_tokens=max(lengths), mean_tokens=round(sum(lengths) / len(lengths), 1),
+        total_tokens=sum(lengths), limit=limit, limit_name=limit_name)

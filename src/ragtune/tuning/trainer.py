@@ -41,9 +41,12 @@ from ragtune.errors import InputError, ModelError
 from ragtune.models.generators import set_offline
 from ragtune.tuning.data import (
     IGNORE_INDEX,
+    Encoded,
     TrainingExample,
     check_lengths,
     examples_digest,
+    length_limit,
+    load_tokenizer,
     split_examples,
     write_training_data,
 )
@@ -163,6 +166,65 @@ def resolve_precision(precision: str, device_type: str) -> str:
     return "bfloat16" if device_type == "cuda" or cpu_has_bf16() else "float32"
 
 
+@dataclass
+class _Data:
+    """A run's examples, split, and encoded with the base model's tokenizer."""
+
+    train: list[TrainingExample]
+    val: list[TrainingExample]
+    train_enc: list[Encoded]
+    val_enc: list[Encoded]
+    pad: int  # the token id batches are padded with
+
+
+@dataclass
+class _Run:
+    """One training run in progress: what its steps share. `state` is what a checkpoint
+    restores besides tensors; everything else every process builds again on each (re)start."""
+
+    tune: TuneSettings
+    out: Path
+    fingerprint: str
+    data: _Data
+    accelerator: Any
+    model: Any  # as prepared by accelerate (wrapped in DDP under several processes)
+    optimizer: Any
+    scheduler: Any
+    trainable: list[Any]  # the LoRA parameters
+    autocast: Any
+    precision: str
+    total_steps: int
+    notify: ProgressFn
+    state: _State = field(default_factory=_State)
+    best_weights: dict[str, Any] | None = None  # LoRA weights of the best epoch so far
+    seconds_before: float = 0.0  # time spent in the sessions before a resume
+    started: float = 0.0  # perf_counter() when this session's clock started
+
+    @property
+    def unwrapped(self) -> Any:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def resumed_from(self) -> int | None:
+        """The step this session resumed from (None: it started from scratch)."""
+        return self.state.resumed_from[-1] if self.state.resumed_from else None
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, over every session of the run."""
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def report(self, phase: str, loss: float | None = None,
+               val_loss: float | None = None) -> None:
+        s = self.state
+        self.notify(TrainProgress(phase, s.step, self.total_steps, s.epoch, self.tune.epochs,
+                                  loss, val_loss, float(self.scheduler.get_last_lr()[0]),
+                                  self.elapsed(), self.resumed_from))
+
+    def validate(self) -> float:
+        return _validate(self.unwrapped, self.data.val_enc, self.tune.batch_size,
+                         self.data.pad, self.accelerator, self.autocast)
+
+
 def train_adapter(
     examples: Sequence[TrainingExample],
     out: Path,
@@ -185,11 +247,7 @@ def train_adapter(
     `data_file` (generated data, such as RAFT's, kept beside the adapter).
     """
     tune = tune or settings.tune
-    if not examples:
-        raise InputError("no training examples")
-    if len(examples) < tune.min_examples:
-        raise InputError(f"{len(examples)} example(s); at least {tune.min_examples} are needed "
-                         "(tune.min_examples)")
+    _check_count(examples, tune)
     out = Path(out)
     folder, base = resolve_base(tune.base, settings.cache_dir)
     fingerprint = run_fingerprint(examples, base, tune)
@@ -198,164 +256,233 @@ def train_adapter(
         return TrainResult(out, finished, already_trained=True)
     if save_examples and data_file is not None:
         write_training_data(examples, data_file)
+    data = _prepare_data(examples, folder, tune, str(data_file) if data_file else "examples")
+    run = _start_run(folder, tune, data, out, fingerprint, progress)
+    _resume(run)
+    _validate_before(run)
+    _train_epochs(run)
+    info = _data_info(examples, data.train, data.val, data_file, shape, cases_file)
+    manifest = _finish(run, base, info, knowledge_base, settings.home)
+    return TrainResult(out, manifest, run.resumed_from)
+
+
+# --- the steps of a run -------------------------------------------------------------------------
+
+
+def _check_count(examples: Sequence[TrainingExample], tune: TuneSettings) -> None:
+    if not examples:
+        raise InputError("no training examples")
+    if len(examples) < tune.min_examples:
+        raise InputError(f"{len(examples)} example(s); at least {tune.min_examples} are needed "
+                         "(tune.min_examples)")
+
+
+def _prepare_data(examples: Sequence[TrainingExample], folder: Path, tune: TuneSettings,
+                  where: str) -> _Data:
+    """Split the examples (seeded) and encode them; an example over the length limit, or no
+    assistant token to learn from, is an error naming `where` before any model is loaded."""
     train, val = split_examples(examples, tune.val_split, tune.max_val_examples, tune.seed)
-
-    import torch
-
     tokenizer = load_tokenizer(folder)
-    where = str(data_file) if data_file else "examples"
     limit, limit_name = length_limit(folder, tune.max_length)
     train_enc = check_lengths(train, tokenizer, limit, where, limit_name)
     val_enc = check_lengths(val, tokenizer, limit, where, limit_name)
     if not any(any(t != IGNORE_INDEX for t in labels) for _, labels in train_enc):
         raise InputError(f"{where}: no assistant tokens to learn from")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
+        tokenizer.eos_token_id
+    return _Data(train, val, train_enc, val_enc, pad)
+
+
+def _start_run(folder: Path, tune: TuneSettings, data: _Data, out: Path, fingerprint: str,
+               progress: ProgressFn | None) -> _Run:
+    """Load the base model with fresh LoRA weights (initialized from the seed), its optimizer
+    and learning-rate schedule, all prepared by accelerate."""
+    import torch
 
     accelerator = _accelerator()
-    device_type = accelerator.device.type
-    precision = resolve_precision(tune.precision, device_type)
+    precision = resolve_precision(tune.precision, accelerator.device.type)
     autocast = _autocast(accelerator, precision)
     torch.manual_seed(tune.seed)
     model = _load_lora_model(folder, tune)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=tune.learning_rate,
                                   weight_decay=tune.weight_decay)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    per_epoch = _batches_per_epoch(len(train_enc), tune.batch_size, world)
-    steps_per_epoch = math.ceil(per_epoch / tune.grad_accum)
-    total_steps = steps_per_epoch * tune.epochs
+    per_epoch = _batches_per_epoch(len(data.train_enc), tune.batch_size,
+                                   accelerator.num_processes)
+    total_steps = math.ceil(per_epoch / tune.grad_accum) * tune.epochs
     warmup = int(total_steps * tune.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(warmup, total_steps))
     # The schedule is not handed to accelerate: it would step it once per process per step,
     # while `total_steps` already counts the steps each process takes.
     model, optimizer = accelerator.prepare(model, optimizer)
+    notify = progress if (progress is not None and accelerator.is_main_process) else _silent
+    return _Run(tune, out, fingerprint, data, accelerator, model, optimizer, scheduler,
+                trainable, autocast, precision, total_steps, notify)
 
-    state = _State()
-    checkpoint = _latest_checkpoint(out, fingerprint)
+
+def _silent(_: TrainProgress) -> None:
+    """Progress of a process that does not report (all but the main one)."""
+
+
+def _resume(run: _Run) -> None:
+    """Restore the run's last checkpoint, if it has one, then start this session's clock."""
+    checkpoint = _latest_checkpoint(run.out, run.fingerprint)
     if checkpoint is not None:
-        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer,
-                                 scheduler)
-        state.resumed_from.append(state.step)
-    resumed_from = state.resumed_from[-1] if state.resumed_from else None
-    main = accelerator.is_main_process
-    notify = progress if (progress is not None and main) else (lambda p: None)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
-        tokenizer.eos_token_id
-    session_started = time.perf_counter()
-    seconds_before = state.seconds
+        run.state = _load_checkpoint(checkpoint, run.unwrapped, run.optimizer, run.scheduler)
+        run.state.resumed_from.append(run.state.step)
+        run.best_weights = _load_best(checkpoint)
+    run.seconds_before = run.state.seconds
+    run.started = time.perf_counter()
 
-    def elapsed() -> float:
-        return seconds_before + time.perf_counter() - session_started
 
-    def report(phase: str, loss: float | None = None, val_loss: float | None = None) -> None:
-        notify(TrainProgress(phase, state.step, total_steps, state.epoch, tune.epochs, loss,
-                             val_loss, float(scheduler.get_last_lr()[0]), elapsed(),
-                             resumed_from))
+def _validate_before(run: _Run) -> None:
+    """The validation loss of the untrained adapter (once per run, not again on a resume)."""
+    state = run.state
+    if state.step == 0 and state.val_before is None and run.data.val_enc:
+        run.report("validate")
+        state.val_before = run.validate()
+    run.report("start", val_loss=state.val_before)
 
-    if state.step == 0 and state.val_before is None and val_enc:
-        report("validate")
-        state.val_before = _validate(accelerator.unwrap_model(model), val_enc,
-                                     tune.batch_size, pad, accelerator, autocast)
-    report("start", val_loss=state.val_before)
-    best_weights = _load_best(checkpoint) if checkpoint is not None else None
 
-    model.train()
-    while state.epoch < tune.epochs and not state.stopped_early:
-        batches = plan_batches([len(ids) for ids, _ in train_enc], tune.batch_size, tune.seed,
-                               state.epoch, world)
-        mine = batches[rank::world]
-        group_loss, group_tokens = 0.0, 0
-        for index in range(state.batches_done, len(mine)):
-            if index % tune.grad_accum == 0:
-                step_started = time.perf_counter()
-            group_start = index - index % tune.grad_accum
-            group_len = min(tune.grad_accum, len(mine) - group_start)
-            group_end = index == group_start + group_len - 1
-            batch = _collate([train_enc[i] for i in mine[index]], pad, accelerator.device)
-            sync = contextlib.nullcontext() if group_end else accelerator.no_sync(model)
-            with sync:
-                with autocast:
-                    loss = _loss(model, batch)
-                accelerator.backward(loss / group_len)
-            tokens = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-            group_loss += float(loss.detach()) * tokens
-            group_tokens += tokens
-            state.epoch_loss += float(loss.detach()) * tokens
-            state.epoch_tokens += tokens
-            state.train_tokens += int(batch["attention_mask"].sum())
-            if not group_end:
-                continue
-            accelerator.clip_grad_norm_(trainable, tune.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.step_seconds += time.perf_counter() - step_started
-            state.batches_done = index + 1
-            step_loss = group_loss / max(group_tokens, 1)
-            group_loss, group_tokens = 0.0, 0
-            state.seconds = elapsed()
-            report("step", loss=step_loss)
-            if tune.save_every and state.step % tune.save_every == 0 \
-                    and state.batches_done < len(mine):
-                _save_checkpoint(out, fingerprint, state, accelerator, model, optimizer,
-                                 scheduler, best_weights)
-                report("checkpoint", loss=step_loss)
-        # end of the epoch: validate, keep the best weights, maybe stop
-        val_loss = _validate(accelerator.unwrap_model(model), val_enc, tune.batch_size, pad,
-                             accelerator, autocast) if val_enc else None
-        model.train()
-        train_loss = state.epoch_loss / state.epoch_tokens if state.epoch_tokens else None
-        state.history.append({"epoch": state.epoch + 1, "step": state.step,
-                              "train_loss": train_loss, "val_loss": val_loss,
-                              "seconds": round(elapsed(), 2)})
-        if state.record_epoch(val_loss, tune.patience):
-            best_weights = _trainable_state(accelerator.unwrap_model(model))
-        report("validate", val_loss=val_loss)
-        state.epoch += 1
-        state.batches_done = 0
-        state.epoch_loss, state.epoch_tokens = 0.0, 0
-        state.seconds = elapsed()
-        if state.epoch < tune.epochs and not state.stopped_early:
-            _save_checkpoint(out, fingerprint, state, accelerator, model, optimizer, scheduler,
-                             best_weights)
+def _train_epochs(run: _Run) -> None:
+    run.model.train()
+    while run.state.epoch < run.tune.epochs and not run.state.stopped_early:
+        _train_epoch(run)
+        _end_epoch(run)
 
+
+def _train_epoch(run: _Run) -> None:
+    """The rest of the epoch in progress (all of it unless resumed mid-epoch): one optimizer
+    step per `grad_accum` batches of this process's share, a checkpoint every `save_every`."""
+    tune, state, accelerator = run.tune, run.state, run.accelerator
+    world = accelerator.num_processes
+    batches = plan_batches([len(ids) for ids, _ in run.data.train_enc], tune.batch_size,
+                           tune.seed, state.epoch, world)
+    mine = batches[accelerator.process_index::world]
+    # a checkpoint is taken after a whole step, so a resumed epoch starts on a step boundary
+    for start in range(state.batches_done, len(mine), tune.grad_accum):
+        group = mine[start:start + tune.grad_accum]
+        step_loss = _train_step(run, group)
+        state.batches_done = start + len(group)
+        state.seconds = run.elapsed()
+        run.report("step", loss=step_loss)
+        if tune.save_every and state.step % tune.save_every == 0 \
+                and state.batches_done < len(mine):
+            _save_checkpoint(run)
+            run.report("checkpoint", loss=step_loss)
+
+
+def _train_step(run: _Run, group: Sequence[list[int]]) -> float:
+    """One optimizer step over `group` (batches of example indices); returns its
+    token-weighted loss."""
+    started = time.perf_counter()
+    state = run.state
+    step_loss, step_tokens = 0.0, 0
+    for i, indices in enumerate(group):
+        loss, tokens = _backward(run, indices, len(group), last=i == len(group) - 1)
+        step_loss += loss * tokens
+        step_tokens += tokens
+        state.epoch_loss += loss * tokens
+        state.epoch_tokens += tokens
+    run.accelerator.clip_grad_norm_(run.trainable, run.tune.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    state.step_seconds += time.perf_counter() - started
+    return step_loss / max(step_tokens, 1)
+
+
+def _backward(run: _Run, indices: list[int], group_len: int, last: bool) -> tuple[float, int]:
+    """Forward and backward one batch, its loss scaled for accumulation over `group_len`
+    batches; gradients are synchronized across processes on the `last` one only. Returns the
+    loss and the number of labelled tokens it is the mean over."""
+    batch = _collate([run.data.train_enc[i] for i in indices], run.data.pad,
+                     run.accelerator.device)
+    sync = contextlib.nullcontext() if last else run.accelerator.no_sync(run.model)
+    with sync:
+        with run.autocast:
+            loss = _loss(run.model, batch)
+        run.accelerator.backward(loss / group_len)
+    run.state.train_tokens += int(batch["attention_mask"].sum())
+    return float(loss.detach()), int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def _end_epoch(run: _Run) -> None:
+    """Validate, keep the best weights, maybe stop early; checkpoint unless the run is over."""
+    state, tune = run.state, run.tune
+    val_loss = run.validate() if run.data.val_enc else None
+    run.model.train()
+    train_loss = state.epoch_loss / state.epoch_tokens if state.epoch_tokens else None
+    state.history.append({"epoch": state.epoch + 1, "step": state.step,
+                          "train_loss": train_loss, "val_loss": val_loss,
+                          "seconds": round(run.elapsed(), 2)})
+    if state.record_epoch(val_loss, tune.patience):
+        run.best_weights = _trainable_state(run.unwrapped)
+    run.report("validate", val_loss=val_loss)
+    state.epoch += 1
+    state.batches_done = 0
+    state.epoch_loss, state.epoch_tokens = 0.0, 0
+    state.seconds = run.elapsed()
+    if state.epoch < tune.epochs and not state.stopped_early:
+        _save_checkpoint(run)
+
+
+def _finish(run: _Run, base: BaseModelInfo, data: DataInfo,
+            knowledge_base: KnowledgeBaseInfo | None, home: Path) -> AdapterManifest:
+    """Put the best epoch's weights back, then (main process) write the adapter and its
+    manifest, drop the checkpoints and register the adapter under `home`."""
+    accelerator = run.accelerator
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
-    if best_weights is not None:
-        _set_trainable_state(unwrapped, best_weights)
-    seconds = elapsed()
-    manifest = AdapterManifest(
-        ragtune=library_versions()["ragtune"], created_at=now_iso(), base_model=_with_params(
-            base, unwrapped),
-        data=_data_info(examples, train, val, data_file, shape, cases_file),
-        hyperparameters=json.loads(tune.model_dump_json()),
+    unwrapped = run.unwrapped
+    if run.best_weights is not None:
+        _set_trainable_state(unwrapped, run.best_weights)
+    seconds = run.elapsed()
+    manifest = _build_manifest(run, _with_params(base, unwrapped), data, knowledge_base,
+                               seconds)
+    if accelerator.is_main_process:
+        run.out.mkdir(parents=True, exist_ok=True)
+        unwrapped.save_pretrained(str(run.out), safe_serialization=True)
+        manifest.write(run.out)
+        shutil.rmtree(run.out / CHECKPOINTS, ignore_errors=True)
+        register_adapter(home, run.out)
+    accelerator.wait_for_everyone()
+    run.report("done", val_loss=run.state.best_val)
+    return manifest
+
+
+def _build_manifest(run: _Run, base: BaseModelInfo, data: DataInfo,
+                    knowledge_base: KnowledgeBaseInfo | None, seconds: float
+                    ) -> AdapterManifest:
+    """What the adapter was trained on, how, and how it went (`ragtune-adapter.json`)."""
+    state = run.state
+    return AdapterManifest(
+        ragtune=library_versions()["ragtune"], created_at=now_iso(), base_model=base, data=data,
+        hyperparameters=json.loads(run.tune.model_dump_json()),
         knowledge_base=knowledge_base,
         metrics={"val_loss_before": state.val_before, "val_loss": state.best_val,
                  "final_train_loss": _last_loss(state), "best_epoch":
                  float(state.best_epoch) if state.best_epoch is not None else None},
-        history=state.history,
-        training=TrainingInfo(
-            seconds=round(seconds, 2), steps=state.step, epochs_run=state.epoch,
-            best_epoch=state.best_epoch, stopped_early=state.stopped_early,
-            seconds_per_step=round(state.step_seconds / state.step, 3) if state.step else None,
-            tokens_per_second=round(state.train_tokens / state.step_seconds, 1)
-            if state.step_seconds else None,
-            train_tokens=state.train_tokens,
-            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            peak_device_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1)
-            if device_type == "cuda" else None,
-            device=str(accelerator.device), precision=precision, processes=world,
-            resumed_from_steps=state.resumed_from),
-        versions=library_versions(), fingerprint=fingerprint)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        unwrapped.save_pretrained(str(out), safe_serialization=True)
-        manifest.write(out)
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        register_adapter(settings.home, out)
-    accelerator.wait_for_everyone()
-    report("done", val_loss=state.best_val)
-    return TrainResult(out, manifest, resumed_from)
+        history=state.history, training=_training_info(run, seconds),
+        versions=library_versions(), fingerprint=run.fingerprint)
+
+
+def _training_info(run: _Run, seconds: float) -> TrainingInfo:
+    import torch
+
+    state, accelerator = run.state, run.accelerator
+    return TrainingInfo(
+        seconds=round(seconds, 2), steps=state.step, epochs_run=state.epoch,
+        best_epoch=state.best_epoch, stopped_early=state.stopped_early,
+        seconds_per_step=round(state.step_seconds / state.step, 3) if state.step else None,
+        tokens_per_second=round(state.train_tokens / state.step_seconds, 1)
+        if state.step_seconds else None,
+        train_tokens=state.train_tokens,
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_device_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if accelerator.device.type == "cuda" else None,
+        device=str(accelerator.device), precision=run.precision,
+        processes=accelerator.num_processes, resumed_from_steps=state.resumed_from)
 
 
 # --- pieces of the loop -----------------------------------------------------------------------
@@ -376,34 +503,6 @@ def _autocast(accelerator: Any, precision: str) -> Any:
     if precision != "bfloat16" or accelerator.mixed_precision != "no":
         return contextlib.nullcontext()
     return torch.autocast(device_type=accelerator.device.type, dtype=torch.bfloat16)
-
-
-def length_limit(folder: Path, max_length: int) -> tuple[int, str]:
-    """The longest example allowed and what sets it: `tune.max_length`, or the model's context
-    (`max_position_embeddings` in its config) when that is shorter."""
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        config = {}
-    context = config.get("max_position_embeddings")
-    if isinstance(context, int) and context < max_length:
-        return context, "the model's context"
-    return max_length, "tune.max_length"
-
-
-def load_tokenizer(folder: Path) -> Any:
-    """The base model's tokenizer (it must have a chat template: data is rendered with it)."""
-    set_offline()
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{folder}: cannot load the tokenizer ({exc})") from exc
-    if not tokenizer.chat_template:
-        raise ModelError(f"{folder}: the tokenizer has no chat template; training data is "
-                         "rendered with it (as answers are)")
-    return tokenizer
 
 
 def _load_lora_model(folder: Path, tune: TuneSettings) -> Any:
@@ -612,32 +711,32 @@ def _latest_checkpoint(out: Path, fingerprint: str) -> Path | None:
     return found[-1] if found else None
 
 
-def _save_checkpoint(out: Path, fingerprint: str, state: _State, accelerator: Any, model: Any,
-                     optimizer: Any, scheduler: Any, best: dict[str, Any] | None) -> None:
+def _save_checkpoint(run: _Run) -> None:
     """Write the checkpoint to a temporary folder, then rename it: a kill at any moment
     leaves the previous checkpoint complete."""
     import torch
     from safetensors.torch import save_file
 
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
+    run.accelerator.wait_for_everyone()
+    if not run.accelerator.is_main_process:
         return
+    state, out = run.state, run.out
     root = out / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state.step:07d}"
     tmp = root / f".{name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(_trainable_state(accelerator.unwrap_model(model)),
-              str(tmp / "adapter.safetensors"))
-    if best is not None:
-        save_file(best, str(tmp / "best.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    save_file(_trainable_state(run.unwrapped), str(tmp / "adapter.safetensors"))
+    if run.best_weights is not None:
+        save_file(run.best_weights, str(tmp / "best.safetensors"))
+    torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(run.scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save({"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps(state.to_dict() | {"fingerprint": fingerprint},
+    (tmp / "state.json").write_text(json.dumps(state.to_dict() | {"fingerprint":
+                                                                  run.fingerprint},
                                                indent=1), encoding="utf-8")
     target = root / name
     shutil.rmtree(target, ignore_errors=True)
