@@ -36,6 +36,7 @@ demo: install
 	RAGTUNE_HOME=$(CURDIR)/demo-home $(VENV)/bin/ragtune demo --out demo-home/lab
 
 test: install $(BROWSER)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # Grouped target: one install when either file is missing, nothing when both exist.
@@ -45,6 +46,7 @@ $(BROWSER) &:
 		chromium chromium-driver
 
 lint: install
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src/ragtune
 

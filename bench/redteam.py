@@ -58,7 +58,7 @@ from ragtune.access import Access
 from ragtune.answering import Answer, Answerer
 from ragtune.answering.ask import generator_for
 from ragtune.answering.prompt import PromptStyle
-from ragtune.evaluation.cases import EvalCase
+from ragtune.cases import EvalCase
 from ragtune.evaluation.squad import SquadQuestion, load_squad
 
 SQUAD = REPO.parent / "shared" / "data" / "squad-v2-dev-subset" / "dev-v2.0.json"

@@ -40,7 +40,7 @@ Everything runs from a fresh temporary data home, models offline:
    revision (the text holds that revision's sentence, and the store's version number equals
    the number of acknowledged writes); a write whose request failed in transport may or may
    not have happened, and either outcome is accepted; every seed document must be there;
-   the store's own `check()` (SQLite + FTS5 integrity, chunk offsets) must be clean.
+   the store's own `check()` (SQLite integrity, chunk offsets) must be clean.
 
 Latency is the client's (perf_counter around the request; clients and server share the
 machine's cores). Windows are `--window` seconds by a request's start time (default 60, or a

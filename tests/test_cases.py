@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.cases import load_cases
 from ragtune.errors import InputError
-from ragtune.evaluation.cases import load_cases
 
 
 def test_valid_cases(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ The public API lives here and stays put:
 """
 
 from ragtune.answering import REFUSAL, Answer, Answerer, Citation, RefusalPolicy, ask
+from ragtune.cases import EvalCase, load_cases
 from ragtune.config import (
     AnswerSettings,
     ChunkingSettings,
@@ -25,7 +26,6 @@ from ragtune.config import (
 )
 from ragtune.documents import Chunk, Document, Page, chunk_document, load_path
 from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError, StoreError
-from ragtune.evaluation.cases import EvalCase, load_cases
 from ragtune.evaluation.judges import Claim, Judge, LLMJudge, OfflineJudge, Verdict
 from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator, compare_runs, load_run
 from ragtune.evaluation.testset import generate_testset
@@ -43,8 +43,7 @@ from ragtune.models import (
 )
 from ragtune.retrieval import Hit, SearchResult, reciprocal_rank_fusion, search
 from ragtune.store import SQLiteStore, Store, StoredDocument
-
-__version__ = "0.1.0"
+from ragtune.version import __version__
 
 __all__ = [
     "CaseResult",

@@ -10,9 +10,9 @@ import pytest
 
 from ragtune import KnowledgeBase, Settings
 from ragtune.answering import REFUSAL, RefusalPolicy
+from ragtune.cases import EvalCase
 from ragtune.errors import InputError
 from ragtune.evaluation.attribution import CAUSES
-from ragtune.evaluation.cases import EvalCase
 from ragtune.evaluation.runner import (
     METRICS,
     Evaluator,

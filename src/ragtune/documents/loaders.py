@@ -418,6 +418,25 @@ def _load_pdf(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tup
 # --- DOCX ----------------------------------------------------------------------------------------
 
 def _load_docx(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tuple[Page, ...]]:
+    _check_docx_archive(data, settings)
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"corrupt DOCX ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # lxml raises XMLSyntaxError for broken parts
+        raise InputError(f"corrupt DOCX ({type(exc).__name__}: {exc})") from exc
+    blocks = _docx_blocks(document)
+    title = document.core_properties.title or ""
+    if not title:
+        title = next((b.lstrip("# ") for b in blocks if b.startswith("#")), "")
+    return "docx", clean_text(title), clean_text("\n\n".join(blocks)), ()
+
+
+def _check_docx_archive(data: bytes, settings: IngestSettings) -> None:
+    """A zip within the unpacked-size and compression-ratio limits, holding a Word body."""
     if not data.startswith(b"PK"):
         raise InputError(f"not a DOCX: not a zip archive (starts with {data[:8]!r})")
     try:
@@ -438,15 +457,10 @@ def _load_docx(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tu
                 raise InputError("not a DOCX: zip has no word/document.xml")
     except zipfile.BadZipFile as exc:
         raise InputError(f"not a DOCX: bad zip archive ({exc})") from exc
-    import docx
-    from docx.opc.exceptions import PackageNotFoundError
 
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"corrupt DOCX ({type(exc).__name__}: {exc})") from exc
-    except Exception as exc:  # lxml raises XMLSyntaxError for broken parts
-        raise InputError(f"corrupt DOCX ({type(exc).__name__}: {exc})") from exc
+
+def _docx_blocks(document: Any) -> list[str]:
+    """Paragraphs (headings as Markdown `#`), then table rows as `cell | cell`."""
     blocks: list[str] = []
     for para in document.paragraphs:
         line = para.text.strip()
@@ -460,10 +474,7 @@ def _load_docx(data: bytes, settings: IngestSettings) -> tuple[str, str, str, tu
             cells = [c.text.strip() for c in row.cells if c.text.strip()]
             if cells:
                 blocks.append(" | ".join(cells))
-    title = document.core_properties.title or ""
-    if not title:
-        title = next((b.lstrip("# ") for b in blocks if b.startswith("#")), "")
-    return "docx", clean_text(title), clean_text("\n\n".join(blocks)), ()
+    return blocks
 
 
 def _heading_level(style: str) -> int:

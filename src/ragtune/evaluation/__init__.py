@@ -1,45 +1,44 @@
 """Evaluation: metrics, judges, test-set generation, failure attribution, and the runners.
 
-IR metrics are shared with `ragtune bench beir`. The answer-level pieces (`Evaluator`, judges,
-`generate_testset`) are loaded on first use: they build on `ragtune.answering`, which itself
-reads evaluation cases from here.
+IR metrics are shared with `ragtune bench beir`. Evaluation sits above answering and tuning: it
+runs their pipelines and adapters; nothing below imports it (the cases it reads are
+`ragtune.cases`).
 """
 
-from importlib import import_module
-from typing import Any
-
+from ragtune.cases import EvalCase, load_cases
+from ragtune.evaluation.attribution import CAUSES, REMEDIES, CaseEvidence, attribute
 from ragtune.evaluation.beir import BeirDataset, BeirReport, load_beir, run_beir
-from ragtune.evaluation.cases import EvalCase, load_cases
 from ragtune.evaluation.ir import evaluate_run, mrr_at_k, ndcg_at_k, percentile, recall_at_k
-
-_LAZY = {
-    "Evaluator": "runner", "EvalRun": "runner", "CaseResult": "runner",
-    "compare_runs": "runner", "load_run": "runner",
-    "Judge": "judges", "OfflineJudge": "judges", "LLMJudge": "judges", "Claim": "judges",
-    "Verdict": "judges",
-    "generate_testset": "testset", "write_cases": "testset",
-    "attribute": "attribution", "CaseEvidence": "attribution", "CAUSES": "attribution",
-    "REMEDIES": "attribution",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(f"ragtune.evaluation.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'ragtune.evaluation' has no attribute {name!r}")
-
+from ragtune.evaluation.judges import Claim, Judge, LLMJudge, OfflineJudge, Verdict
+from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator, compare_runs, load_run
+from ragtune.evaluation.testset import generate_testset, write_cases
 
 __all__ = [
+    "CAUSES",
+    "REMEDIES",
     "BeirDataset",
     "BeirReport",
+    "CaseEvidence",
+    "CaseResult",
+    "Claim",
     "EvalCase",
+    "EvalRun",
+    "Evaluator",
+    "Judge",
+    "LLMJudge",
+    "OfflineJudge",
+    "Verdict",
+    "attribute",
+    "compare_runs",
     "evaluate_run",
+    "generate_testset",
     "load_beir",
     "load_cases",
+    "load_run",
     "mrr_at_k",
     "ndcg_at_k",
     "percentile",
     "recall_at_k",
     "run_beir",
-    *_LAZY,
+    "write_cases",
 ]

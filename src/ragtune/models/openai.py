@@ -121,15 +121,7 @@ class OpenAIClient:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     return
-                try:
-                    event = json.loads(data)
-                except json.JSONDecodeError as exc:
-                    raise ModelError(f"{self.base_url}{path}: bad stream event {data!r}") from exc
-                if isinstance(event, dict) and event.get("error"):
-                    error = event["error"]
-                    message = error.get("message", error) if isinstance(error, dict) else error
-                    raise ModelError(f"{self.base_url}{path}: error in the stream: {message}")
-                yield event
+                yield _stream_event(f"{self.base_url}{path}", data)
         except httpx.HTTPError as exc:
             raise ModelError(f"{self.base_url}{path}: stream broke off ({exc})") from exc
         finally:
@@ -178,6 +170,19 @@ class OpenAIClient:
                 time.sleep(min(wait, 30.0) * (1 + random.random() * 0.25))
                 delay *= 2
         raise AssertionError("unreachable")
+
+
+def _stream_event(where: str, data: str) -> dict[str, Any]:
+    """One server-sent event's JSON; `ModelError` for a malformed event or an error event."""
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{where}: bad stream event {data!r}") from exc
+    if isinstance(event, dict) and event.get("error"):
+        error = event["error"]
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise ModelError(f"{where}: error in the stream: {message}")
+    return event  # type: ignore[no-any-return]
 
 
 def _server_message(response: Any) -> str:

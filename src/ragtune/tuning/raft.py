@@ -30,11 +30,12 @@ from ragtune.answering.prompt import (
     build_prompt,
     doc_label,
 )
+from ragtune.cases import EvalCase
 from ragtune.config import Settings, TuneSettings
 from ragtune.errors import InputError
-from ragtune.evaluation.cases import EvalCase
-from ragtune.evaluation.metrics import contains_answer
+from ragtune.kb import KnowledgeBase
 from ragtune.retrieval import Hit, searcher_for
+from ragtune.text import contains_answer
 from ragtune.tuning.data import TrainingExample
 from ragtune.tuning.manifest import KnowledgeBaseInfo, resolve_base
 from ragtune.tuning.trainer import ProgressFn, TrainResult, load_tokenizer, train_adapter
@@ -61,8 +62,22 @@ class RaftReport:
                 "skipped": self.skipped, "documents": len(self.documents)}
 
 
+def _choose_passages(case: EvalCase, hits: Sequence[Hit], oracle: Hit | None,
+                     keep_oracle: bool, distractors: int, rng: random.Random) -> list[Hit]:
+    """`distractors` passages that do not hold the answer (one more when the oracle is
+    withheld), in random order, with the oracle (when kept) at a random place among them."""
+    others = [h for h in hits if not (case.answerable and contains_answer(h.text, case.answers))
+              and (oracle is None or h.chunk_id != oracle.chunk_id)]
+    wanted = distractors + (0 if keep_oracle else 1)
+    chosen = rng.sample(others, min(wanted, len(others)))
+    if keep_oracle:
+        assert oracle is not None
+        chosen.insert(rng.randrange(len(chosen) + 1), oracle)
+    return chosen
+
+
 def build_raft_examples(
-    kb: Any,
+    kb: KnowledgeBase,
     cases: Sequence[EvalCase],
     count_tokens: Callable[[str], int],
     *,
@@ -101,13 +116,7 @@ def build_raft_examples(
             notify(1, None)
             continue
         keep_oracle = oracle is not None and rng.random() >= withhold
-        others = [h for h in hits if not (case.answerable and contains_answer(
-            h.text, case.answers)) and (oracle is None or h.chunk_id != oracle.chunk_id)]
-        wanted = distractors + (0 if keep_oracle else 1)
-        chosen = rng.sample(others, min(wanted, len(others)))
-        if keep_oracle:
-            assert oracle is not None
-            chosen.insert(rng.randrange(len(chosen) + 1), oracle)
+        chosen = _choose_passages(case, hits, oracle, keep_oracle, distractors, rng)
         if not chosen:
             report.skipped.append({"id": case.id, "question": case.question,
                                    "reason": "no passages retrieved"})
@@ -165,7 +174,7 @@ def build_closed_book_examples(cases: Sequence[EvalCase], style: PromptStyle | N
     return examples
 
 
-def _oracle(kb: Any, case: EvalCase, hits: Sequence[Hit]) -> Hit | None:
+def _oracle(kb: KnowledgeBase, case: EvalCase, hits: Sequence[Hit]) -> Hit | None:
     """The best-ranked retrieved passage holding a reference answer (from a gold document when
     the case names them); else such a chunk of a gold document straight from the store."""
     gold = set(case.gold_doc_ids)
@@ -180,7 +189,7 @@ def _oracle(kb: Any, case: EvalCase, hits: Sequence[Hit]) -> Hit | None:
     return None
 
 
-def knowledge_base_info(kb: Any, documents: set[str]) -> KnowledgeBaseInfo:
+def knowledge_base_info(kb: KnowledgeBase, documents: set[str]) -> KnowledgeBaseInfo:
     """What the manifest records about the knowledge base the examples came from."""
     hashes = kb.store.document_hashes()
     return KnowledgeBaseInfo(
@@ -190,7 +199,7 @@ def knowledge_base_info(kb: Any, documents: set[str]) -> KnowledgeBaseInfo:
 
 
 def train_raft_adapter(
-    kb: Any,
+    kb: KnowledgeBase,
     cases: Sequence[EvalCase],
     out: Path,
     settings: Settings,
