@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from common import REPO, log, machine, versions, write_json
-from ragtune.evaluation.answers import normalize_answer
 from ragtune.evaluation.judges import (
     FEATURES,
     Claim,
@@ -43,6 +42,7 @@ from ragtune.evaluation.judges import (
 from ragtune.evaluation.metrics import auroc
 from ragtune.evaluation.squad import SupportExample, article_of, load_squad, support_set
 from ragtune.models.embedders import get_embedder
+from ragtune.text import normalize_answer
 
 SQUAD = REPO.parent / "shared" / "data" / "squad-v2-dev-subset" / "dev-v2.0.json"
 SPLIT_SEED, CALIB_SEED, TEST_SEED = 5, 7, 13

@@ -132,6 +132,23 @@ def test_every_evaluation_is_an_eval_run_with_traces(lab_run) -> None:
     assert not any(p.startswith("/") for p in case["gold_doc_ids"])
 
 
+def test_lab_json_is_the_typed_result_key_for_key(lab_run) -> None:
+    from ragtune.lab import LabResult, load_lab
+
+    _, out, result, _ = lab_run
+    text = (out / "lab.json").read_text(encoding="utf-8")
+    lab = load_lab(out / "lab.json")
+    assert isinstance(lab, LabResult)
+    assert json.dumps(lab.to_dict(), indent=2, ensure_ascii=False) + "\n" == text
+    data = json.loads(result.stdout)
+    assert list(data) == ["experiment", "recommendation", "order", "architectures", "freshness",
+                          "stages", "seconds", "report"]
+    assert {k: v for k, v in data.items() if k != "report"} == {
+        k: v for k, v in json.loads(text).items() if k in data}
+    assert lab.architectures["rag"].metrics.recall_at_k == data["architectures"]["rag"][
+        "metrics"]["recall@k"]
+
+
 def test_assess_reads_the_lab_as_evidence(lab_run) -> None:
     exp, out, _, _ = lab_run
     result = CliRunner().invoke(app, ["assess", "--answers", str(exp.parent / "checklist.yaml"),

@@ -11,7 +11,8 @@ import pytest
 
 from ragtune.errors import InputError
 from ragtune.lab import SAMPLE_EXPERIMENT, load_experiment, load_questions, split_questions, states
-from ragtune.lab.experiment import Budgets, SplitSpec, load_changes, normalize_question
+from ragtune.lab.experiment import Budgets, SplitSpec, load_changes
+from ragtune.text import normalize_words
 
 SAMPLE = SAMPLE_EXPERIMENT.parent
 
@@ -30,11 +31,11 @@ def test_the_sample_is_a_help_centre_with_questions_gold_answers_and_a_change_se
     unanswerable = [q for q in questions if not q.answerable]
     assert len(unanswerable) / len(questions) == pytest.approx(0.2)
     for q in questions:
-        assert len(set(map(normalize_question, q.phrasings))) == 4, q.id
+        assert len(set(map(normalize_words, q.phrasings))) == 4, q.id
         for answer in q.answers:  # each gold answer is in its gold article and in no other
             holding = sorted(name for name, text in kb.items() if answer.lower() in text)
             assert holding == list(q.gold_doc_ids), (q.id, answer, holding)
-    every = Counter(normalize_question(p) for q in questions for p in q.phrasings)
+    every = Counter(normalize_words(p) for q in questions for p in q.phrasings)
     assert every.most_common(1)[0][1] == 1  # no phrasing is shared by two questions
     changed = _articles(SAMPLE / "changes")
     changes = load_changes(SAMPLE / "changes.jsonl")
@@ -56,8 +57,8 @@ def test_the_split_is_seeded_and_keeps_every_evaluation_question_out_of_training
     b = split_questions(questions, exp.split, exp.budgets, keep=changed)
     assert [c.question for c in a.eval] == [c.question for c in b.eval]
     assert [c.question for c in a.tuned_training] == [c.question for c in b.tuned_training]
-    trained = {normalize_question(c.question) for c in a.tuned_training + a.hybrid_training}
-    asked = {normalize_question(c.question) for c in a.eval + a.paraphrases}
+    trained = {normalize_words(c.question) for c in a.tuned_training + a.hybrid_training}
+    asked = {normalize_words(c.question) for c in a.eval + a.paraphrases}
     assert not trained & asked
     assert len(a.eval) == exp.budgets.eval_cases
     assert changed <= {c.id for c in a.eval}  # the freshness probe's questions are evaluated

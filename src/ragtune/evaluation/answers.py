@@ -1,7 +1,8 @@
 """Answer correctness as SQuAD scores it: normalized exact match and token F1.
 
-Normalization (the official SQuAD script's): lower case, drop punctuation, drop the articles
-a/an/the, collapse whitespace. With several references the best score counts.
+Normalization (the official SQuAD script's, `ragtune.text.normalize_answer`): lower case, drop
+punctuation, drop the articles a/an/the, collapse whitespace. With several references the best
+score counts.
 
     >>> exact_match("The Eiffel Tower!", ["eiffel tower"])
     1.0
@@ -11,18 +12,12 @@ a/an/the, collapse whitespace. With several references the best score counts.
 
 from __future__ import annotations
 
-import re
-import string
 from collections import Counter
 from collections.abc import Sequence
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCT = set(string.punctuation)
+from ragtune.text import normalize_answer
 
-
-def normalize_answer(text: str) -> str:
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+__all__ = ["exact_match", "normalize_answer", "token_f1"]
 
 
 def exact_match(prediction: str, references: Sequence[str]) -> float:

@@ -88,49 +88,54 @@ class Attribution:
 
 def attribute(ev: CaseEvidence, min_faithfulness: float = 0.5) -> Attribution | None:
     """The primary cause of a failed case, or None when the case passed."""
-
-    def cause(name: str, evidence: str) -> Attribution:
-        return Attribution(name, REMEDIES[name], evidence)
-
     unfaithful = (not ev.refused and ev.faithfulness is not None
                   and ev.faithfulness < min_faithfulness)
     if not ev.answerable:
         if not ev.refused:
-            return cause("missed refusal", "the question is unanswerable, but it was answered")
+            return _cause("missed refusal", "the question is unanswerable, but it was answered")
         return None
     if ev.schema_error is not None and not ev.refused:
-        return cause("format violation", ev.schema_error)
-    wrong = ev.refused or not ev.correct
-    if wrong and not ev.retrieves:
-        return cause("knowledge gap", "no retrieved passages in the prompt; the answer was "
-                     + ("refused" if ev.refused else "wrong"))
-    if wrong:
-        if ev.split_answer:
-            return cause("chunking split", "the answer occurs in a gold document only across "
-                         "a chunk boundary")
-        if ev.gold_rank is None:
-            return cause("retrieval miss", f"no gold passage in the top {DEEP_K}")
-        if not ev.gold_in_prompt:
-            return cause("ranking miss", f"first gold passage at rank {ev.gold_rank}, "
-                         "not in the prompt")
-        if ev.refused and ev.refusal_reason == "unsupported":
-            # the model did answer, unfaithfully; the support check refused the draft: the
-            # remedy is the model's behaviour, not refusal training
-            return cause("unfaithful", f"gold passage in the prompt (rank {ev.gold_rank}); "
-                         "the draft's claims are not supported by the passages, so it was "
-                         "refused (unsupported)")
-        if ev.refused:
-            return cause("false refusal", f"gold passage in the prompt (rank {ev.gold_rank}), "
-                         "answer refused")
-        if unfaithful:
-            return cause("unfaithful", f"faithfulness {ev.faithfulness:.2f}: the answer's "
-                         "claims are not supported by the passages")
-        return cause("context ignored", f"gold passage in the prompt (rank {ev.gold_rank}), "
-                     "answer wrong")
+        return _cause("format violation", ev.schema_error)
+    if ev.refused or not ev.correct:
+        return _wrong_answer(ev, unfaithful)
     if unfaithful:
-        return cause("unfaithful", f"correct, but faithfulness {ev.faithfulness:.2f}: the "
-                     "passages do not support the answer's claims")
+        return _cause("unfaithful", f"correct, but faithfulness {ev.faithfulness:.2f}: the "
+                      "passages do not support the answer's claims")
     return None
+
+
+def _cause(name: str, evidence: str) -> Attribution:
+    return Attribution(name, REMEDIES[name], evidence)
+
+
+def _wrong_answer(ev: CaseEvidence, unfaithful: bool) -> Attribution:
+    """Why an answerable question was answered wrong or refused: the first stage that failed,
+    from the knowledge the architecture has to the answer it wrote."""
+    if not ev.retrieves:
+        return _cause("knowledge gap", "no retrieved passages in the prompt; the answer was "
+                      + ("refused" if ev.refused else "wrong"))
+    if ev.split_answer:
+        return _cause("chunking split", "the answer occurs in a gold document only across "
+                      "a chunk boundary")
+    if ev.gold_rank is None:
+        return _cause("retrieval miss", f"no gold passage in the top {DEEP_K}")
+    if not ev.gold_in_prompt:
+        return _cause("ranking miss", f"first gold passage at rank {ev.gold_rank}, "
+                      "not in the prompt")
+    if ev.refused and ev.refusal_reason == "unsupported":
+        # the model did answer, unfaithfully; the support check refused the draft: the
+        # remedy is the model's behaviour, not refusal training
+        return _cause("unfaithful", f"gold passage in the prompt (rank {ev.gold_rank}); "
+                      "the draft's claims are not supported by the passages, so it was "
+                      "refused (unsupported)")
+    if ev.refused:
+        return _cause("false refusal", f"gold passage in the prompt (rank {ev.gold_rank}), "
+                      "answer refused")
+    if unfaithful:
+        return _cause("unfaithful", f"faithfulness {ev.faithfulness:.2f}: the answer's "
+                      "claims are not supported by the passages")
+    return _cause("context ignored", f"gold passage in the prompt (rank {ev.gold_rank}), "
+                  "answer wrong")
 
 
 def summarize(attributions: Iterable[Attribution | None]) -> dict[str, Any]:

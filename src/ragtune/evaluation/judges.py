@@ -24,14 +24,13 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ragtune.documents.terms import STOPWORDS_EN
 from ragtune.models.embedders import Embedder
 from ragtune.models.generators import GenerationConfig, Generator
+from ragtune.text import STOPWORDS_EN, figures, stem, words
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,6 @@ _QUESTION_STOP = STOPWORDS_EN | {
     "was", "were", "is", "are", "has", "have", "had", "many", "much", "name", "one", "its",
     "from", "his", "her", "can", "could", "would", "should", "been", "being", "type", "kind",
 }
-_WORD = re.compile(r"\w+")
-_FIGURE = re.compile(r"\d(?:[\d,.]*\d)?")
 _SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 PASSAGE_GAP = 1000  # token positions between passages, so word distances never bridge two
 
@@ -86,24 +83,13 @@ BIAS = -3.949
 THRESHOLD = 0.536
 
 
-@lru_cache(maxsize=1)
-def _stemmer():  # type: ignore[no-untyped-def]
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
 def _tokens(text: str) -> list[str]:
     """Lowercase, stemmed words (stop words kept, so positions stay true)."""
-    return _stemmer().stemWords(_WORD.findall(text.lower()))
+    return stem(words(text))
 
 
 def _content(tokens: Sequence[str]) -> set[str]:
     return {t for t in tokens if t not in _QUESTION_STOP}
-
-
-def _figures(text: str) -> set[str]:
-    return {f.replace(",", "") for f in _FIGURE.findall(text)}
 
 
 def sentences(text: str) -> list[str]:
@@ -160,12 +146,12 @@ class OfflineJudge:
         places = self._places(claim.context)
         claim_tokens = _tokens(claim.text)
         claim_terms = _content(claim_tokens)
-        if not places or not (claim_terms or _figures(claim.text)):
+        if not places or not (claim_terms or figures(claim.text)):
             return Evidence(0.0, (0.0,) * len(FEATURES), "")
         # question words the context never uses ("Fill in the blank") say nothing about where
         question_terms = (_content(_tokens(claim.question)) - claim_terms) & {
             t for p in places for t in p.tokens}
-        figures = _figures(claim.text)
+        claim_figures = figures(claim.text)
         # coverage of each place: a sentence with its neighbours in the same passage
         windows = [set(p.tokens) for p in places]
         cover, own = [], []
@@ -176,7 +162,7 @@ class OfflineJudge:
                 if 0 <= j < len(places) and abs(places[j].start - p.start) < PASSAGE_GAP:
                     near |= windows[j]
             found = len(claim_terms & near) / len(claim_terms) if claim_terms else 1.0
-            if figures and not figures <= _figures(" ".join(
+            if claim_figures and not claim_figures <= figures(" ".join(
                     places[j].text for j in (i - 1, i, i + 1) if 0 <= j < len(places))):
                 found = 0.0
             cover.append(found)
@@ -203,7 +189,7 @@ class OfflineJudge:
         # a claim that adds nothing to the question ("Hero of Alexandria" for "What was Hero
         # of Alexandria's nationality?") answers nothing, whatever the context says
         echo = float(bool(claim_terms) and claim_terms <= _content(_tokens(claim.question))
-                     and not figures - _figures(claim.question))
+                     and not claim_figures - figures(claim.question))
         return Evidence(best_cover, (q_overlap, proximity, q_sim, qa_sim, echo),
                         places[anchor].text)
 

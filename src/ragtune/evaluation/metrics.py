@@ -1,8 +1,9 @@
 """Answer-level metrics: small pure functions, each tested against hand-worked examples.
 
 Retrieval metrics (recall@k, MRR@10, nDCG@10) live in `ragtune.evaluation.ir` (shared with
-`ragtune bench beir`) and exact match / token F1 in `ragtune.evaluation.answers`; both are
-re-exported here so that one import gives every metric.
+`ragtune bench beir`), exact match / token F1 in `ragtune.evaluation.answers` and
+`contains_answer` in `ragtune.text`; all are re-exported here so that one import gives every
+metric.
 
     >>> faithfulness([True, True, False])
     0.6666...
@@ -15,17 +16,17 @@ re-exported here so that one import gives every metric.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ragtune.answering.citations import strip_citations
+from ragtune.answering.schema import schema_errors
 from ragtune.evaluation.answers import exact_match, token_f1
 from ragtune.evaluation.ir import mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from ragtune.text import contains_answer
 
 __all__ = [
     "Price",
@@ -77,25 +78,11 @@ def semantic_similarity(answer: np.ndarray, references: np.ndarray) -> float:
     return float(np.max(np.atleast_2d(references) @ answer))
 
 
-_ARTICLES = frozenset({"a", "an", "the"})
-
-
-def _words(text: str) -> str:
-    return " ".join(w for w in re.findall(r"\w+", text.lower()) if w not in _ARTICLES)
-
-
 def answer_relevance(question: np.ndarray, answer: np.ndarray) -> float:
     """Cosine similarity of (unit-normalized) question and answer vectors: does the answer
     address the question? (RAGAS compares the question with questions an LLM writes back from
     the answer; offline, the bundled embedder compares them directly.)"""
     return float(np.dot(question, answer))
-
-
-def contains_answer(text: str, answers: Iterable[str]) -> bool:
-    """Whether `text` contains one of `answers` as a run of whole words (lower case, articles
-    and punctuation aside: "ADAR1-3" contains "3", "catalogue" does not contain "cat")."""
-    padded = f" {_words(text)} "
-    return any(f" {a} " in padded for a in map(_words, answers) if a)
 
 
 def citation_precision_recall(cited: Sequence[str], relevant: set[str]
@@ -107,25 +94,6 @@ def citation_precision_recall(cited: Sequence[str], relevant: set[str]
     precision = hit / len(unique) if unique else None
     recall = len(relevant & set(unique)) / len(relevant) if relevant else None
     return precision, recall
-
-
-def schema_errors(text: str, schema: dict[str, Any]) -> list[str]:
-    """Why `text` is not a JSON document valid under `schema` ([] when it is). A Markdown code
-    fence around the JSON is accepted; anything else around it is not."""
-    import jsonschema
-
-    body = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.DOTALL)
-    if fenced:
-        body = fenced.group(1)
-    try:
-        value = json.loads(body)
-    except json.JSONDecodeError as exc:
-        return [f"not JSON: {exc.msg} at character {exc.pos}"]
-    validator_class = jsonschema.validators.validator_for(schema)
-    validator = validator_class(schema)
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-            for e in sorted(validator.iter_errors(value), key=lambda e: list(e.path))]
 
 
 def refusal_correct(refused: bool, answerable: bool) -> bool:

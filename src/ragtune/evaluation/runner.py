@@ -5,7 +5,8 @@
     >>> run.save(Path("runs/rag"))          # config.json, cases.jsonl, summary.json
     >>> compare_runs(load_run(Path("runs/base")), load_run(Path("runs/rag")))
 
-Architectures: `base` (the generator alone, closed-book), `rag` (retrieve + grounded answer, as
+Architectures (`ragtune.architectures`, those that run as themselves): `base` (the generator
+alone, closed-book), `rag` (retrieve + grounded answer, as
 `ragtune ask`), `tuned` (closed-book with a LoRA adapter) and `hybrid` (retrieve + answer with
 an adapter, typically trained RAFT-style by `ragtune tune --raft`). The adapter comes from
 `generator.adapter` (`--adapter`); its manifest and staleness go into the run's config.
@@ -24,10 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune import architectures
 from ragtune.access import OPERATOR, Access
 from ragtune.answering.ask import Answer, Answerer, generator_for
 from ragtune.answering.prompt import PromptStyle, unescape_output
 from ragtune.answering.refusal import RefusalPolicy
+from ragtune.cases import EvalCase
 from ragtune.config import Settings
 from ragtune.errors import InputError
 from ragtune.evaluation.attribution import (
@@ -38,7 +41,6 @@ from ragtune.evaluation.attribution import (
     attribute,
     summarize,
 )
-from ragtune.evaluation.cases import EvalCase
 from ragtune.evaluation.judges import Judge, LLMJudge, OfflineJudge
 from ragtune.evaluation.metrics import (
     Price,
@@ -62,9 +64,7 @@ from ragtune.kb import KnowledgeBase
 from ragtune.models.generators import Generator, get_generator
 from ragtune.retrieval import searcher_for
 
-ARCHITECTURES = ("base", "rag", "tuned", "hybrid")
-RETRIEVING = ("rag", "hybrid")
-ADAPTED = ("tuned", "hybrid")
+ADAPTED = architectures.adapted()  # the architectures that answer with `generator.adapter`
 RUN_FILES = ("config.json", "cases.jsonl", "summary.json")
 # Metrics averaged over the cases where they apply (None elsewhere), in report order.
 METRICS = (
@@ -171,6 +171,12 @@ def judge_for(settings: Settings, embedder: Any) -> Judge:
                      f"got {s.judge!r}")
 
 
+def _with_adapter(arch: architectures.Architecture) -> str:
+    """The evaluated architecture that answers as `arch` does, with an adapter."""
+    return next(a.name for a in map(architectures.get, architectures.evaluated())
+                if a.retrieves == arch.retrieves and a.uses_adapter)
+
+
 def _sha256(path: Path | None) -> str | None:
     from ragtune.tuning.manifest import file_sha256
 
@@ -201,34 +207,37 @@ class Evaluator:
         token F1 >= `eval.correct_f1`), e.g. a stricter one for figures. `groups` limits what
         retrieval may see to documents of those access groups (and public ones), as for a
         caller of the service; None = everything (a trusted local run)."""
-        if arch not in ARCHITECTURES:
-            raise InputError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+        if arch not in architectures.evaluated():
+            raise InputError(f"arch must be one of {', '.join(architectures.evaluated())}, "
+                             f"got {arch!r}")
         if not kb.exists():
             raise InputError(f"knowledge base {kb.name!r} does not exist; ingest first")
         self.kb = kb
         self.arch = arch
+        self.architecture = architectures.get(arch)
         self.groups = list(groups) if groups is not None else None
         self.settings = settings or kb.settings
         adapter = self.settings.generator.adapter
-        if generator is None and (arch in ADAPTED) != (adapter is not None):
+        if generator is None and self.architecture.uses_adapter != (adapter is not None):
             raise InputError(
                 f"arch {arch!r} needs an adapter: pass --adapter DIR (generator.adapter)"
-                if arch in ADAPTED else
+                if self.architecture.uses_adapter else
                 f"arch {arch!r} runs the model without an adapter, but generator.adapter is "
-                f"{adapter}; use --arch {'hybrid' if arch == 'rag' else 'tuned'} with it")
+                f"{adapter}; use --arch {_with_adapter(self.architecture)} with it")
         self.k = k or self.settings.answer.k
         self.mode = mode or self.settings.answer.mode
         self.schema = schema
         self.correct = correct
         self.answerer = Answerer(kb, generator or generator_for(self.settings), policy,
-                                 settings=self.settings, retrieve=arch in RETRIEVING,
+                                 settings=self.settings,
+                                 retrieve=self.architecture.retrieves,
                                  schema=schema, style=style, enforce_schema=enforce_schema)
         self.judge = judge or judge_for(self.settings, kb.embedder)
         self.searcher = searcher_for(kb)
 
     def config(self, cases_file: Path | None, cases: int) -> dict[str, Any]:
         """Everything needed to reproduce (or diff) the run."""
-        from ragtune import __version__
+        from ragtune.version import __version__
 
         store = self.kb.store
         return {
@@ -282,7 +291,7 @@ class Evaluator:
 
     def score(self, case: EvalCase, answer: Answer) -> CaseResult:
         s = self.settings.eval
-        retrieves = self.arch in RETRIEVING
+        retrieves = self.architecture.retrieves
         plain = answer.plain.strip()
         m: dict[str, float | None] = dict.fromkeys(METRICS)
         m["refusal_correct"] = float(refusal_correct(answer.refused, case.answerable))

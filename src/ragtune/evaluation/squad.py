@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.errors import InputError
-from ragtune.evaluation.answers import normalize_answer
+from ragtune.text import figure_spans, normalize_answer
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,6 @@ class SupportExample:
     paragraph_id: str
 
 
-_NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
 _NAME = re.compile(r"[A-Z][\w'’-]*(?:\s+(?:of\s+|the\s+|de\s+|von\s+)?[A-Z][\w'’-]*)*")
 _NAME_STOP = frozenset({"The", "A", "An", "In", "On", "At", "It", "He", "She", "They", "This",
                         "That", "These", "Those", "There", "After", "Before", "During", "When",
@@ -122,10 +121,10 @@ def _differs(candidate: str, golds: Sequence[str]) -> bool:
 def _entity_swap(answer: str, golds: Sequence[str], context: str, rng: random.Random
                  ) -> str | None:
     """`answer` with its figure or name replaced by another one from the same paragraph."""
-    numbers = _NUMBER.findall(answer)
+    numbers = figure_spans(answer)
     if numbers:
-        gold_numbers = {n for g in golds for n in _NUMBER.findall(g)}
-        pool = sorted({n for n in _NUMBER.findall(context) if n not in gold_numbers})
+        gold_numbers = {n for g in golds for n in figure_spans(g)}
+        pool = sorted({n for n in figure_spans(context) if n not in gold_numbers})
         if not pool:
             return None
         return answer.replace(numbers[0], rng.choice(pool), 1)

@@ -25,21 +25,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragtune.documents.terms import STOPWORDS_EN
+from ragtune.cases import EvalCase
 from ragtune.errors import InputError
-from ragtune.evaluation.cases import EvalCase
 from ragtune.evaluation.judges import sentences
-from ragtune.evaluation.metrics import contains_answer
 from ragtune.jsonl import write_jsonl
 from ragtune.kb import KnowledgeBase
 from ragtune.models.generators import GenerationConfig, Generator
+from ragtune.text import STOPWORDS_EN, contains_answer, figure_spans
 
 BLANK = "____"
-_FIGURE = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s?%)?(?![\w.])")
 _NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)*")
 _WORD = re.compile(r"\b[a-z][a-z-]{6,}\b")
 _COMMON = STOPWORDS_EN | {"between", "however", "therefore", "through", "without", "because",
                           "although", "including", "different", "several", "whether"}
+
+
+def _figures(text: str) -> list[str]:
+    """Figures that are words of their own (`ragtune.text.figure_spans`): blanked out whole."""
+    return figure_spans(text, standalone=True)
+
+
+def _names(text: str) -> list[str]:
+    """Capitalized runs not at the start of a sentence."""
+    return [m.group(0).strip() for m in _NAME.finditer(text)]
+
+
+# The key terms of a sentence, facts first: its figures, else its names.
+_KEY_TERMS: tuple[Callable[[str], list[str]], ...] = (_figures, _names)
 
 
 @dataclass(frozen=True)
@@ -52,9 +64,8 @@ class _Source:
 def _answer_span(sentence: str) -> str | None:
     """The span to blank out: a figure, else a name (not sentence-initial), else the longest
     uncommon lowercase word; it must occur once in the sentence."""
-    for pattern in (_FIGURE, _NAME):
-        spans = [m.group(0).strip() for m in pattern.finditer(sentence)]
-        spans = [s for s in spans if sentence.count(s) == 1 and s not in _COMMON]
+    for terms in _KEY_TERMS:
+        spans = [s for s in terms(sentence) if sentence.count(s) == 1 and s not in _COMMON]
         if spans:
             return max(spans, key=len)
     words = [w for w in _WORD.findall(sentence) if w not in _COMMON and sentence.count(w) == 1]
@@ -100,12 +111,10 @@ def _swap_term(question: str, answer: str, donor: str, rng: random.Random
                ) -> tuple[str, str] | None:
     """Replace a key term of `question` (not the answer, not inside the blank) with a term of
     the same kind from `donor`; (new question, inserted term) or None."""
-    for pattern in (_FIGURE, _NAME):  # facts, not wording: a swapped word reads as nonsense
-        mine = [m.group(0).strip() for m in pattern.finditer(question)]
-        mine = [t for t in mine if t not in answer and answer not in t and t not in _COMMON
-                and question.count(t) == 1]
-        theirs = sorted({m.group(0).strip() for m in pattern.finditer(donor)} - set(mine)
-                        - _COMMON)
+    for terms in _KEY_TERMS:  # facts, not wording: a swapped word reads as nonsense
+        mine = [t for t in terms(question) if t not in answer and answer not in t
+                and t not in _COMMON and question.count(t) == 1]
+        theirs = sorted(set(terms(donor)) - set(mine) - _COMMON)
         theirs = [t for t in theirs if t.lower() not in question.lower()]
         if mine and theirs:
             old, new = rng.choice(sorted(mine)), rng.choice(theirs)

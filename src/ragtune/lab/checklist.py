@@ -14,8 +14,7 @@ quote the numbers.
 from __future__ import annotations
 
 import difflib
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -23,11 +22,13 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ragtune import architectures
+from ragtune.architectures import Recommendation
 from ragtune.errors import InputError
+from ragtune.lab.result import LAB_FILE, ArchMetrics, LabResult, read_json
 
 UpdateFrequency = Literal["daily", "weekly", "monthly", "rarely"]
 MainChallenge = Literal["knowledge", "behaviour", "both", "neither"]
-Recommendation = Literal["rag", "fine-tune", "hybrid", "neither"]
 
 KNOWLEDGE_MAX = 7
 BEHAVIOUR_MAX = 5
@@ -36,19 +37,11 @@ FRESH = ("daily", "weekly")  # update frequencies that make baked-in facts stale
 LOW_RECALL = 0.7
 LOW_FAITHFULNESS = 0.5
 TIE_MARGIN = 0.05
-# Cheapest first: no training before training, then fewer moving parts.
-COST_ORDER = ("base", "rag+schema", "rag", "tuned", "hybrid")
-ARCH_RECOMMENDATION: dict[str, Recommendation] = {
-    "base": "neither", "rag+schema": "rag", "rag": "rag", "tuned": "fine-tune",
-    "hybrid": "hybrid",
-}
-RETRIEVING = ("rag", "rag+schema", "hybrid")
 # (knowledge need strong, behaviour need strong) → what the checklist alone recommends.
 _BY_NEEDS: dict[tuple[bool, bool], Recommendation] = {
     (True, True): "hybrid", (True, False): "rag", (False, True): "fine-tune",
     (False, False): "neither",
 }
-LAB_FILE = "lab.json"
 # Metrics assess reads; in evidence files they must be numbers or null.
 USED_METRICS = (
     "correct", "freshness_after", "format_valid", "schema_valid", "faithfulness",
@@ -292,17 +285,6 @@ def load_evidence(path: Path) -> Evidence:
     raise InputError(f"{path}: no such file or folder")
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
 def _metrics(raw: Any, where: str) -> dict[str, float | None]:
     """Numeric metrics (null kept as None); schema_valid is the format_valid of a run."""
     if not isinstance(raw, dict):
@@ -320,8 +302,8 @@ def _metrics(raw: Any, where: str) -> dict[str, float | None]:
 
 
 def _eval_run_evidence(folder: Path) -> Evidence:
-    config = _read_json(folder / "config.json")
-    summary = _read_json(folder / "summary.json")
+    config = read_json(folder / "config.json")
+    summary = read_json(folder / "summary.json")
     if not isinstance(config, dict) or not isinstance(config.get("arch"), str):
         raise InputError(f"{folder / 'config.json'}: no 'arch' (the architecture evaluated)")
     if not isinstance(summary, dict) or "metrics" not in summary:
@@ -334,20 +316,26 @@ def _eval_run_evidence(folder: Path) -> Evidence:
 
 
 def _lab_evidence(path: Path) -> Evidence:
-    lab = _read_json(path)
-    architectures = lab.get("architectures") if isinstance(lab, dict) else None
-    if not isinstance(architectures, dict):
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("architectures"), dict):
         raise InputError(f"{path}: not a {LAB_FILE}: no 'architectures' mapping")
-    if not architectures:
+    lab = LabResult.read(data, str(path))
+    if not lab.architectures:
         raise InputError(f"{path}: 'architectures' is empty: nothing was measured")
-    archs: dict[str, dict[str, float | None]] = {}
-    for name, entry in architectures.items():
-        if not isinstance(entry, dict) or "metrics" not in entry:
-            raise InputError(f"{path}: architectures.{name} has no 'metrics'")
-        archs[str(name)] = _metrics(entry["metrics"], f"{path}: architectures.{name}.metrics")
-    rag = archs.get("rag") or archs.get("rag+schema") or {}
+    return lab_evidence({name: a.metrics for name, a in lab.architectures.items()}, str(path))
+
+
+def lab_evidence(metrics: Mapping[str, ArchMetrics], source: str) -> Evidence:
+    """Evidence from a lab's metrics per architecture (`compare` decides with the numbers
+    `load_evidence` reads back from its lab.json). The retrieval numbers are those of the
+    first measured architecture that retrieves without an adapter (rag, else rag+schema)."""
+    archs = {name: _metrics(m.to_dict(), f"{source}: architectures.{name}.metrics")
+             for name, m in metrics.items()}
+    prompted = [archs[a] for a in architectures.retrieving()
+                if not architectures.get(a).uses_adapter and archs.get(a)]
+    rag = prompted[0] if prompted else {}
     return Evidence(retrieval_recall=rag.get("recall@k"), faithfulness=rag.get("faithfulness"),
-                    refusal_correct=rag.get("refusal_correct"), archs=archs, source=str(path))
+                    refusal_correct=rag.get("refusal_correct"), archs=archs, source=source)
 
 
 @dataclass
@@ -407,7 +395,7 @@ def assess(answers: ChecklistAnswers, evidence: Evidence | None = None) -> Asses
         warnings += decision.warnings
         decided_by = decision.decided_by
         if decision.winner is not None:
-            recommendation = ARCH_RECOMMENDATION[decision.winner]
+            recommendation = architectures.get(decision.winner).recommendation
             if recommendation != checklist:
                 reasons.append(f"The answers alone point to {checklist}, but the measurement "
                                f"picks {decision.winner} ({recommendation}): the measured "
@@ -500,14 +488,6 @@ _CHECKLIST_SENTENCES: dict[Recommendation, str] = {
                "train a model only when these measurably fall short.",
 }
 
-_CHEAPER_BECAUSE = {
-    "base": "the model alone: no retrieval and no training",
-    "rag+schema": "retrieval with constrained decoding, no training",
-    "rag": "retrieval only, no training",
-    "tuned": "no retrieval to run",
-}
-
-
 @dataclass
 class _Decision:
     winner: str | None = None
@@ -535,15 +515,16 @@ def _decide_by_measurement(evidence: Evidence, k_strong: bool, b_strong: bool) -
     """Score each measured architecture the answers allow and pick the best, preferring the
     cheaper one within `TIE_MARGIN`."""
     decision = _Decision()
-    known = [a for a in COST_ORDER if a in evidence.archs]
+    cost_order = architectures.by_cost()  # cheapest first
+    known = [a for a in cost_order if a in evidence.archs]
     unknown = sorted(set(evidence.archs) - set(known))
     if unknown:
         decision.warnings.append(
             f"Measured architecture(s) {', '.join(unknown)} left out of the comparison: assess "
-            f"compares {', '.join(COST_ORDER)}.")
+            f"compares {', '.join(cost_order)}.")
     # A strong knowledge need rules out architectures that do not retrieve: their facts are
     # whatever the weights hold, with nothing to cite.
-    allowed = [a for a in known if a in RETRIEVING or not k_strong]
+    allowed = [a for a in known if architectures.get(a).retrieves or not k_strong]
     ruled_out = [a for a in known if a not in allowed]
     if ruled_out:
         decision.reasons.append(
@@ -562,10 +543,10 @@ def _decide_by_measurement(evidence: Evidence, k_strong: bool, b_strong: bool) -
     used = ["correct"] + (["freshness_after"] if k_strong else []) \
         + (["format_valid"] if b_strong else []) + ["refusal_correct"]
     scores = {a: sum(evidence.archs[a].get(m) or 0.0 for m in used) for a in allowed}
-    ranked = sorted(allowed, key=lambda a: (-scores[a], COST_ORDER.index(a)))
+    ranked = sorted(allowed, key=lambda a: (-scores[a], cost_order.index(a)))
     top = ranked[0]
     close = [a for a in allowed if scores[a] >= scores[top] - TIE_MARGIN - 1e-9]
-    winner = min(close, key=COST_ORDER.index)
+    winner = min(close, key=cost_order.index)
 
     def parts(arch: str) -> str:
         return ", ".join(f"{_LABELS[m]} {_num(evidence.archs[arch].get(m))}" for m in used)
@@ -575,14 +556,15 @@ def _decide_by_measurement(evidence: Evidence, k_strong: bool, b_strong: bool) -
         f"Measured on your questions ({evidence.source or 'evidence'}), scoring "
         f"{' + '.join(_LABELS[m] for m in used)}: {top}: {parts(top)} — best score "
         f"{scores[top]:.2f}; {others}.")
+    chosen = architectures.get(winner)
     if winner != top:
         cost = evidence.archs[top].get("training_seconds")
         decision.reasons.append(
             f"{winner} ({parts(winner)}) scores {scores[winner]:.2f}, within {TIE_MARGIN} of "
-            f"{top}'s {scores[top]:.2f}, and is cheaper — {_CHEAPER_BECAUSE[winner]}"
+            f"{top}'s {scores[top]:.2f}, and is cheaper — {chosen.cheaper_because}"
             + (f" ({top} took {cost:.0f} s of training)" if cost else "")
             + f" — so {winner} is chosen.")
-    if winner == "rag+schema":
+    if chosen.constrained:
         decision.reasons.append("Recommendation rag, with constrained decoding, no training: "
                                 "answer from retrieval and force the output format with a "
                                 "JSON schema (--schema).")
@@ -609,7 +591,8 @@ def _wrong_reason_warnings(a: ChecklistAnswers, recommendation: Recommendation, 
                         "change would mean retraining; keep facts in retrieval and train the "
                         "adapter only on behaviour (format, style).")
     retrieval_measured = evidence is not None and (
-        evidence.retrieval_recall is not None or any(r in evidence.archs for r in RETRIEVING))
+        evidence.retrieval_recall is not None
+        or any(r in evidence.archs for r in architectures.retrieving()))
     if (trains or k_strong) and not retrieval_measured:
         warnings.append("Retrieval was not measured: fine-tuning because RAG underperforms is "
                         "only justified once retrieval was measured; run ragtune eval / "

@@ -2,17 +2,13 @@
 
     >>> lab = Lab(load_experiment(Path("experiment.yaml")), Settings.load(), Path("lab-out"))
     >>> result = lab.run()               # also writes lab-out/report.html, report.md, lab.json
-    >>> result["recommendation"]["recommendation"]
+    >>> result.recommendation.recommendation
     'hybrid'
 
-Architectures (one interface: an `Evaluator` over the same knowledge base and cases):
-
-| name         | retrieval | adapter            | answer format                                   |
-| base         | no        | no                 | asked for in the prompt (schema + JSON examples) |
-| rag          | yes       | no                 | asked for in the prompt                          |
-| rag+schema   | yes       | no                 | constrained decoding to the schema               |
-| tuned        | no        | closed-book pairs  | learned (short prompt, no examples)              |
-| hybrid       | yes       | RAFT examples      | learned (short prompt, no examples)              |
+The architectures come from `ragtune.architectures`, all behind one interface: an `Evaluator`
+over the same knowledge base and cases, running each as its `runs_as` (`rag+schema` is `rag` with
+constrained decoding); the `tuned` adapter learns closed-book pairs, the `hybrid` one RAFT
+examples. `run()` returns a `LabResult` (`ragtune.lab.result`), the lab.json document typed.
 
 The stages: ingest a working copy of the documents; train the adapters (a folder whose manifest
 matches the examples and settings is reused, not retrained); evaluate every architecture on the
@@ -26,26 +22,42 @@ with the evidence, and the report. Every evaluation is also saved as an `ragtune
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ragtune import architectures
 from ragtune.answering.ask import generator_for
 from ragtune.answering.citations import strip_citations
 from ragtune.answering.prompt import PromptStyle, doc_label
+from ragtune.architectures import Architecture
+from ragtune.cases import EvalCase
 from ragtune.config import Settings
 from ragtune.errors import InputError
-from ragtune.evaluation.cases import EvalCase
-from ragtune.evaluation.metrics import contains_answer, schema_errors, token_f1
+from ragtune.evaluation.metrics import schema_errors, token_f1
 from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator
 from ragtune.kb import KnowledgeBase
-from ragtune.lab.experiment import Experiment, Split, normalize_question, split_questions
+from ragtune.lab.checklist import ChecklistAnswers, assess, lab_evidence, load_answers
+from ragtune.lab.experiment import Experiment, Split, split_questions
+from ragtune.lab.report import write_report
+from ragtune.lab.result import (
+    ArchMetrics,
+    ArchResult,
+    CaseAnswer,
+    CasePassage,
+    Freshness,
+    LabCase,
+    LabExperiment,
+    LabRecommendation,
+    LabResult,
+    Stage,
+)
+from ragtune.text import contains_answer, figures, normalize_words
 from ragtune.tuning.data import TrainingExample, load_training_data
 from ragtune.tuning.manifest import check_staleness, read_manifest
 from ragtune.tuning.raft import build_closed_book_examples, knowledge_base_info, train_raft_adapter
@@ -56,34 +68,6 @@ StageFn = Callable[[str, int | None], ProgressFn]  # (label, total) -> advance(d
 PASSAGE_CHARS = 700  # passage text kept per drill-down entry
 
 
-@dataclass(frozen=True)
-class Architecture:
-    name: str
-    retrieve: bool
-    adapter: str | None  # which trained adapter it answers with
-    trained_prompt: bool  # the adapters' short prompt instead of instructions + examples
-    enforce: bool  # constrained decoding
-    description: str
-
-    @property
-    def evaluator_arch(self) -> str:
-        if self.adapter is not None:
-            return "hybrid" if self.retrieve else "tuned"
-        return "rag" if self.retrieve else "base"
-
-
-ARCHITECTURES = {
-    "base": Architecture("base", False, None, False, False,
-                         "the model alone; format asked for in the prompt"),
-    "rag": Architecture("rag", True, None, False, False,
-                        "retrieve + answer; format asked for in the prompt"),
-    "rag+schema": Architecture("rag+schema", True, None, False, True,
-                               "retrieve + answer; constrained decoding to the schema"),
-    "tuned": Architecture("tuned", False, "tuned", True, False,
-                          "LoRA on closed-book question/answer pairs; no retrieval"),
-    "hybrid": Architecture("hybrid", True, "hybrid", True, False,
-                           "retrieve + LoRA trained RAFT-style on the same questions"),
-}
 LAB_META_KEY = "lab"  # the experiment whose documents a lab's knowledge base holds
 CASE_KINDS = {"eval": "eval", "paraphrases": "paraphrase", "fresh": "fresh"}
 
@@ -118,17 +102,17 @@ class Lab:
                 "raft_distractors": b.raft_distractors, "seed": experiment.split.seed}),
         })
         self.schema = experiment.answer_schema()
-        self.stages: list[dict[str, Any]] = []
+        self.stages: list[Stage] = []
         self.passages: dict[str, tuple[str, str]] = {}  # chunk id -> (title, text)
         self.tuned_count = 0
         self.doc_ids: dict[str, str] = {}  # file name -> document id (after the ingest)
 
     # --- the whole run -----------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> LabResult:
         started = time.perf_counter()
         exp = self.exp
-        archs = [ARCHITECTURES[a] for a in exp.architectures]
+        archs = [architectures.get(a) for a in exp.architectures]
         changes = exp.load_changes()
         questions = exp.load_questions()
         known = {q.id: q for q in questions}
@@ -159,34 +143,32 @@ class Lab:
         metrics = {a.name: self._metrics(a, runs[a.name], changes, adapters, kb, freshness)
                    for a in archs}
         recommendation = self._recommend(checklist, metrics)
-        lab = {
-            "ragtune": _version(), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "experiment": {
-                "name": exp.name, "file": str(exp.path) if exp.path else None,
-                "kb": kb.name, "documents": len(kb.store.document_hashes()),
-                "groups": sorted(self.exp.knowledge_base.groups),
-                "eval_cases": len(split.eval), "paraphrases": len(split.paraphrases),
-                "seed": exp.split.seed, "split": split.to_dict(),
-                "task": "answer as JSON valid for the task schema, or refuse",
-                "schema": self.schema,
-                "train_examples": {"tuned": self.tuned_count,
-                                   "hybrid": len(split.hybrid_training)},
-                "budgets": exp.budgets.model_dump(),
-                "generator": evaluators[archs[0].name].answerer.generator.name,
-                "notes": self._notes(split, len(changes)),
-            },
-            "recommendation": recommendation,
-            "checklist": checklist.model_dump(),
-            "order": [a.name for a in archs],
-            "architectures": {a.name: {"description": a.description,
-                                       "metrics": metrics[a.name],
-                                       "failure_causes": runs[a.name]["eval"].summary[
-                                           "failure_causes"]} for a in archs},
-            "freshness": freshness,
-            "stages": self.stages,
-            "cases": self._cases(archs, runs),
-        }
-        lab["seconds"] = round(time.perf_counter() - started, 1)  # the report's writing aside
+        lab = LabResult(
+            ragtune=_version(), created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            experiment=LabExperiment(
+                name=exp.name, file=str(exp.path) if exp.path else None,
+                kb=kb.name, documents=len(kb.store.document_hashes()),
+                groups=sorted(self.exp.knowledge_base.groups),
+                eval_cases=len(split.eval), paraphrases=len(split.paraphrases),
+                seed=exp.split.seed, split=split.to_dict(),
+                task="answer as JSON valid for the task schema, or refuse",
+                answer_schema=self.schema,
+                train_examples={"tuned": self.tuned_count, "hybrid": len(split.hybrid_training)},
+                budgets=exp.budgets.model_dump(),
+                generator=evaluators[archs[0].name].answerer.generator.name,
+                notes=self._notes(split, len(changes)),
+            ),
+            recommendation=recommendation,
+            checklist=checklist.model_dump(),
+            order=[a.name for a in archs],
+            architectures={a.name: ArchResult(
+                description=a.description, metrics=metrics[a.name],
+                failure_causes=runs[a.name]["eval"].summary["failure_causes"]) for a in archs},
+            freshness=freshness,
+            stages=list(self.stages),
+            cases=self._cases(archs, runs),
+            seconds=round(time.perf_counter() - started, 1),  # the report's writing aside
+        )
         self._timed("report", partial(self._write, lab))
         return lab
 
@@ -213,14 +195,12 @@ class Lab:
         t0 = time.perf_counter()
         result = work()
         seconds = round(time.perf_counter() - t0, 1)
-        self.stages = [s for s in self.stages if s["stage"] != name]
-        self.stages.append({"stage": name, "seconds": seconds})
+        self.stages = [s for s in self.stages if s.stage != name]
+        self.stages.append(Stage(stage=name, seconds=seconds))
         self.log(f"{name}: {seconds:.1f} s")
         return result
 
-    def _checklist(self) -> Any:
-        from ragtune.lab.checklist import load_answers
-
+    def _checklist(self) -> ChecklistAnswers:
         return load_answers(self.exp.resolve(self.exp.checklist))
 
     def _ingest(self) -> KnowledgeBase:
@@ -333,8 +313,8 @@ class Lab:
             settings = settings.model_copy(update={"generator": settings.generator.model_copy(
                 update={"adapter": str(adapters[arch.adapter])})})
         style = self.trained_style if arch.trained_prompt else PromptStyle(schema=self.schema)
-        return Evaluator(kb, arch.evaluator_arch, settings, generator=generator_for(settings),
-                         schema=self.schema, style=style, enforce_schema=arch.enforce,
+        return Evaluator(kb, arch.runs_as, settings, generator=generator_for(settings),
+                         schema=self.schema, style=style, enforce_schema=arch.constrained,
                          correct=states)
 
     def _evaluate(self, evaluator: Evaluator, cases: list[EvalCase], arch: str, kind: str
@@ -366,20 +346,20 @@ class Lab:
 
     def _probe(self, kb: KnowledgeBase, archs: list[Architecture],
                evaluators: dict[str, Evaluator], runs: dict[str, dict[str, EvalRun]],
-               changes: list[Any], fresh_cases: list[EvalCase]) -> dict[str, Any]:
+               changes: list[Any], fresh_cases: list[EvalCase]) -> Freshness:
         """The freshness probe: apply the change set, re-sync (timed), re-ask the changed
         facts' questions with every architecture, nothing retrained."""
         if not changes:
-            return {"changed_documents": [], "questions": 0, "resync_seconds": None}
+            return Freshness(changed_documents=[], questions=0, resync_seconds=None)
         resync = self._timed("apply change set + re-sync", partial(self._apply_changes, kb))
         for a in archs:
             run = self._timed(f"freshness {a.name}", partial(
                 self._evaluate, evaluators[a.name], fresh_cases, a.name, "fresh"))
             run.save(self.out / "runs" / f"{_slug(a.name)}-fresh")
             runs[a.name]["fresh"] = run
-        return {"changed_documents": sorted({c.doc_id for c in changes}),
-                "questions": len(fresh_cases), "resync_seconds": resync["seconds"],
-                "resync": resync["report"]}
+        return Freshness(changed_documents=sorted({c.doc_id for c in changes}),
+                         questions=len(fresh_cases), resync_seconds=resync["seconds"],
+                         resync=resync["report"])
 
     def _keep_passages(self, kb: KnowledgeBase, results: list[CaseResult]) -> None:
         wanted = {p["chunk_id"] for r in results for p in r.passages} - set(self.passages)
@@ -401,50 +381,56 @@ class Lab:
     # --- measurements ------------------------------------------------------------------------
 
     def _metrics(self, arch: Architecture, runs: dict[str, EvalRun], changes: list[Any],
-                 adapters: dict[str, Path], kb: KnowledgeBase, freshness: dict[str, Any]
-                 ) -> dict[str, Any]:
+                 adapters: dict[str, Path], kb: KnowledgeBase, freshness: Freshness
+                 ) -> ArchMetrics:
         main = runs["eval"]
         m = main.summary["metrics"]
-        out: dict[str, Any] = {
-            "correct": _mean(_correct(r) for r in main.results),
-            "faithfulness": m.get("faithfulness"),
-            "citation_accuracy": _mean(_citation_accuracy(r) for r in main.results),
-            "format_valid": _mean(self._format_valid(r) for r in main.results),
-            "refusal_correct": m.get("refusal_correct"),
-            "false_refusal_rate": m.get("false_refusal_rate"),
-            "recall@k": m.get("recall@k"),
-        }
         old = {c.question_id: c for c in changes}
-        before = [r for r in main.results if r.id in old]
-        out["freshness_before"] = _mean(_correct(r) for r in before)
         fresh = runs.get("fresh")
-        out["freshness_after"] = _mean(_correct(r) for r in fresh.results) if fresh else None
-        out["stale_after"] = _mean(_correct(r, old[r.id].old_answers)
-                                   for r in fresh.results) if fresh else None
-        out["consistency"] = _consistency(main.results, runs["paraphrases"].results)
-        out["latency_ms_p50"] = m.get("latency_ms_p50")
-        out["latency_ms_p95"] = m.get("latency_ms_p95")
-        out["prompt_tokens"] = m.get("prompt_tokens")
-        out["output_tokens"] = m.get("output_tokens")
-        out["training_seconds"] = 0.0
-        out["adapter_stale"] = None
-        resync = freshness.get("resync_seconds")
-        out["change_cost_seconds"] = resync if arch.retrieve else None
-        out["change_cost"] = (f"re-sync {len(freshness['changed_documents'])} documents"
-                              if arch.retrieve else "cannot absorb it (no retrieval, no "
-                              "training)")
-        if arch.adapter is not None:
-            manifest = read_manifest(adapters[arch.adapter])
-            out["training_seconds"] = round(manifest.training.seconds, 1)
-            staleness = check_staleness(manifest, kb)
-            out["adapter_stale"] = bool(staleness.changed or staleness.removed)
-            out["adapter_stale_documents"] = [doc_label(d) for d in staleness.changed
-                                              + staleness.removed]
-            if not arch.retrieve:
-                out["change_cost_seconds"] = out["training_seconds"]
-                out["change_cost"] = (f"retrain to learn the new facts (training took "
-                                      f"{out['training_seconds']:.0f} s)")
-        return out
+        return ArchMetrics(
+            correct=_mean(_correct(r) for r in main.results),
+            faithfulness=m.get("faithfulness"),
+            citation_accuracy=_mean(_citation_accuracy(r) for r in main.results),
+            format_valid=_mean(self._format_valid(r) for r in main.results),
+            refusal_correct=m.get("refusal_correct"),
+            false_refusal_rate=m.get("false_refusal_rate"),
+            recall_at_k=m.get("recall@k"),
+            freshness_before=_mean(_correct(r) for r in main.results if r.id in old),
+            freshness_after=_mean(_correct(r) for r in fresh.results) if fresh else None,
+            stale_after=_mean(_correct(r, old[r.id].old_answers)
+                              for r in fresh.results) if fresh else None,
+            consistency=_consistency(main.results, runs["paraphrases"].results),
+            latency_ms_p50=m.get("latency_ms_p50"),
+            latency_ms_p95=m.get("latency_ms_p95"),
+            prompt_tokens=m.get("prompt_tokens"),
+            output_tokens=m.get("output_tokens"),
+            **self._costs(arch, adapters, kb, freshness),
+        )
+
+    def _costs(self, arch: Architecture, adapters: dict[str, Path], kb: KnowledgeBase,
+               freshness: Freshness) -> dict[str, Any]:
+        """What the architecture took to train, and what absorbing the change set costs it:
+        a re-sync where it retrieves, else a retraining where it has an adapter."""
+        costs: dict[str, Any] = {
+            "training_seconds": 0.0, "adapter_stale": None,
+            "change_cost_seconds": freshness.resync_seconds if arch.retrieves else None,
+            "change_cost": (f"re-sync {len(freshness.changed_documents)} documents"
+                            if arch.retrieves else "cannot absorb it (no retrieval, no "
+                            "training)"),
+        }
+        if arch.adapter is None:
+            return costs
+        manifest = read_manifest(adapters[arch.adapter])
+        staleness = check_staleness(manifest, kb)
+        costs["training_seconds"] = round(manifest.training.seconds, 1)
+        costs["adapter_stale"] = bool(staleness.changed or staleness.removed)
+        costs["adapter_stale_documents"] = [doc_label(d) for d in staleness.changed
+                                            + staleness.removed]
+        if not arch.retrieves:
+            costs["change_cost_seconds"] = costs["training_seconds"]
+            costs["change_cost"] = (f"retrain to learn the new facts (training took "
+                                    f"{costs['training_seconds']:.0f} s)")
+        return costs
 
     def _format_valid(self, result: CaseResult) -> float | None:
         """Whether the model's own output was valid for the schema (None when nothing was
@@ -453,52 +439,46 @@ class Lab:
             return None
         return float(not schema_errors(result.raw_output, self.schema))
 
-    def _recommend(self, checklist: Any, metrics: dict[str, dict[str, Any]]
-                   ) -> dict[str, Any]:
-        from ragtune.lab.checklist import Evidence, assess
-
-        rag = metrics.get("rag") or metrics.get("rag+schema") or {}
-        evidence = Evidence(retrieval_recall=rag.get("recall@k"),
-                            faithfulness=rag.get("faithfulness"),
-                            refusal_correct=rag.get("refusal_correct"),
-                            archs=metrics, source=str(self.out))
-        return assess(checklist, evidence).to_dict()
+    def _recommend(self, checklist: ChecklistAnswers, metrics: dict[str, ArchMetrics]
+                   ) -> LabRecommendation:
+        """The checklist decided by the measurements, as `ragtune assess --evidence` decides
+        from the lab.json."""
+        assessment = assess(checklist, lab_evidence(metrics, str(self.out)))
+        return LabRecommendation.model_validate(assessment.to_dict())
 
     # --- the report --------------------------------------------------------------------------
 
     def _cases(self, archs: list[Architecture], runs: dict[str, dict[str, EvalRun]]
-               ) -> list[dict[str, Any]]:
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
+               ) -> list[LabCase]:
+        rows: dict[tuple[str, str], LabCase] = {}
         for a in archs:
             for kind, run in runs[a.name].items():
                 for r in run.results:
-                    row = rows.setdefault((kind, r.id), {
-                        "id": r.id, "kind": CASE_KINDS[kind],
-                        "question": r.question, "answers": r.answers,
-                        "gold_doc_ids": r.metadata.get("gold_doc_ids", []), "by_arch": {}})
-                    row["by_arch"][a.name] = self._case_entry(r)
+                    row = rows.setdefault((kind, r.id), LabCase(
+                        id=r.id, kind=CASE_KINDS[kind], question=r.question,
+                        answers=r.answers, gold_doc_ids=r.metadata.get("gold_doc_ids", []),
+                        by_arch={}))
+                    row.by_arch[a.name] = self._case_entry(r)
         return list(rows.values())
 
-    def _case_entry(self, r: CaseResult) -> dict[str, Any]:
+    def _case_entry(self, r: CaseResult) -> CaseAnswer:
         correct = _correct(r)
         valid = self._format_valid(r)
-        return {
-            "answer": r.answer, "raw_output": r.raw_output, "refused": r.refused,
-            "refusal_reason": r.refusal_reason,
-            "correct": None if correct is None else bool(correct),
-            "format_valid": None if valid is None else bool(valid),
-            "cited_docs": _cited_docs(r),
-            "cause": r.attribution.cause if r.attribution else None,
-            "latency_ms": r.latency_ms,
-            "passages": [{"n": p["n"], "doc_id": p["doc_id"],
-                          "title": self.passages.get(p["chunk_id"], ("", ""))[0],
-                          "text": self.passages.get(p["chunk_id"], ("", ""))[1]}
-                         for p in r.passages],
-        }
+        return CaseAnswer(
+            answer=r.answer, raw_output=r.raw_output, refused=r.refused,
+            refusal_reason=r.refusal_reason,
+            correct=None if correct is None else bool(correct),
+            format_valid=None if valid is None else bool(valid),
+            cited_docs=_cited_docs(r),
+            cause=r.attribution.cause if r.attribution else None,
+            latency_ms=r.latency_ms,
+            passages=[CasePassage(n=p["n"], doc_id=p["doc_id"],
+                                  title=self.passages.get(p["chunk_id"], ("", ""))[0],
+                                  text=self.passages.get(p["chunk_id"], ("", ""))[1])
+                      for p in r.passages],
+        )
 
-    def _write(self, lab: dict[str, Any]) -> dict[str, Path]:
-        from ragtune.lab.report import write_report
-
+    def _write(self, lab: LabResult) -> dict[str, Path]:
         return write_report(lab, self.out)
 
 
@@ -508,16 +488,16 @@ class Lab:
 def states(answer: str, references: Any) -> bool:
     """Whether `answer` states one of the reference facts: it contains a reference as whole
     words, or it is a shorter form of one that keeps every number (`EUR 12` for `EUR 12 per
-    month`, token F1 >= 0.5). Token F1 alone would credit `EUR 25` for `EUR 27`: a fact lab's
-    answers are mostly figures, where one wrong digit is a wrong answer."""
+    month`, token F1 >= 0.5; figures as `ragtune.text.figures` reads them, so `EUR 1,234,567`
+    keeps `1234567`). Token F1 alone would credit `EUR 25` for `EUR 27`: a fact lab's answers
+    are mostly figures, where one wrong digit is a wrong answer."""
     refs = [r for r in references if r.strip()]
     if not answer.strip() or not refs:
         return False
     if contains_answer(answer, refs):
         return True
-    numbers = set(re.findall(r"\d+(?:[.,]\d+)?", answer))
-    return any(set(re.findall(r"\d+(?:[.,]\d+)?", ref)) <= numbers and token_f1(answer, [ref])
-               >= 0.5 for ref in refs)
+    stated = figures(answer)
+    return any(figures(ref) <= stated and token_f1(answer, [ref]) >= 0.5 for ref in refs)
 
 
 def _correct(r: CaseResult, references: Any | None = None) -> float | None:
@@ -577,19 +557,19 @@ def _consistency(main: list[CaseResult], paraphrases: list[CaseResult]) -> float
             agree.append(float(r.refused == p.refused))
             continue
         a, b = _answer_text(r), _answer_text(p)
-        same = normalize_question(a) == normalize_question(b) or token_f1(a, [b]) >= 0.5
+        same = normalize_words(a) == normalize_words(b) or token_f1(a, [b]) >= 0.5
         agree.append(float(same))
     return _mean(agree)
 
 
 def check_no_leak(examples: list[TrainingExample], split: Split, path: Path) -> None:
     """No evaluation question (or paraphrase) may appear in the user turns of training data."""
-    asked = {normalize_question(c.question): c.id for c in split.eval + split.paraphrases}
+    asked = {normalize_words(c.question): c.id for c in split.eval + split.paraphrases}
     for example in examples:
         for m in example.messages:
             if m["role"] != "user":
                 continue
-            text = normalize_question(m["content"])
+            text = normalize_words(m["content"])
             hit = next((q for q in asked if q and f" {q} " in f" {text} "), None)
             if hit is not None:
                 raise InputError(f"{path}:{example.line}: contains the evaluation question "
@@ -600,9 +580,9 @@ def check_no_leak(examples: list[TrainingExample], split: Split, path: Path) -> 
 def _eval_phrasing(q: Any, split: Split) -> str:
     """A phrasing of `q` that no training example uses (for change-set questions outside the
     evaluation sample)."""
-    trained = {normalize_question(c.question) for c in split.tuned_training
+    trained = {normalize_words(c.question) for c in split.tuned_training
                + split.hybrid_training}
-    return next((p for p in q.phrasings if normalize_question(p) not in trained),
+    return next((p for p in q.phrasings if normalize_words(p) not in trained),
                 q.phrasings[-1])
 
 
@@ -616,6 +596,6 @@ def _slug(name: str) -> str:
 
 
 def _version() -> str:
-    from ragtune import __version__
+    from ragtune.version import __version__
 
     return __version__

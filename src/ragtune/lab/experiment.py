@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ragtune.architectures import names as architecture_names
+from ragtune.cases import EvalCase
 from ragtune.errors import InputError
-from ragtune.evaluation.cases import EvalCase
 from ragtune.jsonl import errors_found, parse_lines
+from ragtune.text import normalize_words
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_EXPERIMENT = SAMPLE_DIR / "experiment.yaml"
-LAB_ARCHITECTURES = ("base", "rag", "rag+schema", "tuned", "hybrid")
 
 
 class _Strict(BaseModel):
@@ -100,7 +100,7 @@ class Experiment(_Strict):
                                        "closed-book pairs made from the training phrasings")
     changes: ChangeSpec | None = None
     task: TaskSpec
-    architectures: list[str] = Field(default_factory=lambda: list(LAB_ARCHITECTURES))
+    architectures: list[str] = Field(default_factory=lambda: list(architecture_names()))
     split: SplitSpec = SplitSpec()
     budgets: Budgets = Budgets()
     checklist: Path = Field(description="`ragtune assess` answers (YAML) about the workload")
@@ -109,10 +109,10 @@ class Experiment(_Strict):
     @field_validator("architectures")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        unknown = [a for a in value if a not in LAB_ARCHITECTURES]
+        unknown = [a for a in value if a not in architecture_names()]
         if unknown or not value:
             raise ValueError(f"unknown architecture(s) {unknown}; choose from "
-                             f"{', '.join(LAB_ARCHITECTURES)}")
+                             f"{', '.join(architecture_names())}")
         return list(dict.fromkeys(value))
 
     def resolve(self, path: Path) -> Path:
@@ -254,10 +254,6 @@ class Split:
                 "hybrid_training": len(self.hybrid_training)}
 
 
-def normalize_question(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 def split_questions(questions: list[LabQuestion], spec: SplitSpec,
                     budgets: Budgets | None = None, keep: set[str] | None = None) -> Split:
     """The seeded split; `budgets` samples the evaluation set (questions in `keep`, those the
@@ -303,8 +299,8 @@ def split_questions(questions: list[LabQuestion], spec: SplitSpec,
             split.hybrid_training):
         split.hybrid_training = random.Random(f"{spec.seed}-raft").sample(
             split.hybrid_training, budgets.hybrid_examples)
-    leaked = ({normalize_question(c.question) for c in split.eval + split.paraphrases}
-              & {normalize_question(c.question) for c in split.tuned_training
+    leaked = ({normalize_words(c.question) for c in split.eval + split.paraphrases}
+              & {normalize_words(c.question) for c in split.tuned_training
                  + split.hybrid_training})
     if leaked:
         raise InputError(f"{len(leaked)} evaluation question(s) also appear in the training "

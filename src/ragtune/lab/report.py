@@ -1,9 +1,10 @@
 """The lab report: one self-contained HTML page and a Markdown summary of a `ragtune compare` run.
 
-The input is the lab result dict that `compare` writes as `lab.json` (experiment, recommendation,
-per-architecture metrics and failure causes, the freshness probe, stage timings, and every case
-with each architecture's answer and retrieved passages). Missing metrics are shown as "–" and
-unknown keys are ignored, so an older or newer `lab.json` still renders.
+The input is the lab result (`LabResult`, or the `lab.json` document `compare` writes: the
+experiment, recommendation, per-architecture metrics and failure causes, the freshness probe,
+stage timings, and every case with each architecture's answer and retrieved passages). Missing
+metrics are shown as "–" and unknown keys are ignored, so an older or newer `lab.json` still
+renders.
 
 The HTML page loads nothing: CSS is inline, the charts are SVG drawn here, and a
 Content-Security-Policy forbids every fetch. The only script opens the drill-down before
@@ -12,11 +13,11 @@ escaped.
 
 Usage::
 
-    import json
     from pathlib import Path
     from ragtune.lab.report import write_report
+    from ragtune.lab.result import load_lab
 
-    lab = json.loads(Path("runs/lab/lab.json").read_text(encoding="utf-8"))
+    lab = load_lab(Path("runs/lab/lab.json"))
     paths = write_report(lab, Path("runs/lab"))
     print(paths["html"])  # runs/lab/report.html
 """
@@ -34,6 +35,18 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from ragtune.lab.result import (
+    LAB_FILE,
+    ArchMetrics,
+    CaseAnswer,
+    CasePassage,
+    LabCase,
+    LabRecommendation,
+    LabResult,
+)
+
+LabData = LabResult | Mapping[str, Any]  # a result, or a lab.json document
+
 __all__ = ["render_html", "render_markdown", "write_report"]
 
 DASH = "–"
@@ -49,7 +62,7 @@ CHOICE_GLOSS = {
 }
 
 
-# --- reading the lab dict -------------------------------------------------------------------
+# --- reading the lab ------------------------------------------------------------------------
 
 
 def _num(value: Any) -> float | None:
@@ -59,26 +72,14 @@ def _num(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _architectures(lab: Mapping[str, Any]) -> list[str]:
-    """The architectures in the lab's `order` (the table's columns), else as stored."""
-    order = [str(a) for a in _list(lab.get("order"))]
-    return order or [str(a) for a in _dict(lab.get("architectures"))]
-
-
-def _metrics(lab: Mapping[str, Any], arch: str) -> dict[str, Any]:
-    return _dict(_dict(_dict(lab.get("architectures")).get(arch)).get("metrics"))
+def _metrics(lab: LabResult, arch: str) -> ArchMetrics:
+    """An architecture's metrics (none for a column the lab holds no entry for)."""
+    entry = lab.architectures.get(arch)
+    return entry.metrics if entry is not None else ArchMetrics()
 
 
 def _slug(name: str) -> str:
@@ -150,8 +151,8 @@ class Row:
 
     key: str
     label: str
-    cell: Callable[[Mapping[str, Any]], str]
-    score: Callable[[Mapping[str, Any]], float | None]
+    cell: Callable[[ArchMetrics], str]
+    score: Callable[[ArchMetrics], float | None]
     better: str | None = None
 
 
@@ -163,7 +164,7 @@ def _pair(key: str, label: str, first: str, second: str, fmt: Callable[[Any], st
           sep: str, better: str | None) -> Row:
     """A row showing two metrics together; the best is judged on the second."""
 
-    def cell(m: Mapping[str, Any]) -> str:
+    def cell(m: ArchMetrics) -> str:
         a, b = m.get(first), m.get(second)
         if _num(a) is None and _num(b) is None:
             return DASH
@@ -172,15 +173,15 @@ def _pair(key: str, label: str, first: str, second: str, fmt: Callable[[Any], st
     return Row(key, label, cell, lambda m: _num(m.get(second)), better)
 
 
-def _latency_cell(m: Mapping[str, Any]) -> str:
-    p50, p95 = m.get("latency_ms_p50"), m.get("latency_ms_p95")
+def _latency_cell(m: ArchMetrics) -> str:
+    p50, p95 = m.latency_ms_p50, m.latency_ms_p95
     if _num(p50) is None and _num(p95) is None:
         return DASH
     return f"{_milliseconds(p50)} / {_milliseconds(p95)}"
 
 
-def _change_cost_cell(m: Mapping[str, Any]) -> str:
-    what, seconds = _text(m.get("change_cost")), _seconds(m.get("change_cost_seconds"))
+def _change_cost_cell(m: ArchMetrics) -> str:
+    what, seconds = _text(m.change_cost), _seconds(m.change_cost_seconds)
     if not what:
         return seconds
     # "retrain (95 s)" already says how long
@@ -198,17 +199,17 @@ ROWS: tuple[Row, ...] = (
     _single("stale_after", "Stale answers after change", _fraction, "lower"),
     _single("consistency", "Consistency (paraphrases)", _fraction, "higher"),
     Row("latency", "Latency p50 / p95 (ms)", _latency_cell,
-        lambda m: _num(m.get("latency_ms_p50")), "lower"),
+        lambda m: _num(m.latency_ms_p50), "lower"),
     _pair("tokens", "Prompt / output tokens per query", "prompt_tokens", "output_tokens",
           _count, " / ", None),
     _single("training_seconds", "Training time", _seconds, None),
     _single("adapter_stale", "Adapter stale after change", _yes_no, None),
     Row("change_cost", "Cost of absorbing the change set", _change_cost_cell,
-        lambda m: _num(m.get("change_cost_seconds")), None),
+        lambda m: _num(m.change_cost_seconds), None),
 )
 
 
-def _best(row: Row, metrics: Sequence[Mapping[str, Any]]) -> set[int]:
+def _best(row: Row, metrics: Sequence[ArchMetrics]) -> set[int]:
     """Indexes of the best values in a row: none when the direction is unclear, fewer than two
     values are known, or all known values are equal."""
     if row.better is None:
@@ -221,20 +222,20 @@ def _best(row: Row, metrics: Sequence[Mapping[str, Any]]) -> set[int]:
     return {i for i, s in scores if s == top}
 
 
-def _table_cells(lab: Mapping[str, Any]) -> list[tuple[Row, list[str], set[int]]]:
+def _table_cells(lab: LabResult) -> list[tuple[Row, list[str], set[int]]]:
     """Each row with its cell texts (one per architecture) and the indexes of its best cells."""
-    metrics = [_metrics(lab, arch) for arch in _architectures(lab)]
+    metrics = [_metrics(lab, arch) for arch in lab.columns]
     return [(row, [row.cell(m) for m in metrics], _best(row, metrics)) for row in ROWS]
 
 
-def _failure_causes(lab: Mapping[str, Any]) -> tuple[list[str], dict[str, dict[str, float]]]:
+def _failure_causes(lab: LabResult) -> tuple[list[str], dict[str, dict[str, float]]]:
     """The causes that occurred (most frequent first) and each architecture's counts."""
-    archs = _dict(lab.get("architectures"))
     counts: dict[str, dict[str, float]] = {}
     totals: dict[str, float] = {}
-    for arch in _architectures(lab):
-        row = {str(c): n for c, v in _dict(_dict(archs.get(arch)).get("failure_causes")).items()
-               if (n := _num(v)) is not None}
+    for arch in lab.columns:
+        entry = lab.architectures.get(arch)
+        found = entry.failure_causes if entry is not None else {}
+        row = {c: n for c, v in found.items() if (n := _num(v)) is not None}
         counts[arch] = row
         for cause, n in row.items():
             totals[cause] = totals.get(cause, 0.0) + n
@@ -242,51 +243,46 @@ def _failure_causes(lab: Mapping[str, Any]) -> tuple[list[str], dict[str, dict[s
     return causes, counts
 
 
-def _stages(lab: Mapping[str, Any]) -> list[tuple[str, float | None]]:
-    return [(_text(s.get("stage")), _num(s.get("seconds")))
-            for s in _list(lab.get("stages")) if isinstance(s, dict)]
+def _stages(lab: LabResult) -> list[tuple[str, float | None]]:
+    return [(s.stage, _num(s.seconds)) for s in lab.stages]
 
 
-def _decided_by(rec: Mapping[str, Any]) -> list[str]:
+def _decided_by(rec: LabRecommendation) -> list[str]:
     """`decided_by` as "metric (arch) = value" lines."""
     lines = []
-    for item in _list(rec.get("decided_by")):
-        if not isinstance(item, dict):
-            continue
-        metric, arch = _text(item.get("metric")), _text(item.get("arch"))
-        where = f" ({arch})" if arch else ""
-        lines.append(f"{metric}{where} = {_metric_value(metric, item.get('value'))}")
+    for item in rec.decided_by:
+        where = f" ({item.arch})" if item.arch else ""
+        lines.append(f"{item.metric}{where} = {_metric_value(item.metric, item.value)}")
     return lines
 
 
-def _experiment_line(lab: Mapping[str, Any]) -> list[str]:
+def _experiment_line(lab: LabResult) -> list[str]:
     """The facts of the run, as short phrases."""
-    exp = _dict(lab.get("experiment"))
+    exp = lab.experiment
     parts = []
-    if exp.get("file"):
-        parts.append(f"from {exp['file']}")
-    if exp.get("kb"):
-        parts.append(f"knowledge base {exp['kb']}")
-    for key, noun in (("documents", "documents"), ("eval_cases", "eval cases")):
-        if _num(exp.get(key)) is not None:
-            parts.append(f"{_count(exp[key])} {noun}")
-    train = _dict(exp.get("train_examples"))
-    if train:
-        per_arch = ", ".join(f"{a} {_count(n)}" for a, n in train.items())
+    if exp.file:
+        parts.append(f"from {exp.file}")
+    if exp.kb:
+        parts.append(f"knowledge base {exp.kb}")
+    for count, noun in ((exp.documents, "documents"), (exp.eval_cases, "eval cases")):
+        if count is not None:
+            parts.append(f"{_count(count)} {noun}")
+    if exp.train_examples:
+        per_arch = ", ".join(f"{a} {_count(n)}" for a, n in exp.train_examples.items())
         parts.append(f"training examples: {per_arch}")
-    if exp.get("seed") is not None:
-        parts.append(f"seed {exp['seed']}")
-    if lab.get("created_at"):
-        parts.append(f"run {lab['created_at']}")
-    if _num(lab.get("seconds")) is not None:
-        parts.append(f"took {_seconds(lab['seconds'])}")
-    if lab.get("ragtune"):
-        parts.append(f"ragtune {lab['ragtune']}")
-    return [str(p) for p in parts]
+    if exp.seed is not None:
+        parts.append(f"seed {exp.seed}")
+    if lab.created_at:
+        parts.append(f"run {lab.created_at}")
+    if _num(lab.seconds) is not None:
+        parts.append(f"took {_seconds(lab.seconds)}")
+    if lab.ragtune:
+        parts.append(f"ragtune {lab.ragtune}")
+    return parts
 
 
-def _title(lab: Mapping[str, Any]) -> str:
-    name = _text(_dict(lab.get("experiment")).get("name"))
+def _title(lab: LabResult) -> str:
+    name = _text(lab.experiment.name)
     return f"ragtune lab: {name}" if name else "ragtune lab report"
 
 
@@ -355,12 +351,13 @@ def _legend_height(items: Sequence[tuple[str, str]], width: float) -> int:
     return rows * 18
 
 
-def quality_latency_svg(lab: Mapping[str, Any]) -> str:
+def quality_latency_svg(lab: LabData) -> str:
     """Scatter: latency p50 (x) against correctness (y), one labelled point per architecture."""
+    lab = LabResult.read(lab)
     width, height, left, right, top, bottom = 640, 340, 60, 620, 20, 290
-    points = [(arch, p50, correct, i) for i, arch in enumerate(_architectures(lab))
-              if (p50 := _num(_metrics(lab, arch).get("latency_ms_p50"))) is not None
-              and (correct := _num(_metrics(lab, arch).get("correct"))) is not None]
+    points = [(arch, p50, correct, i) for i, arch in enumerate(lab.columns)
+              if (p50 := _num(_metrics(lab, arch).latency_ms_p50)) is not None
+              and (correct := _num(_metrics(lab, arch).correct)) is not None]
     x_ticks = _ticks(max([p for _, p, _, _ in points] + [1.0]) * 1.05)
     x_max = x_ticks[-1]
 
@@ -392,9 +389,10 @@ def quality_latency_svg(lab: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def freshness_svg(lab: Mapping[str, Any]) -> str:
+def freshness_svg(lab: LabData) -> str:
     """Grouped bars: freshness before and after the change set, per architecture."""
-    archs = _architectures(lab)
+    lab = LabResult.read(lab)
+    archs = lab.columns
     series = (("before change", "freshness_before", PALETTE[0]),
               ("after change", "freshness_after", PALETTE[1]))
     width, left, right, top = 640, 60, 620, 34
@@ -433,9 +431,10 @@ def freshness_svg(lab: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def failure_causes_svg(lab: Mapping[str, Any]) -> str:
+def failure_causes_svg(lab: LabData) -> str:
     """Stacked bars: failure causes per architecture, with a legend."""
-    archs = _architectures(lab)
+    lab = LabResult.read(lab)
+    archs = lab.columns
     causes, counts = _failure_causes(lab)
     colours = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(causes)}
     legend = [(_label(c), colours[c]) for c in causes]
@@ -592,35 +591,35 @@ def _html_list(items: Iterable[Any], cls: str = "") -> str:
     return f'<ul class="{cls}">{lis}</ul>' if cls else f"<ul>{lis}</ul>"
 
 
-def _header_html(lab: Mapping[str, Any]) -> str:
-    exp = _dict(lab.get("experiment"))
+def _header_html(lab: LabResult) -> str:
+    exp = lab.experiment
     spans = "".join(f"<span>{_e(p)}</span>" for p in _experiment_line(lab))
-    task = f'<p class="muted">Task: {_e(exp["task"])}</p>' if exp.get("task") else ""
-    notes = "".join(f'<p class="muted">{_e(n)}</p>' for n in _list(exp.get("notes")))
+    task = f'<p class="muted">Task: {_e(exp.task)}</p>' if exp.task else ""
+    notes = "".join(f'<p class="muted">{_e(n)}</p>' for n in exp.notes)
     return (f"<header><h1>{_e(_title(lab))}</h1>"
             f'<p class="experiment">{spans}</p>{task}{notes}</header>')
 
 
-def _recommendation_html(lab: Mapping[str, Any]) -> str:
-    rec = _dict(lab.get("recommendation"))
-    choice = _text(rec.get("recommendation")) or DASH
+def _recommendation_html(lab: LabResult) -> str:
+    rec = lab.recommendation
+    choice = _text(rec.recommendation) or DASH
     parts = ['<section id="recommendation" aria-labelledby="recommendation-heading">',
              '<h2 id="recommendation-heading" class="label">Recommendation</h2>',
              f'<p class="choice">{escape(choice)}</p>']
     if choice in CHOICE_GLOSS:
         parts.append(f'<p class="gloss">{escape(CHOICE_GLOSS[choice])}</p>')
-    if reasons := _list(rec.get("reasons")):
-        parts += ["<h3>Why</h3>", _html_list(reasons, "reasons")]
-    if warnings := _list(rec.get("warnings")):
-        parts += ["<h3>Warnings</h3>", _html_list(warnings, "warnings")]
+    if rec.reasons:
+        parts += ["<h3>Why</h3>", _html_list(rec.reasons, "reasons")]
+    if rec.warnings:
+        parts += ["<h3>Warnings</h3>", _html_list(rec.warnings, "warnings")]
     if decided := _decided_by(rec):
         parts += ["<h3>Decided by</h3>", _html_list(decided, "decided-by mono")]
-    if scores := _dict(rec.get("scores")):
+    if rec.scores:
         parts.append('<p class="muted">Checklist scores: '
-                     + ", ".join(f"{_e(k)} {_e(v)}" for k, v in scores.items()) + "</p>")
-    if checklist := _dict(lab.get("checklist")):
-        facts = "".join(f"<dt>{_e(_label(str(k)))}</dt><dd>{_e(_metric_value(str(k), v))}</dd>"
-                        for k, v in checklist.items())
+                     + ", ".join(f"{_e(k)} {_e(v)}" for k, v in rec.scores.items()) + "</p>")
+    if lab.checklist:
+        facts = "".join(f"<dt>{_e(_label(k))}</dt><dd>{_e(_metric_value(k, v))}</dd>"
+                        for k, v in lab.checklist.items())
         parts.append(f'<details><summary>Checklist answers</summary>'
                      f'<dl class="facts">{facts}</dl></details>')
     parts.append("</section>")
@@ -632,13 +631,16 @@ def _td(text: str, best: bool = False, wrap: bool = False) -> str:
     return f'<td class="{classes}">{escape(text)}</td>' if classes else f"<td>{escape(text)}</td>"
 
 
-def _comparison_html(lab: Mapping[str, Any]) -> str:
-    archs = _architectures(lab)
-    described = _dict(lab.get("architectures"))
+def _description(lab: LabResult, arch: str) -> str | None:
+    entry = lab.architectures.get(arch)
+    return entry.description if entry is not None else None
+
+
+def _comparison_html(lab: LabResult) -> str:
     head = "".join(
         f'<th scope="col" id="arch-{_slug(a)}">{escape(a)}'
-        f'<span class="desc">{_e(_dict(described.get(a)).get("description"))}</span></th>'
-        for a in archs)
+        f'<span class="desc">{_e(_description(lab, a))}</span></th>'
+        for a in lab.columns)
     body = []
     for row, cells, best in _table_cells(lab):
         tds = "".join(_td(cell, best=i in best, wrap=row.key == "change_cost")
@@ -657,19 +659,19 @@ def _comparison_html(lab: Mapping[str, Any]) -> str:
             f"<tbody>{''.join(body)}</tbody></table></div></section>")
 
 
-def _charts_html(lab: Mapping[str, Any]) -> str:
-    fresh = _dict(lab.get("freshness"))
-    changed = [str(d) for d in _list(fresh.get("changed_documents"))]
+def _charts_html(lab: LabResult) -> str:
+    fresh = lab.freshness
+    changed = fresh.changed_documents
     fresh_note = []
     if changed:
         fresh_note.append(f"{len(changed)} changed documents ({', '.join(changed)})")
-    if _num(fresh.get("questions")) is not None:
-        fresh_note.append(f"{_count(fresh['questions'])} questions")
-    if _num(fresh.get("resync_seconds")) is not None:
-        fresh_note.append(f"re-sync took {_seconds(fresh['resync_seconds'])}")
-    missing = [a for a in _architectures(lab)
-               if _num(_metrics(lab, a).get("latency_ms_p50")) is None
-               or _num(_metrics(lab, a).get("correct")) is None]
+    if fresh.questions is not None:
+        fresh_note.append(f"{_count(fresh.questions)} questions")
+    if _num(fresh.resync_seconds) is not None:
+        fresh_note.append(f"re-sync took {_seconds(fresh.resync_seconds)}")
+    missing = [a for a in lab.columns
+               if _num(_metrics(lab, a).latency_ms_p50) is None
+               or _num(_metrics(lab, a).correct) is None]
     quality_note = "Up and to the left is better."
     if missing:
         quality_note += " Not plotted (no measurement): " + ", ".join(missing) + "."
@@ -689,7 +691,7 @@ def _share(part: float | None, total: float) -> str:
     return DASH if part is None or not total else f"{100 * part / total:.0f}%"
 
 
-def _stages_html(lab: Mapping[str, Any]) -> str:
+def _stages_html(lab: LabResult) -> str:
     stages = _stages(lab)
     if not stages:
         return ""
@@ -724,72 +726,67 @@ def _chip(arch: str, correct: Any) -> str:
     return f'<span class="mark" title="not judged">{escape(arch)} {DASH}</span>'
 
 
-def _passages_html(passages: list[Any]) -> str:
+def _passages_html(passages: list[CasePassage]) -> str:
     if not passages:
         return '<p class="muted">No retrieved passages.</p>'
     items = []
     for p in passages:
-        p = _dict(p)
-        title = _e(p.get("title")) or _e(p.get("doc_id"))
-        items.append(f"<li><strong>[{_e(p.get('n'))}] {title}</strong> "
-                     f'<span class="mono muted">{_e(p.get("doc_id"))}</span>'
-                     f'<div class="passage">{_e(p.get("text"))}</div></li>')
+        title = _e(p.title) or _e(p.doc_id)
+        items.append(f"<li><strong>[{_e(p.n)}] {title}</strong> "
+                     f'<span class="mono muted">{_e(p.doc_id)}</span>'
+                     f'<div class="passage">{_e(p.text)}</div></li>')
     return (f'<details class="passages"><summary>Retrieved passages ({len(passages)})</summary>'
             f"<ol>{''.join(items)}</ol></details>")
 
 
-def _arch_answer_html(arch: str, result: Mapping[str, Any]) -> str:
-    answer = _text(result.get("answer"))
-    refused = result.get("refused") is True
-    reason = _text(result.get("refusal_reason"))
+def _arch_answer_html(arch: str, result: CaseAnswer) -> str:
     facts = []
-    if refused:
-        facts.append(("refused", reason or "yes"))
-    cited = [str(d) for d in _list(result.get("cited_docs"))]
-    facts.append(("cited", ", ".join(cited) or DASH))
-    facts.append(("cause", _label(_text(result.get("cause"))) or DASH))
-    if _num(result.get("latency_ms")) is not None:
-        facts.append(("latency", f"{_milliseconds(result['latency_ms'])} ms"))
+    if result.refused:
+        facts.append(("refused", _text(result.refusal_reason) or "yes"))
+    facts.append(("cited", ", ".join(result.cited_docs) or DASH))
+    facts.append(("cause", _label(_text(result.cause)) or DASH))
+    if _num(result.latency_ms) is not None:
+        facts.append(("latency", f"{_milliseconds(result.latency_ms)} ms"))
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
     return (f'<div class="arch-answer"><h3>{escape(arch)} <span class="marks">'
-            f'{_mark(result.get("correct"), "correct", "incorrect")}'
-            f'{_mark(result.get("format_valid"), "format valid", "format invalid")}</span></h3>'
-            f'<div class="answer">{escape(answer) if answer else DASH}</div>'
-            f'<dl class="facts">{dl}</dl>{_passages_html(_list(result.get("passages")))}</div>')
+            f'{_mark(result.correct, "correct", "incorrect")}'
+            f'{_mark(result.format_valid, "format valid", "format invalid")}</span></h3>'
+            f'<div class="answer">{escape(result.answer) if result.answer else DASH}</div>'
+            f'<dl class="facts">{dl}</dl>{_passages_html(result.passages)}</div>')
 
 
-def _case_html(index: int, case: Mapping[str, Any], archs: Sequence[str]) -> str:
-    case_id = _text(case.get("id")) or f"case {index + 1}"
-    by_arch = _dict(case.get("by_arch"))
-    chips = "".join(_chip(a, _dict(by_arch.get(a)).get("correct")) for a in archs if a in by_arch)
-    answers = ", ".join(str(a) for a in _list(case.get("answers"))) or "(none: should refuse)"
-    gold = ", ".join(str(d) for d in _list(case.get("gold_doc_ids"))) or DASH
-    results = "".join(_arch_answer_html(a, _dict(by_arch.get(a))) for a in archs if a in by_arch)
+def _case_html(index: int, case: LabCase, archs: Sequence[str]) -> str:
+    case_id = case.id or f"case {index + 1}"
+    shown = [a for a in archs if a in case.by_arch]
+    chips = "".join(_chip(a, case.by_arch[a].correct) for a in shown)
+    answers = ", ".join(case.answers) or "(none: should refuse)"
+    gold = ", ".join(case.gold_doc_ids) or DASH
+    results = "".join(_arch_answer_html(a, case.by_arch[a]) for a in shown)
     return (f'<details class="case" id="case-{index + 1}-{_slug(case_id)}">'
             f'<summary><span class="case-id">{escape(case_id)}</span>'
-            f'<span class="kind">{_e(case.get("kind"))}</span> {_e(case.get("question"))} '
+            f'<span class="kind">{_e(case.kind)}</span> {_e(case.question)} '
             f'<span class="marks">{chips}</span></summary>'
-            f'<dl class="facts"><dt>question</dt><dd>{_e(case.get("question"))}</dd>'
+            f'<dl class="facts"><dt>question</dt><dd>{_e(case.question)}</dd>'
             f"<dt>gold answers</dt><dd>{escape(answers)}</dd>"
             f"<dt>gold documents</dt><dd>{escape(gold)}</dd></dl>{results}</details>")
 
 
-def _cases_html(lab: Mapping[str, Any]) -> str:
-    archs = _architectures(lab)
-    cases = [c for c in _list(lab.get("cases")) if isinstance(c, dict)]
-    body = "".join(_case_html(i, c, archs) for i, c in enumerate(cases))
+def _cases_html(lab: LabResult) -> str:
+    cases = lab.cases
+    body = "".join(_case_html(i, c, lab.columns) for i, c in enumerate(cases))
     return ('<section id="cases" aria-labelledby="cases-heading">'
             f'<h2 id="cases-heading">Cases ({len(cases)})</h2>'
             '<p class="muted">Open a case for each architecture\'s answer, marks and retrieved '
             f"passages.</p>{body}</section>")
 
 
-def render_html(lab: dict[str, Any]) -> str:
+def render_html(lab: LabData) -> str:
     """The whole report as one self-contained HTML page (no network, one tiny print script).
 
     >>> "<svg" in render_html({"order": ["rag"], "architectures": {"rag": {"metrics": {}}}})
     True
     """
+    lab = LabResult.read(lab)
     sections = [_header_html(lab), _recommendation_html(lab), _comparison_html(lab),
                 _charts_html(lab), _stages_html(lab), _cases_html(lab)]
     return ("<!DOCTYPE html>\n"
@@ -798,7 +795,7 @@ def render_html(lab: dict[str, Any]) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(_title(lab))}</title><style>{CSS}</style></head>"
             f"<body>{''.join(sections)}"
-            f'<footer class="muted"><p>Written by ragtune {_e(lab.get("ragtune"))}; '
+            f'<footer class="muted"><p>Written by ragtune {_e(lab.ragtune)}; '
             "the data is in lab.json beside this file.</p></footer>"
             f"<script>{PRINT_JS}</script></body></html>\n")
 
@@ -818,35 +815,35 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]
     return lines
 
 
-def _md_recommendation(lab: Mapping[str, Any]) -> list[str]:
-    rec = _dict(lab.get("recommendation"))
-    choice = _text(rec.get("recommendation")) or DASH
+def _md_recommendation(lab: LabResult) -> list[str]:
+    rec = lab.recommendation
+    choice = _text(rec.recommendation) or DASH
     gloss = f" ({CHOICE_GLOSS[choice]})" if choice in CHOICE_GLOSS else ""
     lines = ["## Recommendation", "", f"**{_md(choice)}**{gloss}", ""]
-    for heading, items in (("Why", _list(rec.get("reasons"))),
-                           ("Warnings", _list(rec.get("warnings"))),
+    for heading, items in (("Why", rec.reasons), ("Warnings", rec.warnings),
                            ("Decided by", _decided_by(rec))):
         if items:
             lines += [f"{heading}:", ""] + [f"- {_md(i)}" for i in items] + [""]
-    if scores := _dict(rec.get("scores")):
-        lines += ["Checklist scores: " + ", ".join(f"{_md(k)} {_md(v)}" for k, v in scores.items()),
-                  ""]
+    if rec.scores:
+        lines += ["Checklist scores: "
+                  + ", ".join(f"{_md(k)} {_md(v)}" for k, v in rec.scores.items()), ""]
     return lines
 
 
-def render_markdown(lab: dict[str, Any]) -> str:
+def render_markdown(lab: LabData) -> str:
     """The report's summary as Markdown: recommendation, the side-by-side table, failure
     causes and stage timings (charts and the per-case drill-down are in report.html).
 
     >>> "| Correctness |" in render_markdown({"order": ["rag"], "architectures": {}})
     True
     """
-    archs = _architectures(lab)
-    exp = _dict(lab.get("experiment"))
+    lab = LabResult.read(lab)
+    archs = lab.columns
+    exp = lab.experiment
     lines = [f"# {_md(_title(lab))}", "", " · ".join(_md(p) for p in _experiment_line(lab)), ""]
-    if exp.get("task"):
-        lines += [f"Task: {_md(exp['task'])}", ""]
-    lines += [f"{_md(n)}" for n in _list(exp.get("notes"))] + ([""] if exp.get("notes") else [])
+    if exp.task:
+        lines += [f"Task: {_md(exp.task)}", ""]
+    lines += [f"{_md(n)}" for n in exp.notes] + ([""] if exp.notes else [])
     lines += _md_recommendation(lab)
 
     lines += ["## Side by side", "",
@@ -874,12 +871,13 @@ def render_markdown(lab: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(lab: dict[str, Any], out: Path) -> dict[str, Path]:
+def write_report(lab: LabData, out: Path) -> dict[str, Path]:
     """Write `lab.json` (indent 2), `report.html` and `report.md` into the folder `out`
     (created if missing) and return their paths keyed "json", "html" and "markdown"."""
+    lab = LabResult.read(lab)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "lab.json", "html": out / "report.html", "markdown": out / "report.md"}
-    paths["json"].write_text(json.dumps(lab, indent=2, ensure_ascii=False) + "\n",
+    paths = {"json": out / LAB_FILE, "html": out / "report.html", "markdown": out / "report.md"}
+    paths["json"].write_text(json.dumps(lab.to_dict(), indent=2, ensure_ascii=False) + "\n",
                              encoding="utf-8")
     paths["html"].write_text(render_html(lab), encoding="utf-8")
     paths["markdown"].write_text(render_markdown(lab), encoding="utf-8")
