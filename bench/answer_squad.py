@@ -37,7 +37,7 @@ from common import REPO, log, machine, versions, write_json
 from ragtune import KnowledgeBase, Settings
 from ragtune.answering import Answer, Answerer, RefusalPolicy, Signal, calibrate
 from ragtune.answering.refusal import refusal_scores
-from ragtune.evaluation.answers import exact_match, normalize_answer, token_f1
+from ragtune.text import exact_match, normalize_answer, token_f1
 from ragtune.evaluation.ir import percentile
 from ragtune.evaluation.squad import SquadQuestion, load_squad
 from ragtune.models.generators import GenerationConfig, LocalGenerator, cpu_has_bf16

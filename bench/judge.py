@@ -12,7 +12,7 @@ to be decided by where they occur, which is what a faithfulness judge must do.
 
 The 16 articles are split once (seeded): 4 calibration articles, on which `--fit` fits the
 judge's logistic weights and picks its threshold (printed, to be pasted into
-`ragtune/evaluation/judges.py`), and 12 test articles on which the judge is measured (AUROC,
+`ragtune/answering/judges.py`), and 12 test articles on which the judge is measured (AUROC,
 accuracy at the threshold, per kind of negative, claims/s). The test never sees a calibration
 article. Two baselines are measured on the same test claims: token overlap (the share of the
 claim's words found in the context) and an embedding-only score (the bundled embedder's best
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from common import REPO, log, machine, versions, write_json
-from ragtune.evaluation.judges import (
+from ragtune.answering.judges import (
     FEATURES,
     Claim,
     Judge,

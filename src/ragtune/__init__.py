@@ -12,7 +12,17 @@ The public API lives here and stays put:
     >>> run.summary["metrics"]["faithfulness"], run.summary["failure_causes"]
 """
 
-from ragtune.answering import REFUSAL, Answer, Answerer, Citation, RefusalPolicy, ask
+from ragtune.answering import (
+    REFUSAL,
+    Answer,
+    Answerer,
+    Citation,
+    RefusalPolicy,
+    Verification,
+    Verifier,
+    ask,
+)
+from ragtune.answering.judges import Claim, Judge, LLMJudge, OfflineJudge, Verdict
 from ragtune.cases import EvalCase, load_cases
 from ragtune.config import (
     AnswerSettings,
@@ -26,7 +36,6 @@ from ragtune.config import (
 )
 from ragtune.documents import Chunk, Document, Page, chunk_document, load_path
 from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError, StoreError
-from ragtune.evaluation.judges import Claim, Judge, LLMJudge, OfflineJudge, Verdict
 from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator, compare_runs, load_run
 from ragtune.evaluation.testset import generate_testset
 from ragtune.kb import IngestReport, KnowledgeBase
@@ -57,6 +66,8 @@ __all__ = [
     "OfflineJudge",
     "PriceSettings",
     "Verdict",
+    "Verification",
+    "Verifier",
     "compare_runs",
     "generate_testset",
     "load_cases",

@@ -330,11 +330,15 @@ def ask_cmd(
     schema: SchemaOpt = None,
     show_context: Annotated[bool, typer.Option(
         "--show-context", help="Also print the passages the model saw.")] = False,
+    allow_unverified: Annotated[bool, typer.Option(
+        "--allow-unverified", help="Print an answer the judge cannot support, marked "
+        "unverified, instead of refusing it.")] = False,
     kb: KbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a question from a knowledge base, with citations, or refuse."""
+    """Answer a question from a knowledge base, with citations and each claim's evidence, or
+    refuse."""
     from ragtune.answering import Answerer
     from ragtune.models.constrained import load_schema
 
@@ -344,12 +348,17 @@ def ask_cmd(
     streaming = not as_json and out.is_terminal
     with KnowledgeBase.open_existing(kb, settings) as base:
         _warn_if_stale(settings, base)
-        answerer = Answerer(base, schema=json_schema)
+        answerer = Answerer(base, schema=json_schema,
+                            on_unverified="mark" if allow_unverified else None)
         with _status(not as_json and err.is_terminal, "loading the model"):
             answerer.generator.warm_up()
+        drafting = streaming and err.is_terminal
         answer = answerer.ask(question, k=k, mode=mode, groups=_groups(groups),
                               max_new_tokens=max_tokens,
-                              on_token=_print_piece if streaming else None)
+                              on_token=_print_piece if streaming else None,
+                              on_draft=_draft_printer() if drafting else None)
+        if drafting and answer.generation is not None:
+            err.print()  # the draft's line ends; the checked answer follows on stdout
     if as_json:
         _print_json(answer.to_dict(context=show_context))
         return
@@ -361,6 +370,20 @@ def _print_piece(piece: str) -> None:
     out.print(escape(piece), end="", highlight=False)
 
 
+def _draft_printer() -> Callable[[str], None]:
+    """A token callback printing the unchecked draft, dimmed, on stderr (a terminal)."""
+    started = False
+
+    def piece(text: str) -> None:
+        nonlocal started
+        if not started:
+            err.print("[dim]draft (unverified):[/] ", end="")
+            started = True
+        err.print(f"[dim]{escape(text)}[/]", end="", highlight=False)
+
+    return piece
+
+
 def _render_answer(answer: Any, streamed: bool, show_context: bool) -> None:
     if streamed:
         out.print()  # what streamed is the checked answer: a refused draft is never shown
@@ -368,6 +391,7 @@ def _render_answer(answer: Any, streamed: bool, show_context: bool) -> None:
         out.print(escape(answer.text), highlight=False)
     _render_answer_warnings(answer)
     _render_sources(answer.citations)
+    _render_evidence(answer.verification)
     flagged = answer.flagged_passages
     if flagged:
         err.print(f"[yellow]flagged[/] passage(s) {', '.join(map(str, flagged))} contain "
@@ -403,6 +427,21 @@ def _render_sources(citations: Any) -> None:
         out.print(f"    [italic]“{escape(c.snippet)}”[/]")
 
 
+def _render_evidence(verification: Any) -> None:
+    if verification is None:
+        return
+    state = "verified" if verification.verified else "[yellow]unverified[/]"
+    out.print(f"\n[bold]Evidence[/] ({state}: judge {verification.judge}, threshold "
+              f"{verification.threshold:.2f})")
+    for c in verification.claims:
+        mark = "✓" if c.supported else "✗"
+        where = (f"{c.doc_id} v{c.version} chars {c.start}-{c.end}" if c.start is not None
+                 else "no supporting sentence")
+        out.print(f"{mark} {escape(c.text)} [dim]({c.score:.2f}; {escape(where)})[/]")
+        if c.sentence:
+            out.print(f"    [italic]“{escape(c.sentence)}”[/]")
+
+
 def _render_context(prompt: Any) -> None:
     out.print("\n[bold]Context[/]")
     for p in prompt.passages:
@@ -418,7 +457,7 @@ _REFUSAL_REASONS = {
     "retrieval": "no passage is similar enough to the question",
     "model": "the model said the passages do not answer it",
     "confidence": "the model's confidence was under the calibrated threshold",
-    "unsupported": "no passage it cited, and no other passage, supports its answer",
+    "unsupported": "the judge found no passage that supports its answer",
     "flagged": "its only evidence is passages flagged for instruction-like text",
 }
 
@@ -429,29 +468,41 @@ def calibrate_cmd(
                                                "unanswerable).")],
     keep_answerable: Annotated[float, typer.Option(
         help="Share of answerable questions the retrieval threshold lets through.")] = 0.97,
+    max_risk: Annotated[float, typer.Option(
+        help="Most wrong answers, as a share of the answers returned, that the verification "
+             "threshold may let through.")] = 0.10,
     dry_run: Annotated[bool, typer.Option(help="Report, do not store the thresholds.")] = False,
     kb: KbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Calibrate the refusal thresholds of a knowledge base on answerable and unanswerable
-    questions, and store them for `ask`."""
-    from ragtune.answering.ask import calibrate_refusal
+    """Calibrate a knowledge base's refusal thresholds and its verification threshold (for at
+    most --max-risk wrong answers) on answerable and unanswerable questions; `ask` uses
+    them."""
+    from ragtune.answering.ask import calibrate_answers
     from ragtune.cases import load_cases
 
     loaded = load_cases(cases)
     with _open_existing(home, kb) as base, _progress(as_json) as bar:
-        result = calibrate_refusal(base, loaded, keep_answerable=keep_answerable,
-                                   progress=bar("calibrate"), save=not dry_run)
+        result = calibrate_answers(base, loaded, keep_answerable=keep_answerable,
+                                   max_risk=max_risk, progress=bar("calibrate"),
+                                   save=not dry_run)
     if as_json:
         _print_json(result.to_dict() | {"stored": not dry_run})
         return
-    p = result.policy
+    r, v = result.refusal, result.verify
+    p = r.policy
     out.print(f"min_similarity {p.min_similarity:.4f}  min_confidence "
               f"{'-' if p.min_confidence is None else f'{p.min_confidence:.4f}'}")
-    out.print(f"on {result.cases} cases ({result.answerable} answerable): balanced accuracy "
-              f"{result.balanced_accuracy:.3f}, refusal precision {result.refusal_precision:.3f}"
-              f", recall {result.refusal_recall:.3f}")
+    out.print(f"on {r.cases} cases ({r.answerable} answerable): balanced accuracy "
+              f"{r.balanced_accuracy:.3f}, refusal precision {r.refusal_precision:.3f}"
+              f", recall {r.refusal_recall:.3f}")
+    risk = "-" if v.risk is None else f"{v.risk:.1%}"
+    out.print(f"verify threshold {v.threshold:.4f} ({v.judge}): {risk} wrong among the answers "
+              f"returned (at most {v.max_risk:.0%}), coverage {v.coverage:.1%} of the cases")
+    if v.risk is None:
+        err.print(f"[yellow]no threshold keeps wrong answers under {v.max_risk:.0%} on these "
+                  "cases: every answer will be refused until the model or the cases change[/]")
     err.print("stored in the knowledge base" if not dry_run else "not stored (--dry-run)")
 
 

@@ -108,6 +108,12 @@ class AnswerSettings(BaseModel):
     min_similarity: float | None = 0.301
     min_confidence: float | None = -0.871
     min_confidence_generator: str = "local:smollm2"
+    verify: str = Field("refuse", pattern="^(refuse|mark|off)$", description=(
+        "an answer the judge ([eval] judge) cannot support: 'refuse' it (reason "
+        "'unsupported'), 'mark' it verified: false, or 'off' (no verification)"))
+    verify_threshold: float | None = Field(None, ge=0, le=1, description=(
+        "the judge score every claim must reach; none: the judge's own (a threshold "
+        "`ragtune calibrate` stored for the knowledge base wins)"))
 
 
 class PriceSettings(BaseModel):

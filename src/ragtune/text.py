@@ -17,12 +17,19 @@ for the same reason).
     'eiffeltower'
     >>> contains_answer("Three members (ADAR1-3) are known.", ["3"])
     True
+    >>> exact_match("The Eiffel Tower!", ["eiffel tower"])
+    1.0
+    >>> round(token_f1("in Paris", ["Paris"]), 3)
+    0.667
+
+Exact match and token F1 are SQuAD's (its official normalization; the best reference counts).
 """
 
 from __future__ import annotations
 
 import re
 import string
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -128,3 +135,25 @@ def contains_answer(text: str, answers: Iterable[str]) -> bool:
     and punctuation aside: "ADAR1-3" contains "3", "catalogue" does not contain "cat")."""
     padded = f" {_answer_words(text)} "
     return any(f" {a} " in padded for a in map(_answer_words, answers) if a)
+
+
+def exact_match(prediction: str, references: Sequence[str]) -> float:
+    """1.0 if the normalized prediction equals a normalized reference."""
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(r) for r in references))
+
+
+def token_f1(prediction: str, references: Sequence[str]) -> float:
+    """The best token-overlap F1 against any reference (0.0 with no references)."""
+    pred = normalize_answer(prediction).split()
+    best = 0.0
+    for ref in references:
+        gold = normalize_answer(ref).split()
+        if not pred or not gold:
+            best = max(best, float(pred == gold))
+            continue
+        common = sum((Counter(pred) & Counter(gold)).values())
+        if common:
+            precision, recall = common / len(pred), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best

@@ -71,12 +71,20 @@ def test_citations_to_passages_not_in_the_prompt_are_removed(answerer) -> None:
     made = Generation("Two minutes [1][9]. Also [2, 5].", 10, 8, "stop", 0.1,
                       logprobs=[-0.1] * 8)
     answer = answerer.finish(prep, made)
+    # "Also." is a claim no passage supports: verification refuses the whole answer
+    assert answer.refused and answer.refusal_reason == "unsupported"
+    assert answer.citations == [] and answer.verified is False
+    assert [c.supported for c in answer.verification.claims] == [True, False]
+
+    marked = Answerer(answerer.kb, answerer.generator, answerer.policy, on_unverified="mark")
+    answer = marked.finish(prep, made)
     assert answer.invalid_citations == 2
     # [2] names a passage of the prompt, but not one that says "Also": it goes too
     assert answer.text == "Two minutes [1]. Also."
     assert [c.number for c in answer.citations] == [1]
     assert answer.unsupported_citations == 1
     assert not any(c.inferred for c in answer.citations)
+    assert not answer.refused and answer.verified is False
 
 
 def test_an_answer_no_passage_supports_is_refused(answerer) -> None:

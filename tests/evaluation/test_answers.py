@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.evaluation.answers import exact_match, normalize_answer, token_f1
+from ragtune.text import exact_match, normalize_answer, token_f1
 
 
 def test_normalization_matches_the_official_script() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.evaluation.judges import (
+from ragtune.answering.judges import (
     Claim,
     Judge,
     LLMJudge,

@@ -49,7 +49,7 @@ def test_corpus_rows(squad, tmp_path: Path) -> None:
 def test_support_set_labels_and_negatives() -> None:
     from collections import Counter
 
-    from ragtune.evaluation.answers import normalize_answer
+    from ragtune.text import normalize_answer
     from ragtune.evaluation.squad import article_of, support_set
 
     data = load_squad(SQUAD)

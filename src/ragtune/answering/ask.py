@@ -40,6 +40,17 @@ from ragtune.answering.prompt import (
 )
 from ragtune.answering.refusal import Calibration, RefusalPolicy, Signal, calibrate, model_refused
 from ragtune.answering.schema import schema_errors
+from ragtune.answering.verify import (
+    ON_UNVERIFIED,
+    VERIFY_META_KEY,
+    RiskPoint,
+    Verification,
+    Verifier,
+    VerifyPolicy,
+    choose_threshold,
+    risk_coverage,
+    verifier_for,
+)
 from ragtune.cases import EvalCase
 from ragtune.config import Settings
 from ragtune.errors import InputError
@@ -53,6 +64,7 @@ from ragtune.models.generators import (
 )
 from ragtune.retrieval import SearchResult, searcher_for
 from ragtune.retrieval.filters import Filters
+from ragtune.text import exact_match, token_f1
 
 POLICY_META_KEY = "refusal_policy"
 
@@ -77,6 +89,12 @@ class Answer:
     json_text: str | None = None  # with a JSON schema: its string values, markers removed
     unsupported_citations: int = 0  # markers naming a prompt passage that does not support them
     defences: bool = True  # False only for measurement (`Answerer(defences=False)`)
+    verification: Verification | None = None  # None: closed-book, refused before, or off
+
+    @property
+    def verified(self) -> bool | None:
+        """Whether the judge supported every claim (None: not judged)."""
+        return None if self.verification is None else self.verification.verified
 
     @property
     def client_raw_output(self) -> str | None:
@@ -97,17 +115,35 @@ class Answer:
         return [p.number for p in self.prompt.passages if p.flags]
 
     def to_dict(self, context: bool = True) -> dict[str, Any]:
-        """The `ragtune ask --json` shape; `context=False` leaves out the prompt and hits."""
-        gen = self.generation
+        """The `ragtune ask --json` shape (PRODUCT.md's contract: `answer`, `refused`,
+        `citations[]` with `n` and `quote`, `trace`, and more); `context=False` leaves out the
+        prompt and hits. The trace's keys are also at the top level, where scripts written
+        before `trace` existed read them."""
+        trace = self.trace(context)
         out: dict[str, Any] = {
             "question": self.question,
             "answer": self.text,
             "refused": self.refused,
             "refusal_reason": self.refusal_reason,
             "citations": [c.to_dict() for c in self.citations],
+            "verified": self.verified,
+            "verification": None if self.verification is None
+            else self.verification.to_dict(),
             "invalid_citations": self.invalid_citations,
             "unsupported_citations": self.unsupported_citations,
             "flagged_passages": self.flagged_passages,
+            **trace,
+            "trace": trace,
+        }
+        if self.schema_errors is not None:
+            out["schema_errors"] = self.schema_errors
+        return out
+
+    def trace(self, context: bool = True) -> dict[str, Any]:
+        """How the answer was made: refusal signals, generation, the model's raw output (null
+        when refused), the passages, timings; with `context`, the prompt and the hits."""
+        gen = self.generation
+        out: dict[str, Any] = {
             "signals": {"similarity": self.similarity,
                         "confidence": gen.mean_logprob if gen else None},
             "generation": None if gen is None else {
@@ -118,7 +154,7 @@ class Answer:
                 else round(gen.first_token_seconds, 3),
                 "tokens_per_second": round(gen.tokens_per_second, 2),
             },
-            "raw_output": self.client_raw_output,  # null when refused
+            "raw_output": self.client_raw_output,
             "passages": [
                 {k: v for k, v in asdict(p).items() if context or k != "text"}
                 for p in self.prompt.passages
@@ -126,8 +162,6 @@ class Answer:
             "dropped_passages": self.prompt.dropped,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
-        if self.schema_errors is not None:
-            out["schema_errors"] = self.schema_errors
         if context:
             out["prompt"] = self.prompt.messages
             out["search"] = self.search.to_dict()
@@ -177,6 +211,8 @@ class Answerer:
         style: PromptStyle | None = None,
         enforce_schema: bool = True,
         defences: bool = True,
+        verifier: Verifier | None = None,
+        on_unverified: str | None = None,
     ) -> None:
         self.kb = kb
         self.retrieve = retrieve
@@ -191,6 +227,19 @@ class Answerer:
             chosen = RefusalPolicy(None, None, "defences off")
         self.policy = chosen.for_generator(self.generator.name)
         self.searcher = searcher_for(kb)
+        self.on_unverified = on_unverified or self.settings.answer.verify
+        if self.on_unverified not in ON_UNVERIFIED:
+            raise InputError(f"on_unverified must be one of {', '.join(ON_UNVERIFIED)}, "
+                             f"got {self.on_unverified!r}")
+        self._verifier = verifier
+
+    @property
+    def verifier(self) -> Verifier:
+        """The judge and threshold answers are verified with (built on first use)."""
+        if self._verifier is None:
+            self._verifier = verifier_for(self.settings, self.kb.embedder,
+                                          stored_verify_policy(self.kb), self.generator.name)
+        return self._verifier
 
     def config(self, max_new_tokens: int | None = None) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=self.settings.generator.max_new_tokens
@@ -230,22 +279,27 @@ class Answerer:
 
     def ask(self, question: str, *, k: int | None = None, mode: str | None = None,
             groups: Iterable[str] | None = None, filters: Filters | None = None,
-            max_new_tokens: int | None = None, on_token: TokenCallback | None = None) -> Answer:
-        """Answer one question; `on_token` streams the checked answer (`relay`)."""
+            max_new_tokens: int | None = None, on_token: TokenCallback | None = None,
+            on_draft: TokenCallback | None = None) -> Answer:
+        """Answer one question; `on_token` streams the checked answer (`relay`), `on_draft`
+        the unchecked draft as it is generated (to be shown as a draft: the verdict may refuse
+        it)."""
         prep = self.prepare(question, k, mode, groups, filters)
         generation = None
         if self.should_generate(prep):
             generation = self.generator.generate(prep.prompt.messages,
                                                  self.config(max_new_tokens),
-                                                 self.draft_callback(on_token))
+                                                 self.draft_callback(on_token, on_draft))
         answer = self.finish(prep, generation)
         self.relay(answer, on_token)
         return answer
 
-    def draft_callback(self, on_token: TokenCallback | None) -> TokenCallback | None:
-        """What to hand the generator as its token callback: nothing with the defences on
-        (the draft is never streamed; `relay` streams the checked answer)."""
-        return None if self.defences else on_token
+    def draft_callback(self, on_token: TokenCallback | None,
+                       on_draft: TokenCallback | None = None) -> TokenCallback | None:
+        """What to hand the generator as its token callback: with the defences on, only a
+        caller's `on_draft` (a draft is never streamed as the answer; `relay` streams the
+        checked answer); with them off, `on_token`."""
+        return on_draft if self.defences else on_token
 
     def relay(self, answer: Answer, on_token: TokenCallback | None) -> None:
         """Stream the checked answer (`answer.text`, the refusal when refused) to `on_token` a
@@ -287,10 +341,16 @@ class Answerer:
             reason = "model" if model_refused(plain) or not text.strip() else None
         citations: list[Citation] = []
         unsupported: list[int] = []
+        verification = None
         if reason is None and self.retrieve:
             text, citations, unsupported, reason = self._ground(prep, text, cited, plain)
+        if reason is None and self.retrieve and self.defences and self.on_unverified != "off":
+            verification, citations = self._verify(prep, plain, citations)
+            if not verification.verified and self.on_unverified == "refuse":
+                reason = "unsupported"
         if reason is not None:
             text = REFUSAL
+            citations = []
         broken = None
         if self.schema is not None and reason is None:
             broken = schema_errors(text, self.schema)
@@ -299,12 +359,13 @@ class Answerer:
             "retrieve": prep.retrieve_ms,
             "prompt": prep.prompt_ms,
             "generate": generation.seconds * 1000 if generation is not None else 0.0,
+            "verify": verification.ms if verification is not None else 0.0,
             "total": (done - prep.started) * 1000,
         }
         return Answer(prep.question, text, reason is not None, reason, citations, len(invalid),
                       prep.prompt, prep.search, raw, generation, prep.similarity, timings,
                       broken, plain if broken is not None else None, len(unsupported),
-                      self.defences)
+                      self.defences, verification)
 
     def _parse_output(self, prep: _Prepared, raw: str
                       ) -> tuple[str, list[int], list[int], str]:
@@ -355,6 +416,26 @@ class Answerer:
             # ..."): following it is what an injection wants.
             return text, citations, unsupported, "flagged"
         return text, citations, unsupported, None
+
+    def _verify(self, prep: _Prepared, plain: str, citations: list[Citation]
+                ) -> tuple[Verification, list[Citation]]:
+        """Judge the answer's claims against the passages the model cited (an answer that
+        cited none, or whose citation was inferred: against every passage of the prompt).
+        An inferred citation becomes the passages holding the claims' evidence."""
+        written = [c.number for c in citations if not c.inferred]
+        numbers = written or [p.number for p in prep.prompt.passages]
+        passages = prep.prompt.numbers
+        chunks = {c.id: c for c in self.kb.store.get_chunks(passages[n].chunk_id
+                                                            for n in numbers)}
+        context = [(n, chunks[passages[n].chunk_id]) for n in numbers
+                   if passages[n].chunk_id in chunks]
+        verification = self.verifier.verify(prep.question, plain, context)
+        if citations and not written and verification.verified:
+            evidence = list(dict.fromkeys(c.passage for c in verification.claims
+                                          if c.passage is not None))
+            if evidence and evidence != [c.number for c in citations]:
+                citations = self._resolve(prep.prompt, evidence, True, plain)
+        return verification, citations
 
     def _resolve(self, prompt: Prompt, numbers: list[int], inferred: bool, answer: str
                  ) -> list[Citation]:
@@ -485,34 +566,77 @@ def stored_policy(kb: KnowledgeBase) -> RefusalPolicy | None:
     return RefusalPolicy.from_json(raw) if raw else None
 
 
-def calibrate_refusal(
+def stored_verify_policy(kb: KnowledgeBase) -> VerifyPolicy | None:
+    """The verification threshold `ragtune calibrate` stored in this knowledge base, if any."""
+    if not kb.exists():
+        return None
+    raw = kb.store.get_meta().get(VERIFY_META_KEY)
+    return VerifyPolicy.from_json(raw) if raw else None
+
+
+@dataclass(frozen=True)
+class AnswerCalibration:
+    """What `ragtune calibrate` chose: the refusal thresholds, then the verification threshold
+    for at most `max_risk` wrong answers among those returned, with its risk–coverage curve."""
+
+    refusal: Calibration
+    verify: VerifyPolicy
+    curve: list[RiskPoint]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.refusal.to_dict() | {
+            "verify": asdict(self.verify),
+            "risk_coverage": [asdict(p) for p in self.curve]}
+
+
+def calibrate_answers(
     kb: KnowledgeBase,
     cases: Sequence[EvalCase],
     generator: Generator | None = None,
     keep_answerable: float = 0.97,
+    max_risk: float = 0.10,
     batch: int = 16,
     progress: Callable[[int, int | None], None] | None = None,
     save: bool = True,
-) -> Calibration:
-    """Measure the refusal signals on `cases` (answerable and unanswerable) with no thresholds,
-    choose thresholds (`refusal.calibrate`), and store them in the knowledge base (`save`)."""
-    answerer = Answerer(kb, generator, RefusalPolicy(None, None, "none"))
+) -> AnswerCalibration:
+    """Answer `cases` (answerable and unanswerable) once with no thresholds and every answer
+    judged, then choose (1) the refusal thresholds (`refusal.calibrate`) and (2) among the
+    answers those let through, the lowest verification threshold at which at most `max_risk`
+    of the returned answers are wrong (an answer to an unanswerable question is wrong; an
+    answer is right by exact match or token F1 >= `eval.correct_f1`). Both are stored in the
+    knowledge base (`save`), the threshold for this judge and generator."""
+    answerer = Answerer(kb, generator, RefusalPolicy(None, None, "none"), on_unverified="mark")
     notify = progress or (lambda done, total: None)
     notify(0, len(cases))
-    signals: list[Signal] = []
+    answers: list[Answer] = []
     for start in range(0, len(cases), batch):
         part = cases[start:start + batch]
-        for case, answer in zip(part, answerer.ask_batch([c.question for c in part]),
-                                strict=True):
-            gen = answer.generation
-            signals.append(Signal(case.answerable, answer.similarity, answer.raw_output,
-                                  gen.mean_logprob if gen else None))
+        answers.extend(answerer.ask_batch([c.question for c in part]))
         notify(len(part), None)
-    result = calibrate(signals, keep_answerable, label=f"{len(cases)} cases",
-                       generator=answerer.generator.name)
+    signals = [Signal(case.answerable, a.similarity, a.raw_output,
+                      a.generation.mean_logprob if a.generation else None)
+               for case, a in zip(cases, answers, strict=True)]
+    name = answerer.generator.name
+    refusal = calibrate(signals, keep_answerable, label=f"{len(cases)} cases", generator=name)
+    scores: list[float | None] = []
+    wrong: list[bool] = []
+    good_f1 = kb.settings.eval.correct_f1
+    for case, answer, signal in zip(cases, answers, signals, strict=True):
+        let_through = answer.verification is not None and refusal.policy.decide(
+            signal.similarity, signal.output, signal.confidence) is None
+        scores.append(answer.verification.score if let_through and answer.verification
+                      else None)
+        wrong.append(not case.answerable or not (
+            exact_match(answer.plain, case.answers) or
+            token_f1(answer.plain, case.answers) >= good_f1))
+    curve = risk_coverage(scores, wrong)
+    point = choose_threshold(curve, max_risk)
+    policy = VerifyPolicy(point.threshold, answerer.verifier.judge.name, name, max_risk,
+                          point.risk, point.coverage, len(cases))
     if save:
-        kb.store.set_meta({POLICY_META_KEY: result.policy.to_json()})
-    return result
+        kb.store.set_meta({POLICY_META_KEY: refusal.policy.to_json(),
+                           VERIFY_META_KEY: policy.to_json()})
+    return AnswerCalibration(refusal, policy, curve)
 
 
 def ask(question: str, kb: KnowledgeBase, **options: Any) -> Answer:

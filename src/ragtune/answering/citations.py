@@ -46,9 +46,10 @@ class Citation:
     inferred: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The contract's names (`n`, `quote`) and the record's own (`number`, `snippet`)."""
         out = asdict(self)
         out["flags"] = list(self.flags)
-        return out
+        return {"n": self.number, "quote": self.snippet} | out
 
 
 def parse_citations(text: str, valid: Iterable[int]) -> tuple[str, list[int], list[int]]:

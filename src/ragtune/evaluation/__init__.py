@@ -5,11 +5,11 @@ runs their pipelines and adapters; nothing below imports it (the cases it reads 
 `ragtune.cases`).
 """
 
+from ragtune.answering.judges import Claim, Judge, LLMJudge, OfflineJudge, Verdict
 from ragtune.cases import EvalCase, load_cases
 from ragtune.evaluation.attribution import CAUSES, REMEDIES, CaseEvidence, attribute
 from ragtune.evaluation.beir import BeirDataset, BeirReport, load_beir, run_beir
 from ragtune.evaluation.ir import evaluate_run, mrr_at_k, ndcg_at_k, percentile, recall_at_k
-from ragtune.evaluation.judges import Claim, Judge, LLMJudge, OfflineJudge, Verdict
 from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator, compare_runs, load_run
 from ragtune.evaluation.testset import generate_testset, write_cases
 

@@ -1,7 +1,7 @@
 """Answer-level metrics: small pure functions, each tested against hand-worked examples.
 
 Retrieval metrics (recall@k, MRR@10, nDCG@10) live in `ragtune.evaluation.ir` (shared with
-`ragtune bench beir`), exact match / token F1 in `ragtune.evaluation.answers` and
+`ragtune bench beir`), exact match / token F1 in `ragtune.text` and
 `contains_answer` in `ragtune.text`; all are re-exported here so that one import gives every
 metric.
 
@@ -16,17 +16,15 @@ metric.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ragtune.answering.citations import strip_citations
 from ragtune.answering.schema import schema_errors
-from ragtune.evaluation.answers import exact_match, token_f1
+from ragtune.answering.verify import split_claims
 from ragtune.evaluation.ir import mrr_at_k, ndcg_at_k, percentile, recall_at_k
-from ragtune.text import contains_answer
+from ragtune.text import contains_answer, exact_match, token_f1
 
 __all__ = [
     "Price",
@@ -50,20 +48,10 @@ __all__ = [
     "token_f1",
 ]
 
-_CLAIM_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(])|\n+")
-
-
 def mean(values: Iterable[float | None]) -> float | None:
     """The mean of the values that are not None (None when there are none)."""
     xs = [float(v) for v in values if v is not None]
     return sum(xs) / len(xs) if xs else None
-
-
-def split_claims(answer: str) -> list[str]:
-    """An answer's sentence-level claims, citation markers removed. A short phrase is one
-    claim; 'e.g.'-style abbreviations stay inside their sentence."""
-    text = strip_citations(answer).strip()
-    return [c.strip() for c in _CLAIM_END.split(text) if c and c.strip(" .")]
 
 
 def faithfulness(supported: Sequence[bool]) -> float | None:

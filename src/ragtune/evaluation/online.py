@@ -25,8 +25,8 @@ from queue import Queue
 from typing import Any
 
 from ragtune.answering.ask import Answer
+from ragtune.answering.judges import Claim, Judge, OfflineJudge
 from ragtune.answering.prompt import unescape_output
-from ragtune.evaluation.judges import Claim, Judge, OfflineJudge
 from ragtune.evaluation.metrics import faithfulness, split_claims
 from ragtune.kb import KnowledgeBase
 from ragtune.store import Trace

@@ -28,8 +28,10 @@ from typing import Any
 from ragtune import architectures
 from ragtune.access import OPERATOR, Access
 from ragtune.answering.ask import Answer, Answerer, generator_for
+from ragtune.answering.judges import Judge
 from ragtune.answering.prompt import PromptStyle, unescape_output
 from ragtune.answering.refusal import RefusalPolicy
+from ragtune.answering.verify import judge_for
 from ragtune.cases import EvalCase
 from ragtune.config import Settings
 from ragtune.errors import InputError
@@ -41,7 +43,6 @@ from ragtune.evaluation.attribution import (
     attribute,
     summarize,
 )
-from ragtune.evaluation.judges import Judge, LLMJudge, OfflineJudge
 from ragtune.evaluation.metrics import (
     Price,
     answer_relevance,
@@ -61,7 +62,7 @@ from ragtune.evaluation.metrics import (
 )
 from ragtune.evaluation.online import judge_answer
 from ragtune.kb import KnowledgeBase
-from ragtune.models.generators import Generator, get_generator
+from ragtune.models.generators import Generator
 from ragtune.retrieval import searcher_for
 
 ADAPTED = architectures.adapted()  # the architectures that answer with `generator.adapter`
@@ -155,20 +156,6 @@ def load_run(path: Path) -> EvalRun:
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(f"{path}: cannot read evaluation run ({exc})") from exc
     return EvalRun(config, results, summary)
-
-
-def judge_for(settings: Settings, embedder: Any) -> Judge:
-    """The judge `[eval] judge` names: the offline judge, or an LLM judge on a generator."""
-    s = settings.eval
-    if s.judge == "offline":
-        return OfflineJudge(embedder)
-    if s.judge.startswith(("openai:", "local:")):
-        g = settings.generator
-        return LLMJudge(get_generator(s.judge, settings.cache_dir, g.dtype, None, g.batch_size,
-                                      s.judge_base_url, s.judge_api_key_env, g.timeout_s,
-                                      g.max_retries))
-    raise InputError(f"eval.judge must be 'offline', 'openai:MODEL' or 'local:...', "
-                     f"got {s.judge!r}")
 
 
 def _with_adapter(arch: architectures.Architecture) -> str:

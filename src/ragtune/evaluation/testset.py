@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragtune.answering.judges import sentences
 from ragtune.cases import EvalCase
 from ragtune.errors import InputError
-from ragtune.evaluation.judges import sentences
 from ragtune.jsonl import write_jsonl
 from ragtune.kb import KnowledgeBase
 from ragtune.models.generators import GenerationConfig, Generator

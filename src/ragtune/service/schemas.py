@@ -166,3 +166,9 @@ class AskRequest(_Body):
                          "checked answer (sent once generation and the checks are done: a "
                          "refused draft is never sent), then one `answer` event (the answer "
                          "with its citations: the one to show)")
+    drafts: bool = Field(False, description="with `stream`: also `draft` events, the "
+                         "unchecked draft as it is generated, to be shown as a draft (plain "
+                         "text) until the checked `token` events and the `answer` replace it: "
+                         "verification may refuse it")
+    allow_unverified: bool = Field(False, description="return an answer the judge cannot "
+                                   "support marked `verified: false` instead of refusing it")

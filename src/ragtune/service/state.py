@@ -113,21 +113,24 @@ class ServiceState:
 
     def answer(self, base: KnowledgeBase, question: str, key: KeyRecord, route: str,
                k: int | None = None, on_token: Callable[[str], None] | None = None,
-               generator: Generator | None = None) -> Answer:
+               generator: Generator | None = None,
+               on_draft: Callable[[str], None] | None = None,
+               on_unverified: str | None = None) -> Answer:
         """One grounded answer: retrieval here, generation in the shared model's queue
         (batched with the answers waiting beside it), counted in the metrics and handed to
         the trace recorder (sampled, scored off the request)."""
         from ragtune.answering import Answerer
 
         started = time.perf_counter()
-        answerer = Answerer(base, generator)
+        answerer = Answerer(base, generator, on_unverified=on_unverified)
         with self.generations.coming():  # retrieval in parallel; the queue may wait for it
             prepared = answerer.prepare(question, k, None, key.access.view)
         generation = None
         if answerer.should_generate(prepared):
             generation = self.generations.generate(answerer.generator, prepared.prompt.messages,
                                                    answerer.config(),
-                                                   answerer.draft_callback(on_token))
+                                                   answerer.draft_callback(on_token,
+                                                                           on_draft))
         answer = answerer.finish(prepared, generation)
         answerer.relay(answer, on_token)  # only the checked answer is streamed
         self.metrics.observe_answer(answer.refused)

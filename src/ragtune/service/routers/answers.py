@@ -29,7 +29,7 @@ def ask_route(body: AskRequest, key: Reader, state: State) -> dict[str, Any] | S
     answer = partial(_answer_json, state, state.open_kb(body.kb), body, key)
     if not body.stream:
         return answer()
-    return StreamingResponse(_events(answer), media_type="text/event-stream",
+    return StreamingResponse(_events(answer, body.drafts), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
 
 
@@ -52,20 +52,26 @@ def evaluate_route(body: EvaluateRequest, access: ReadAccess, state: State) -> d
 
 
 def _answer_json(state: ServiceState, base: KnowledgeBase, body: AskRequest, key: KeyRecord,
-                 on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
-    result = state.answer(base, body.question, key, "/v1/ask", body.k, on_token)
+                 on_token: Callable[[str], None] | None = None,
+                 on_draft: Callable[[str], None] | None = None) -> dict[str, Any]:
+    result = state.answer(base, body.question, key, "/v1/ask", body.k, on_token,
+                          on_draft=on_draft,
+                          on_unverified="mark" if body.allow_unverified else None)
     out: dict[str, Any] = result.to_dict(context=False)
     return out
 
 
-def _events(run: Callable[[Callable[[str], None]], dict[str, Any]]) -> Iterator[str]:
-    """Server-sent events of one answer: the answer runs in a thread, the checked text it
-    relays comes as `token` events, and the answer (or the error) ends the stream."""
+def _events(run: Callable[..., dict[str, Any]], drafts: bool = False) -> Iterator[str]:
+    """Server-sent events of one answer: the answer runs in a thread; with `drafts` the
+    unchecked draft comes as `draft` events while it is generated, then the checked text as
+    `token` events, and the answer (or the error) ends the stream."""
     queue: Queue[tuple[str, Any]] = Queue()
 
     def work() -> None:
+        draft = (lambda text: queue.put(("draft", {"text": text}))) if drafts else None
         try:
-            queue.put(("answer", run(lambda text: queue.put(("token", {"text": text})))))
+            queue.put(("answer", run(lambda text: queue.put(("token", {"text": text})),
+                                     draft)))
         except InputError as exc:
             queue.put(("error", {"type": "invalid_request", "message": str(exc)}))
         except Exception as exc:  # the stream must end: the error is its last event
@@ -77,5 +83,5 @@ def _events(run: Callable[[Callable[[str], None]], dict[str, Any]]) -> Iterator[
     while True:
         event, data = queue.get()
         yield f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-        if event != "token":
+        if event not in ("token", "draft"):
             return
