@@ -37,10 +37,10 @@ from common import REPO, log, machine, versions, write_json
 from ragtune import KnowledgeBase, Settings
 from ragtune.answering import Answer, Answerer, RefusalPolicy, Signal, calibrate
 from ragtune.answering.refusal import refusal_scores
-from ragtune.text import exact_match, normalize_answer, token_f1
 from ragtune.evaluation.ir import percentile
 from ragtune.evaluation.squad import SquadQuestion, load_squad
 from ragtune.models.generators import GenerationConfig, LocalGenerator, cpu_has_bf16
+from ragtune.text import exact_match, normalize_answer, token_f1
 
 SQUAD = REPO.parent / "shared" / "data" / "squad-v2-dev-subset" / "dev-v2.0.json"
 HOME = REPO / ".bench-home-squad"

@@ -49,8 +49,8 @@ def test_corpus_rows(squad, tmp_path: Path) -> None:
 def test_support_set_labels_and_negatives() -> None:
     from collections import Counter
 
-    from ragtune.text import normalize_answer
     from ragtune.evaluation.squad import article_of, support_set
+    from ragtune.text import normalize_answer
 
     data = load_squad(SQUAD)
     examples = support_set(data, 60, seed=1)

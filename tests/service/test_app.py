@@ -263,6 +263,45 @@ def test_ask_streams_tokens_then_the_checked_answer(service) -> None:
     assert plain["answer"] == final["answer"]  # greedy: the same answer either way
 
 
+def test_drafts_stream_as_drafts_until_the_verdict(service) -> None:
+    import json
+
+    client, tokens, _ = service
+    body = {"question": "Within how many minutes does Acme support reply?", "stream": True,
+            "drafts": True}
+    with client.stream("POST", "/v1/ask", json=body, headers=auth(tokens["acme"])) as response:
+        raw = "".join(response.iter_text())
+    events = [(block.split("\n")[0].removeprefix("event: "),
+               json.loads(block.split("\n")[1].removeprefix("data: ")))
+              for block in raw.strip().split("\n\n")]
+    kinds = [kind for kind, _ in events]
+    # every draft event comes before the first checked token, and the answer ends the stream
+    assert kinds[0] == "draft" and kinds[-1] == "answer"
+    first_token = kinds.index("token")
+    assert set(kinds[:first_token]) == {"draft"} and "draft" not in kinds[first_token:]
+    final = events[-1][1]
+    streamed = "".join(data["text"] for kind, data in events if kind == "token")
+    assert streamed == final["answer"]
+    assert final["verified"] is (not final["refused"])  # refused: verification refused it
+    if not final["refused"]:
+        for claim in final["verification"]["claims"]:  # the offsets resolve, over HTTP too
+            doc = client.get(f"/v1/documents/{claim['doc_id']}", params={"text": "true"},
+                             headers=auth(tokens["acme"])).json()
+            assert doc["text"][claim["start"]:claim["end"]] == claim["sentence"]
+
+
+def test_a_caller_may_ask_for_an_unverified_answer_marked(service) -> None:
+    client, tokens, _ = service
+    question = "What colour is the Acme logo?"  # nothing in the documents says
+    refused = client.post("/v1/ask", json={"question": question},
+                          headers=auth(tokens["acme"])).json()
+    marked = client.post("/v1/ask", json={"question": question, "allow_unverified": True},
+                         headers=auth(tokens["acme"])).json()
+    assert refused["refused"] and refused["citations"] == []
+    if not marked["refused"]:  # the model wrote an answer: returned, said unverified
+        assert marked["verified"] is False and marked["verification"]["claims"]
+
+
 @pytest.fixture
 def live_server(service):
     """The same app on a real uvicorn server on loopback (a free port), in a thread."""
@@ -286,6 +325,7 @@ def test_the_official_openai_client_gets_grounded_answers(live_server) -> None:
     assert reply.choices[0].finish_reason == "stop" and text
     if not extra["refused"]:  # a checked answer carries its sources, here and in `citations`
         assert extra["citations"] and "Sources:" in text
+        assert extra["verification"]["verified"] is True  # verified before it was returned
         assert all(c["doc_id"].endswith("acme-sla.md") or c["doc_id"].endswith("holidays.md")
                    for c in extra["citations"])
     chunks = list(acme.chat.completions.create(model="kb:shared", messages=question,

@@ -144,9 +144,18 @@ def test_ask_streams_the_answer_and_a_citation_opens_its_passage(browser, site) 
     listed = browser.find_elements(By.CSS_SELECTOR, "#citations button.cite-item")
     assert listed and "Acme SLA" in listed[0].text
 
+    # verified before it was shown: each claim with its evidence
+    title = browser.find_element(By.ID, "evidence-title").text
+    assert "every claim is supported" in title, title
+    claims = browser.find_elements(By.CSS_SELECTOR, "#evidence li")
+    assert claims and all("not supported" not in c.text for c in claims)
+
     cites[0].click()
     passage = visible_text(browser, "#passage .passage-text")
     assert "17 minutes on the Platinum plan" in passage
+    # the supporting sentence is highlighted in the passage viewer
+    marks = browser.find_elements(By.CSS_SELECTOR, "#passage mark.evidence")
+    assert marks and "17 minutes" in marks[0].text, passage
     panel = browser.find_element(By.ID, "passage").text
     assert "Acme SLA" in panel and "acme-sla.md" in panel and "version 1" in panel
     assert "null" not in panel and "undefined" not in panel

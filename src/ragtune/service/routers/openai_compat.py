@@ -125,6 +125,8 @@ def _completion(model: str, answer: Answer) -> dict[str, Any]:
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
                   "total_tokens": prompt_tokens + output_tokens},
         "citations": citations, "refused": answer.refused,
+        "verification": None if answer.verification is None
+        else answer.verification.to_dict(),
     }
 
 
@@ -137,7 +139,8 @@ def _completion_chunks(completion: dict[str, Any]) -> Iterator[str]:
     first = base | {"choices": [{"index": 0, "finish_reason": None,
                                  "delta": {"role": "assistant", "content": message["content"]}}]}
     last = base | {"choices": [{"index": 0, "finish_reason": "stop", "delta": {}}],
-                   "citations": completion["citations"]}
+                   "citations": completion["citations"],
+                   "verification": completion["verification"]}
     for chunk in (first, last):
         yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
     yield "data: [DONE]\n\n"

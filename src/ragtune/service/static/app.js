@@ -12,7 +12,7 @@ const REFUSALS = {
   retrieval: "no passage was close enough to the question",
   model: "the model said the documents do not answer it",
   confidence: "the model was not confident enough in its answer",
-  unsupported: "the answer was not supported by the cited passages",
+  unsupported: "the judge found no passage that supports the answer",
   flagged: "the answer's only evidence was passages flagged for instruction-like text",
 };
 const RECOMMENDATIONS = {
@@ -28,6 +28,7 @@ const state = {
   loaded: new Set(), // tabs whose data has been fetched for this key
   reportUrl: null, // the blob: URL of the report shown (revoked when replaced)
   kbOfAnswer: "", // the knowledge base the shown answer came from (its citations' passages)
+  evidence: [], // the shown answer's verified claims: what the passage viewer highlights
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -339,7 +340,7 @@ async function ask(event) {
   $("#answer-meta").textContent = "";
   answer.dataset.state = "waiting";
   answer.append(el("p", { class: "status", text: "Searching the documents and checking the answer…" }));
-  const body = { question, stream: true };
+  const body = { question, stream: true, drafts: true };
   if (kb) body.kb = kb;
   try {
     const response = await api("/v1/ask", { method: "POST", json: body, raw: true });
@@ -349,18 +350,30 @@ async function ask(event) {
       return;
     }
     let draft = null;
+    let checked = null;
     let finished = false;
+    const piece = (data) => (data && typeof data.text === "string" ? data.text : "");
     for await (const { event: name, data } of serverEvents(response)) {
-      if (name === "token") {
+      if (name === "draft") {
         if (!draft) {
           clear(answer);
-          // the service streams the checked answer only (a refused draft is never sent)
+          // the model's words as it writes them: plain text, not yet verified
           answer.dataset.state = "drafting";
-          answer.append(el("p", { class: "status", text: "Checked answer:" }));
+          answer.append(el("p", { class: "status", text: "Draft, not yet verified:" }));
           draft = el("p", { class: "draft" });
           answer.append(draft);
         }
-        draft.textContent += data && typeof data.text === "string" ? data.text : "";
+        draft.textContent += piece(data);
+      } else if (name === "token") {
+        if (!checked) {
+          clear(answer);
+          // the verdict is in: what follows is the checked answer (or the refusal)
+          answer.dataset.state = "drafting";
+          answer.append(el("p", { class: "status", text: "Checked answer:" }));
+          checked = el("p", { class: "draft" });
+          answer.append(checked);
+        }
+        checked.textContent += piece(data);
       } else if (name === "answer") {
         showAnswer(data, kb);
         finished = true;
@@ -411,6 +424,8 @@ function citeButton(citation, label, className) {
 
 function showAnswer(data, kb) {
   state.kbOfAnswer = kb;
+  const verification = data.verification || null;
+  state.evidence = verification && Array.isArray(verification.claims) ? verification.claims : [];
   const answer = clear($("#answer"));
   const citations = Array.isArray(data.citations) ? data.citations : [];
   if (data.refused) {
@@ -437,6 +452,7 @@ function showAnswer(data, kb) {
       citation.snippet ? el("span", { class: "snippet", text: citation.snippet }) : null));
   }
   $("#citations-title").hidden = citations.length === 0;
+  showEvidence(data.refused ? null : verification, citations);
   const meta = [];
   const gen = data.generation;
   if (gen) {
@@ -447,6 +463,45 @@ function showAnswer(data, kb) {
     meta.push(`${Math.round(data.timings_ms.total)} ms in all`);
   }
   $("#answer-meta").textContent = meta.join(" · ");
+}
+
+/** Each claim of a verified (or marked unverified) answer, its judge's score and a button
+ *  that opens the passage with its supporting sentence highlighted. */
+function showEvidence(verification, citations) {
+  const list = clear($("#evidence"));
+  $("#evidence-title").hidden = !verification;
+  if (!verification) return;
+  $("#evidence-title").textContent = verification.verified
+    ? "Evidence: every claim is supported"
+    : "Evidence: not verified (returned because the request allowed it)";
+  const byChunk = new Map(citations.map((c) => [c.chunk_id, c]));
+  for (const claim of verification.claims) {
+    const citation = byChunk.get(claim.chunk_id) || (claim.chunk_id ? {
+      number: claim.passage, chunk_id: claim.chunk_id, doc_id: claim.doc_id, title: "" } : null);
+    list.append(el("li", { class: claim.supported ? "supported" : "unsupported" },
+      el("span", { class: "verdict", text: claim.supported ? "supported" : "not supported" }),
+      el("span", { class: "claim", text: claim.text }),
+      el("span", { class: "where", text: `score ${Number(claim.score).toFixed(2)}` }),
+      citation ? citeButton(citation, "show evidence", "cite-item") : null));
+  }
+}
+
+/** The chunk's text with the evidence sentences of the shown answer marked. */
+function highlighted(chunk) {
+  const quote = el("blockquote", { class: "passage-text" });
+  const spans = state.evidence
+    .filter((c) => c.chunk_id === chunk.chunk_id && c.start !== null && c.start >= chunk.start)
+    .map((c) => [c.start - chunk.start, c.end - chunk.start])
+    .sort((a, b) => a[0] - b[0]);
+  let at = 0;
+  for (const [start, end] of spans) {
+    if (start < at) continue;
+    quote.append(chunk.text.slice(at, start));
+    quote.append(el("mark", { class: "evidence", text: chunk.text.slice(start, end) }));
+    at = end;
+  }
+  quote.append(chunk.text.slice(at));
+  return quote;
 }
 
 async function showPassage(citation) {
@@ -470,7 +525,7 @@ async function showPassage(citation) {
       el("h3", { text: chunk.title || chunk.doc_id }),
       chunk.heading && chunk.heading !== chunk.title
         ? el("p", { class: "heading", text: chunk.heading }) : null,
-      el("blockquote", { class: "passage-text", text: chunk.text }),
+      highlighted(chunk),
       (chunk.flags || []).length
         ? el("p", { class: "warn-line", text: `Flagged: ${chunk.flags.join(", ")}` }) : null,
       el("p", { class: "meta", text: meta.join(" · ") }),
