@@ -141,3 +141,16 @@ def test_risk_coverage_and_the_threshold_choice() -> None:
     assert choose_threshold(curve, 0.25).threshold == 0.3
     assert choose_threshold(curve, 0.10).threshold == 0.8
     assert choose_threshold(risk_coverage([0.5], [True]), 0.1).answered == 0
+
+
+def test_the_real_pipeline_answers_sev1_right_or_refuses(sample, generator) -> None:
+    """The README's question with the bundled model, default settings and thresholds: 5
+    minutes with the runbook sentence as evidence, or a refusal; never a wrong figure."""
+    for answerer in (Answerer(sample, generator), no_thresholds(sample, generator)):
+        answer = answerer.ask(SEV1)
+        if answer.refused:
+            assert answer.citations == []
+            continue
+        assert "5 minutes" in answer.text and answer.verified
+        assert all("5 minutes" in c.sentence for c in answer.verification.claims)
+        assert_evidence_resolves(sample, answer.verification.claims)

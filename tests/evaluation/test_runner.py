@@ -211,8 +211,13 @@ def test_every_cause_from_real_retrieval_and_scoring(big_kb, generator, settings
     assert cause(EvalCase(chain, (), ()), "every 300 kilometres [1]") == "missed refusal"
     assert cause(EvalCase(chain, ("every 300 kilometres",), (bikes,), SCHEMA),
                  "every 300 kilometres [1]") == "format violation"
-    # a wrong answer the passage does support: the model used the wrong part of the context
-    lenient = Settings.load(home=settings.home, eval={"min_faithfulness": 0.0})
+    # verification refuses a wrong answer made of the passage's words ("weekly" is there, but
+    # not as the oiling interval): the model answered unfaithfully
+    assert cause(good, "weekly [1]") == "unfaithful"
+    # with verification marking instead of refusing, and a lenient faithfulness bar, the same
+    # answer is the model using the wrong part of the context
+    lenient = Settings.load(home=settings.home, eval={"min_faithfulness": 0.0},
+                            answer={"verify": "mark"})
     ev_lenient = Evaluator(big_kb, "rag", settings=lenient, generator=generator,
                            policy=no_thresholds, k=1)
     assert cause(good, "weekly [1]", ev_lenient) == "context ignored"

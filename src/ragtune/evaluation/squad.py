@@ -7,6 +7,13 @@
 
 Each paragraph becomes one document with id `<title>-<index>` (its article title as the
 document title); each question keeps the id of the paragraph it was written for.
+
+Benchmarks that calibrate or train on some articles and measure on others take their articles
+from one place: `judge_split` (the offline judge's 4 calibration articles) and `reader_split`
+(the grounded-reader adapter's training and test articles, disjoint from those 4).
+
+    >>> train, test = reader_split(data)
+    >>> reader_data = data.of_articles(train)
 """
 
 from __future__ import annotations
@@ -56,6 +63,16 @@ class SquadData:
             for row in self.corpus_rows():
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         return path
+
+    def of_articles(self, articles: Collection[str]) -> SquadData:
+        """The paragraphs and questions of `articles` (ids as `article_of` gives them)."""
+        wanted = set(articles)
+        return SquadData([p for p in self.paragraphs if article_of(p.id) in wanted],
+                         [q for q in self.questions if article_of(q.paragraph_id) in wanted])
+
+    def articles(self) -> list[str]:
+        """The article ids, sorted."""
+        return sorted({article_of(p.id) for p in self.paragraphs})
 
     def sample(self, answerable: int, unanswerable: int, seed: int,
                exclude: set[str] | None = None) -> list[SquadQuestion]:
@@ -136,7 +153,35 @@ def _entity_swap(answer: str, golds: Sequence[str], context: str, rng: random.Ra
 
 
 def article_of(paragraph_id: str) -> str:
+    """The article a paragraph id (`<title>-<index>`) belongs to: `Normans-0` -> `Normans`."""
     return paragraph_id.rsplit("-", 1)[0]
+
+
+JUDGE_SPLIT_SEED = 5  # `bench/judge.py`'s SPLIT_SEED
+JUDGE_CALIBRATION_ARTICLES = 4
+READER_SPLIT_SEED = 21  # any fixed number; issue 21 introduced the reader adapter
+READER_TRAIN_ARTICLES = 6
+
+
+def judge_split(data: SquadData) -> tuple[list[str], list[str]]:
+    """(calibration, other) articles, sorted: the split `bench/judge.py` fits the offline
+    judge with (4 articles drawn with seed 5 from the sorted article ids)."""
+    articles = data.articles()
+    calibration = set(random.Random(JUDGE_SPLIT_SEED).sample(articles,
+                                                             JUDGE_CALIBRATION_ARTICLES))
+    return sorted(calibration), [a for a in articles if a not in calibration]
+
+
+def reader_split(data: SquadData) -> tuple[list[str], list[str]]:
+    """(train, test) articles, sorted, for the grounded-reader adapter (`make reader`).
+
+    The articles `judge_split` does not calibrate on are shuffled with `READER_SPLIT_SEED`; the
+    first 6 train the reader (`bench/reader.py`), the other 6 are held out to measure it. Neither
+    side holds a judge-calibration article, so a judge fitted on those can score the test.
+    """
+    _, others = judge_split(data)
+    random.Random(READER_SPLIT_SEED).shuffle(others)
+    return (sorted(others[:READER_TRAIN_ARTICLES]), sorted(others[READER_TRAIN_ARTICLES:]))
 
 
 def support_set(data: SquadData, questions: int, seed: int,
