@@ -58,8 +58,9 @@ COMMAND = "make reader"
 K = 3  # passages `ask` puts in the prompt: the oracle and K - 1 distractors
 QUESTION_SEED = 0
 SMOKE_QUESTIONS = (10, 6)  # answerable, unanswerable: at most 16 examples
-TUNE = {"epochs": 1, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16, "batch_size": 4,
-        "grad_accum": 4, "max_length": 1536, "val_split": 0.05, "max_val_examples": 64,
+SMOKE_TUNE = {"grad_accum": 1}  # a step (and a progress line) per example: its time shows
+TUNE = {"epochs": 1, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16, "batch_size": 1,
+        "grad_accum": 16, "max_length": 1536, "val_split": 0.05, "max_val_examples": 64,
         "seed": 0, "raft_distractors": K - 1, "raft_withhold": 0.2}
 _CITED = re.compile(r"^(.*) \[(\d+)\]$", re.S)
 _PASSAGE = re.compile(r'<passage number="(\d+)"[^>]*>\n(.*?)\n</passage>', re.S)
@@ -184,7 +185,8 @@ def main() -> None:
     calibration, _ = judge_split(data)
     train, test = reader_split(data)
     log(f"training articles: {', '.join(train)}")
-    settings = Settings.load(home=args.home.resolve(), answer={"k": K}, tune=TUNE)
+    settings = Settings.load(home=args.home.resolve(), answer={"k": K},
+                             tune=TUNE | (SMOKE_TUNE if args.smoke else {}))
     tune = settings.tune
     kb = ingest_training_articles(data, train, settings)
     ingest_seconds = time.perf_counter() - started

@@ -19,7 +19,8 @@ On one knowledge base of all 646 paragraphs (k=3 hybrid passages, at most 32 new
 3. the verifier's AUROC for correct vs wrong answers *of this pipeline* (the answers the
    refusal thresholds let through) and its risk–coverage curve (JSON and an SVG plot);
 4. cost: 20 test questions asked one at a time with verification off and on (same process,
-   same questions): ask p50/p95, and verification time against generation time.
+   same questions, no refusal thresholds so that every answer is judged): ask p50/p95, and
+   verification time against generation time.
 
 An answer is correct when its question is answerable and it matches a gold answer exactly or by
 token F1 >= 0.5 (`eval.correct_f1`); any answer to an unanswerable question is wrong.
@@ -36,7 +37,7 @@ import numpy as np
 
 from common import REPO, log, machine, versions, write_json
 from ragtune import KnowledgeBase, Settings
-from ragtune.answering import Answer, Answerer, calibrate_answers
+from ragtune.answering import Answer, Answerer, RefusalPolicy, calibrate_answers
 from ragtune.answering.refusal import refusal_scores
 from ragtune.answering.verify import RiskPoint, risk_coverage
 from ragtune.cases import EvalCase
@@ -92,8 +93,9 @@ def cost(kb: KnowledgeBase, generator: LocalGenerator, questions: list[SquadQues
          ) -> dict[str, Any]:
     """The same questions one at a time with verification off, then on."""
     out: dict[str, Any] = {"questions": len(questions)}
-    for mode in ("off", "mark"):
-        answerer = Answerer(kb, generator, on_unverified=mode)
+    for mode in ("off", "mark"):  # no refusal thresholds: every answer reaches the judge
+        answerer = Answerer(kb, generator, RefusalPolicy(None, None, "none"),
+                            on_unverified=mode)
         totals, generate, verify = [], [], []
         for q in questions:
             a = answerer.ask(q.question)

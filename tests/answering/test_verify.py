@@ -137,7 +137,7 @@ def test_risk_coverage_and_the_threshold_choice() -> None:
     assert [(p.threshold, p.answered, p.wrong) for p in curve[:4]] == [
         (0.3, 4, 1), (0.4, 3, 1), (0.8, 2, 0), (0.9, 1, 0)]
     assert curve[0].coverage == pytest.approx(4 / 6) and curve[0].risk == pytest.approx(0.25)
-    assert curve[-1].answered == 0 and curve[-1].risk is None
+    assert curve[-1].answered == 0 and curve[-1].risk is None and curve[-1].threshold > 1
     assert choose_threshold(curve, 0.25).threshold == 0.3
     assert choose_threshold(curve, 0.10).threshold == 0.8
     assert choose_threshold(risk_coverage([0.5], [True]), 0.1).answered == 0

@@ -43,6 +43,9 @@ ON_UNVERIFIED = ("refuse", "mark", "off")
 """What happens to an answer the judge cannot support: refused (`unsupported`), returned with
 `verified: false`, or not judged at all (measurement only)."""
 
+REFUSE_ALL = 1.000001
+"""A threshold no judge score reaches (scores are in [0, 1]): every answer is refused."""
+
 _CLAIM_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(])|\n+")
 
 
@@ -250,8 +253,7 @@ def risk_coverage(scores: Sequence[float | None], wrong: Sequence[bool]) -> list
         kept = [w for s, w in judged if s >= t]
         points.append(RiskPoint(t, len(kept) / total if total else 0.0,
                                 sum(kept) / len(kept), len(kept), sum(kept)))
-    top = judged[-1][0] + 1e-4 if judged else 0.0
-    points.append(RiskPoint(round(top, 4), 0.0, None, 0, 0))
+    points.append(RiskPoint(REFUSE_ALL, 0.0, None, 0, 0))
     return points
 
 

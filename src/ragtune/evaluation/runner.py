@@ -236,12 +236,22 @@ class Evaluator:
             "generator": self.answerer.generator.name, "judge": self.judge.name,
             "judge_threshold": self.judge.threshold, "k": self.k, "mode": self.mode,
             "refusal_policy": asdict(self.answerer.policy),
+            "verification": self.verification_info(),
             "schema": self.schema,
             "enforce_schema": self.answerer.enforce_schema,
             "prompt_style": asdict(self.answerer.style) | {"schema": None},
             "adapter": self.adapter_info(),
             "settings": json.loads(self.settings.model_dump_json()),
         }
+
+    def verification_info(self) -> dict[str, Any] | None:
+        """How answers were verified before they were scored (None: closed-book or off)."""
+        answerer = self.answerer
+        if not answerer.retrieve or answerer.on_unverified == "off":
+            return None
+        verifier = answerer.verifier
+        return {"on_unverified": answerer.on_unverified, "judge": verifier.judge.name,
+                "threshold": verifier.threshold, "threshold_source": verifier.threshold_source}
 
     def adapter_info(self) -> dict[str, Any] | None:
         """The adapter's manifest summary and staleness against this knowledge base."""
