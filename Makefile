@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval \
 	bench-tune bench-lab bench-serve bench-tenancy bench-redteam bench-soak bench-extraction \
-	bench-hostile clean
+	bench-hostile reader clean
 
 install: $(STAMP)
 
@@ -98,6 +98,13 @@ bench-hostile: install
 # from several producers (Chromium and LibreOffice when installed; about 3 minutes on 2 cores).
 bench-extraction: install
 	$(PY) bench/extraction.py --json bench/results/extraction.json
+
+# The grounded-reader LoRA adapter, written to src/ragtune/data/reader (not trained yet: issue 21): RAFT examples from 6 SQuAD
+# 2.0 training articles, one epoch (bench/reader.py; about an hour on 2 idle cores). Run again,
+# it resumes an interrupted run or finds the adapter done; READER_ARGS=--restart replaces it.
+reader: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) bench/reader.py --out src/ragtune/data/reader \
+		--json bench/results/reader.json $(READER_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache .hypothesis .bench-home-banking77

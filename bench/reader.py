@@ -1,7 +1,7 @@
 """The grounded-reader adapter: a LoRA for the bundled SmolLM2-135M that answers from passages.
 
     .venv/bin/python bench/reader.py --out src/ragtune/data/reader     # `make reader`
-    .venv/bin/python bench/reader.py --smoke                           # 16 examples, temp folder
+    .venv/bin/python bench/reader.py --smoke                           # 10 examples, temp folder
 
 Given the prompt `ragtune ask` builds (`ragtune.answering.prompt.build_prompt`: the system message,
 the two worked examples, the numbered passages, the question), the adapter answers with a short
@@ -15,17 +15,18 @@ from the 6 held out to measure the reader; only the training articles are used h
 Examples: `ragtune tune --raft`'s builder (`ragtune.tuning.raft.build_raft_examples`). The
 training articles' paragraphs are ingested into a knowledge base under `--home` with the default
 settings `ask` uses (chunking, embedder, hybrid retrieval, a 1,024-token passage budget); each
-sampled question retrieves its own pool. An answerable question's prompt holds the oracle (the
-chunk of its paragraph holding a gold answer) among 2 distractors, retrieved passages holding no
-gold answer (3 passages: `ask`'s k); its target is the shortest gold answer and the oracle's
-number. For 20% of the answerable questions the oracle is withheld, and unanswerable questions
-(SQuAD 2.0's, written against the paragraph they look answerable from) have none: their target
-is the refusal. With the defaults, 1,000 answerable and 330 unanswerable questions give about
-800 answers and 530 refusals (60% / 40%).
+sampled question retrieves its own pool of 20 passages. An answerable question's prompt holds
+the oracle (the chunk of its paragraph holding a gold answer) among 2 distractors, retrieved
+passages holding no gold answer (3 passages: `ask`'s k); its target is the shortest gold answer
+and the oracle's number. For 20% of the answerable questions the oracle is withheld, and the
+unanswerable questions (SQuAD 2.0's, written against a paragraph they seem answerable from) have
+none: their target is the refusal. With the defaults, 750 answerable and 250 unanswerable
+questions give about 600 answers and 400 refusals (60% / 40%), 870 tokens each on average.
 
 Training: `ragtune.tuning.train_adapter` (what `ragtune tune` runs), one epoch, LoRA rank 8 on
 every linear layer (a 9.8 MB adapter), learning rate 2e-3, 16 examples per optimizer step
-(micro-batches of 4: long prompts, little memory), seed 0. Output: the PEFT files, the manifest
+(micro-batches of one: long prompts, little memory), float32, seed 0; 5% (at most 64) of the
+examples measure the validation loss. Output: the PEFT files, the manifest
 `ragtune-adapter.json` (base model, data SHA-256, hyperparameters, losses, timings), the examples
 as `raft-data.jsonl`, and a `README.md` naming the command that reproduces it; a summary goes to
 `--json`. Rerunning the same command resumes an interrupted run, or finds the adapter done.
@@ -57,11 +58,13 @@ KB_NAME = "squad-reader-train"
 COMMAND = "make reader"
 K = 3  # passages `ask` puts in the prompt: the oracle and K - 1 distractors
 QUESTION_SEED = 0
-SMOKE_QUESTIONS = (10, 6)  # answerable, unanswerable: at most 16 examples
+SMOKE_QUESTIONS = (6, 4)  # answerable, unanswerable: 10 examples, about 3 minutes
 SMOKE_TUNE = {"grad_accum": 1}  # a step (and a progress line) per example: its time shows
+# float32: on the 2-core machine bf16 autocast took over 100 s for one 805-token example where
+# float32 took 12 s (one thread, shared machine); micro-batches of one: no padding, little memory.
 TUNE = {"epochs": 1, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16, "batch_size": 1,
         "grad_accum": 16, "max_length": 1536, "val_split": 0.05, "max_val_examples": 64,
-        "seed": 0, "raft_distractors": K - 1, "raft_withhold": 0.2}
+        "seed": 0, "precision": "float32", "raft_distractors": K - 1, "raft_withhold": 0.2}
 _CITED = re.compile(r"^(.*) \[(\d+)\]$", re.S)
 _PASSAGE = re.compile(r'<passage number="(\d+)"[^>]*>\n(.*?)\n</passage>', re.S)
 
@@ -77,6 +80,8 @@ def reader_cases(data: SquadData, answerable: int, unanswerable: int,
 
 
 def to_case(question: SquadQuestion) -> EvalCase:
+    """A SQuAD question as a RAFT case: its paragraph is the gold document, answers shortest
+    first."""
     answers = tuple(sorted(question.answers, key=len))
     return EvalCase(question.question, answers, (question.paragraph_id,), id=question.id)
 
@@ -133,23 +138,27 @@ def progress_printer() -> Any:
 
 def model_card(summary: dict[str, Any]) -> str:
     """The adapter folder's README.md: what it is and the command that makes it again."""
-    split, raft, data = summary["articles"], summary["raft"], summary["data"]
+    split, raft, data, loss = (summary["articles"], summary["raft"], summary["data"],
+                               summary["loss"])
+    refusals = raft["withheld"] + raft["unanswerable"]
     return f"""# ragtune reader adapter
 
-A LoRA adapter for the bundled SmolLM2-135M-Instruct (`local:smollm2`): given the prompt
+A LoRA adapter for the bundled SmolLM2-135M-Instruct (`local:smollm2`). Given the prompt
 `ragtune ask` builds, it answers with a short span copied from a passage followed by the
 passage number (`1886 [2]`), or `{RAFT_REFUSAL}` when the passages do not answer the question.
 
-- Reproduce: `{COMMAND}` (`bench/reader.py`; summary in `bench/results/reader.json`).
-- Data: {data['examples']} RAFT examples (`raft-data.jsonl`, SHA-256 `{data['sha256']}`):
-  {raft['answered']} cited answers, {raft['withheld'] + raft['unanswerable']} refusals
-  ({raft['withheld']} with the oracle withheld, {raft['unanswerable']} unanswerable).
+- Reproduce: `{summary['command']}` (`bench/reader.py`).
+- Data: `raft-data.jsonl`, {data['examples']} RAFT examples, SHA-256 `{data['sha256']}`:
+  {raft['answered']} cited answers, {refusals} refusals ({raft['withheld']} with the oracle
+  withheld, {raft['unanswerable']} unanswerable).
 - Training articles (SQuAD 2.0 dev, `ragtune.evaluation.squad.reader_split`):
   {', '.join(split['train'])}.
-- Held out to measure it: {', '.join(split['test'])}; judge calibration:
-  {', '.join(split['judge_calibration'])}.
-- Validation loss {summary['loss']['val_before']} before, {summary['loss']['val']} after
-  ({summary['seconds']['train']} s of training). Settings and versions: `ragtune-adapter.json`.
+- Held out to measure it: {', '.join(split['test'])}.
+- Judge calibration (unused here): {', '.join(split['judge_calibration'])}.
+- Validation loss: {loss['val_before']:.4f} before, {loss['val']:.4f} after
+  ({summary['seconds']['train']:.0f} s of training).
+
+Settings, versions and timings: `ragtune-adapter.json`.
 """
 
 
@@ -161,8 +170,11 @@ def parse_args() -> argparse.Namespace:
                         "bench/results/reader.json; with --smoke, beside the adapter)")
     parser.add_argument("--home", type=Path, default=HOME,
                         help="data home of the training knowledge base")
-    parser.add_argument("--answerable", type=int, default=1000)
-    parser.add_argument("--unanswerable", type=int, default=330)
+    parser.add_argument("--answerable", type=int, default=750)
+    parser.add_argument("--unanswerable", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's "
+                        "default, one per core; on a machine other jobs keep busy, 1 avoids "
+                        "threads waiting on each other: 12 s per example instead of 80)")
     parser.add_argument("--smoke", action="store_true",
                         help=f"{sum(SMOKE_QUESTIONS)} questions into a temporary folder")
     parser.add_argument("--restart", action="store_true",
@@ -181,6 +193,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     data = load_squad(SQUAD)
     calibration, _ = judge_split(data)
     train, test = reader_split(data)
@@ -237,11 +253,15 @@ def main() -> None:
         "seconds": {"ingest": round(ingest_seconds, 1), "build": round(build_seconds, 1),
                     "train": m.training.seconds,
                     "total": round(time.perf_counter() - started, 1)},
-        "seconds_per_example": round(m.training.seconds / max(m.data.train, 1), 3),
-        "adapter_bytes": {p.name: p.stat().st_size for p in sorted(args.out.iterdir())
-                          if p.is_file()},
+        "seconds_per_example": {
+            "run": round(m.training.seconds / max(m.data.train, 1), 2),  # validation included
+            "steps": round((m.training.seconds_per_step or 0) / (tune.batch_size
+                                                                 * tune.grad_accum), 2)},
+        "threads": args.threads or None,
     }
     (args.out / "README.md").write_text(model_card(summary), encoding="utf-8")
+    summary["adapter_bytes"] = {p.name: p.stat().st_size for p in sorted(args.out.iterdir())
+                                if p.is_file()}
     write_json(args.json, summary)
     log(f"adapter: {args.out}; summary: {args.json}")
     print(json.dumps({k: summary[k] for k in ("raft", "loss", "seconds",

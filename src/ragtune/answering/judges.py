@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -124,14 +125,16 @@ class OfflineJudge:
         self.threshold = threshold
         self._vectors: dict[str, np.ndarray] = {}  # sentence -> vector (claims share contexts)
         self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        if missing:
-            if len(self._vectors) + len(missing) > self._cache_size:
-                self._vectors.clear()
-            self._vectors.update(zip(missing, self.embedder.embed(missing), strict=True))
-        return np.stack([self._vectors[t] for t in texts])
+        with self._lock:  # one judge serves concurrent requests (`verify.judge_for`)
+            missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+            if missing:
+                if len(self._vectors) + len(missing) > self._cache_size:
+                    self._vectors.clear()
+                self._vectors.update(zip(missing, self.embedder.embed(missing), strict=True))
+            return np.stack([self._vectors[t] for t in texts])
 
     def judge(self, claims: Sequence[Claim]) -> list[Verdict]:
         out = []

@@ -27,6 +27,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 from ragtune.answering.citations import strip_citations
@@ -205,11 +206,18 @@ def _closest(claim: str, passages: Sequence[tuple[int, Chunk]]
     return number, chunk, chunk.text.find(sentence), sentence
 
 
+@lru_cache(maxsize=8)
+def offline_judge(embedder: Embedder) -> OfflineJudge:
+    """One offline judge per embedder and process, so that its sentence vectors are reused
+    across answers (a service builds an `Answerer` per request)."""
+    return OfflineJudge(embedder)
+
+
 def judge_for(settings: Settings, embedder: Embedder) -> Judge:
     """The judge `[eval] judge` names: the offline judge, or an LLM judge on a generator."""
     s = settings.eval
     if s.judge == "offline":
-        return OfflineJudge(embedder)
+        return offline_judge(embedder)
     if s.judge.startswith(("openai:", "local:")):
         g = settings.generator
         return LLMJudge(get_generator(s.judge, settings.cache_dir, g.dtype, None, g.batch_size,
