@@ -14,7 +14,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-eval \
+.PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-verify \
+	bench-eval \
 	bench-tune bench-lab bench-serve bench-tenancy bench-redteam bench-soak bench-extraction \
 	bench-hostile reader clean
 
@@ -62,6 +63,10 @@ bench-answer: install
 
 bench-judge: install
 	$(PY) bench/judge.py --fit --json bench/results/judge.json
+
+bench-verify: install
+	$(PY) bench/verify_squad.py --json bench/results/verify_squad.json \
+		--svg bench/results/verify_risk_coverage.svg
 
 bench-eval: install
 	$(PY) bench/eval_runs.py --json bench/results/eval_runs.json
