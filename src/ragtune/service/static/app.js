@@ -353,26 +353,22 @@ async function ask(event) {
     let checked = null;
     let finished = false;
     const piece = (data) => (data && typeof data.text === "string" ? data.text : "");
+    // a streamed text shown as plain text under its label, replacing what was there
+    const pane = (label) => {
+      clear(answer);
+      answer.dataset.state = "drafting";
+      const text = el("p", { class: "draft" });
+      answer.append(el("p", { class: "status", text: label }), text);
+      return text;
+    };
     for await (const { event: name, data } of serverEvents(response)) {
       if (name === "draft") {
-        if (!draft) {
-          clear(answer);
-          // the model's words as it writes them: plain text, not yet verified
-          answer.dataset.state = "drafting";
-          answer.append(el("p", { class: "status", text: "Draft, not yet verified:" }));
-          draft = el("p", { class: "draft" });
-          answer.append(draft);
-        }
+        // the model's words as it writes them, not yet verified
+        draft = draft || pane("Draft, not yet verified:");
         draft.textContent += piece(data);
       } else if (name === "token") {
-        if (!checked) {
-          clear(answer);
-          // the verdict is in: what follows is the checked answer (or the refusal)
-          answer.dataset.state = "drafting";
-          answer.append(el("p", { class: "status", text: "Checked answer:" }));
-          checked = el("p", { class: "draft" });
-          answer.append(checked);
-        }
+        // the verdict is in: what follows is the checked answer (or the refusal)
+        checked = checked || pane("Checked answer:");
         checked.textContent += piece(data);
       } else if (name === "answer") {
         showAnswer(data, kb);
