@@ -22,8 +22,8 @@ def _ask(queue: GenerationQueue, generator, question: str, out: dict,
         if together is not None:  # every request has announced itself (a loaded machine may
             together.wait(30)     # start a thread late: then it did not wait together)
         time.sleep(0.05)  # retrieval, while the first job is already queued
-    out[question] = queue.generate(generator, [{"role": "user", "content": question}],
-                                   GenerationConfig(max_new_tokens=6), **kw)
+        out[question] = queue.generate(generator, [{"role": "user", "content": question}],
+                                       GenerationConfig(max_new_tokens=6), **kw)
 
 
 def test_requests_that_wait_together_are_one_batch(generator) -> None:

@@ -6,9 +6,11 @@ are waiting together go to the model as one batch.
 
 Retrieval and prompt building run in the request threads, in parallel; only generation is
 serialized. A streaming request (`on_token`) is generated alone, so its tokens are its own.
-Requests announce themselves while they retrieve (`with queue.coming(): ...`), and the worker
-waits for those (at most `gather_s`) before it starts a batch that is not full: otherwise the
-first question of a wave would always go alone while the rest were still retrieving.
+Requests announce themselves before they retrieve (`with queue.coming(): retrieve; generate`),
+and the worker waits for those (at most `gather_s`) before it starts a batch that is not full:
+otherwise the first question of a wave would always go alone while the rest were still
+retrieving. An announced request stops counting as coming in the same step that queues its job
+(or when it leaves `coming()` without one), so no request is between the two states unseen.
 """
 
 from __future__ import annotations
@@ -57,19 +59,24 @@ class GenerationQueue:
         self._jobs: deque[_Job] = deque()
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._announced = threading.local()  # .active: this thread is counted in _coming
         self.batches: list[int] = []  # sizes of the batches generated (the last 1000)
 
     @contextmanager
     def coming(self) -> Iterator[None]:
-        """Around a request's retrieval: the worker may wait for its job to join a batch."""
+        """Around a request's retrieval and its `generate` call: the worker may wait for its
+        job to join a batch."""
         with self._ready:
             self._coming += 1
+        self._announced.active = True
         try:
             yield
         finally:
             with self._ready:
-                self._coming -= 1
-                self._ready.notify_all()
+                if self._announced.active:  # left without queuing a job (a refusal)
+                    self._coming -= 1
+                    self._ready.notify_all()
+                self._announced.active = False
 
     def generate(self, generator: Generator, messages: Sequence[Message],
                  config: GenerationConfig, on_token: TokenCallback | None = None
@@ -98,6 +105,9 @@ class GenerationQueue:
                                                 name="ragtune-generation")
                 self._worker.start()
             self._jobs.append(job)
+            if getattr(self._announced, "active", False):  # it has arrived: no longer coming
+                self._coming -= 1
+                self._announced.active = False
             self._ready.notify_all()
         return job.future.result()
 

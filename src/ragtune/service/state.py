@@ -123,14 +123,13 @@ class ServiceState:
 
         started = time.perf_counter()
         answerer = Answerer(base, generator, on_unverified=on_unverified)
+        generation = None
         with self.generations.coming():  # retrieval in parallel; the queue may wait for it
             prepared = answerer.prepare(question, k, None, key.access.view)
-        generation = None
-        if answerer.should_generate(prepared):
-            generation = self.generations.generate(answerer.generator, prepared.prompt.messages,
-                                                   answerer.config(),
-                                                   answerer.draft_callback(on_token,
-                                                                           on_draft))
+            if answerer.should_generate(prepared):
+                generation = self.generations.generate(
+                    answerer.generator, prepared.prompt.messages, answerer.config(),
+                    answerer.draft_callback(on_token, on_draft))
         answer = answerer.finish(prepared, generation)
         answerer.relay(answer, on_token)  # only the checked answer is streamed
         self.metrics.observe_answer(answer.refused)
