@@ -173,3 +173,12 @@ def browser():
         pytest.skip(reason)
     with chromium() as driver:
         yield driver
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL 16 with pgvector (pgserver) in a temp folder, for the session."""
+    from ragtune.testing.postgres import temporary_postgres
+
+    with temporary_postgres() as server:
+        yield server

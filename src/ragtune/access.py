@@ -102,21 +102,22 @@ class Access:
         doc_groups = tuple(doc_groups)
         return self.everything or not doc_groups or not set(doc_groups).isdisjoint(self.groups)
 
-    def sql_filter(self, doc_id_column: str, groups_table: str = "document_groups"
-                   ) -> tuple[str, tuple[str, ...]]:
-        """`may_read` as an SQL condition on a document id column, with its parameters;
-        `groups_table` holds one (doc_id, grp) row per group of a document (none: public).
+    def sql_filter(self, doc_id_column: str, groups_table: str = "document_groups",
+                   mark: str = "?") -> tuple[str, tuple[str, ...]]:
+        """`may_read` as an SQL condition on a document id column, with its parameters (each
+        written as `mark`: "?" for SQLite, "%s" for PostgreSQL); `groups_table` holds one
+        (doc_id, grp) row per group of a document (none: public).
 
             >>> Access.of(["alpha"]).sql_filter("d.id")[1]
             ('alpha',)
         """
         if self.everything:
-            return "1", ()
+            return "1 = 1", ()
         grouped = f"SELECT 1 FROM {groups_table} g WHERE g.doc_id = {doc_id_column}"
         public = f"NOT EXISTS ({grouped})"
         if not self.groups:
             return public, ()
-        marks = ",".join("?" * len(self.groups))
+        marks = ",".join([mark] * len(self.groups))
         return f"({public} OR EXISTS ({grouped} AND g.grp IN ({marks})))", self.groups
 
     def document_mask(self, public: np.ndarray, by_group: Mapping[str, np.ndarray]

@@ -220,8 +220,24 @@ class StoreSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: str = Field("sqlite", description="store backend (sqlite: one file per "
-                         "knowledge base)")
+    backend: str = Field("sqlite", description="store backend for new knowledge bases "
+                         "(sqlite: one file per knowledge base; postgres: one schema per "
+                         "knowledge base in a PostgreSQL database with pgvector); a knowledge "
+                         "base keeps the backend it was created or migrated to")
+    dsn: str | None = Field(None, description="postgres: the connection URI "
+                            "(postgresql://user@host:5432/db; env RAGTUNE_PG_DSN); keep the "
+                            "password in PGPASSWORD or ~/.pgpass, not here")
+    schema_prefix: str = Field("ragtune", pattern=r"^[a-z_][a-z0-9_]{0,30}$",
+                               description="postgres: knowledge base NAME lives in schema "
+                               "<prefix>_<name>")
+    pool_size: int = Field(4, ge=1, le=100, description="postgres: connections per knowledge "
+                           "base and process")
+    statement_timeout_s: float = Field(30.0, gt=0, description="postgres: a statement running "
+                                       "longer is cancelled (a StoreError)")
+    connect_retries: int = Field(3, ge=0, le=20, description="postgres: tries after a lost "
+                                 "connection before one error names the server")
+    ef_search: int = Field(100, ge=1, le=1000, description="postgres: HNSW candidate list size "
+                           "for searches in the database (recall against speed)")
 
 
 class Settings(BaseModel):
@@ -264,6 +280,8 @@ class Settings(BaseModel):
         data["home"] = root
         if "cache" not in data and os.environ.get("RAGTUNE_CACHE"):
             data["cache"] = Path(os.environ["RAGTUNE_CACHE"]).expanduser()
+        if os.environ.get("RAGTUNE_PG_DSN") and not data.get("store", {}).get("dsn"):
+            data["store"] = {**data.get("store", {}), "dsn": os.environ["RAGTUNE_PG_DSN"]}
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

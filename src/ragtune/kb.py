@@ -38,7 +38,7 @@ from ragtune.documents.loaders import escapes_root, normalized_source, relabel
 from ragtune.documents.terms import term_frequencies
 from ragtune.errors import ConfigError, InputError, StoreError, StoreUnavailable
 from ragtune.models.embedders import Embedder, get_embedder
-from ragtune.store import Store, StoreBackend, StoredDocument, open_store, store_backend
+from ragtune.store import Store, StoreBackend, StoredDocument, backend_of
 
 # Chunks collected before one embedding call: large enough that sorting by length keeps padding
 # low, small enough that progress and commits stay frequent.
@@ -180,12 +180,12 @@ class KnowledgeBase:
     def store(self) -> Store:
         """The store, opened by the backend the settings name (`store.backend`)."""
         if self._store is None:
-            self._store = open_store(self.settings.store.backend, self.path)
+            self._store = self._backend.open(self.path, self.settings.store)
         return self._store
 
     @property
     def _backend(self) -> StoreBackend:
-        return store_backend(self.settings.store.backend)
+        return backend_of(self.path, self.settings.store)
 
     @property
     def store_path(self) -> Path:
@@ -208,7 +208,7 @@ class KnowledgeBase:
 
     def exists(self) -> bool:
         """Whether anything was ever written to this knowledge base."""
-        return self._store is not None or self.store_path.exists()
+        return self._store is not None or self._backend.exists(self.path, self.settings.store)
 
     def close(self) -> None:
         if self._store is not None:
@@ -451,7 +451,7 @@ class KnowledgeBase:
         and term counts re-derived from the documents' text — with the damaged one kept
         beside it. Nothing is deleted; what could not be read is counted."""
         path = self.store_path
-        if not path.exists():
+        if not self.exists():
             raise InputError(f"no knowledge base {self.name!r} (no {path})")
         report = CheckReport(str(path))
         try:

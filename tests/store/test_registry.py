@@ -34,7 +34,7 @@ def test_an_unknown_backend_is_a_config_error_naming_the_known_ones(tmp_path: Pa
 def test_the_knowledge_base_opens_the_backend_its_settings_name(tmp_path: Path) -> None:
     opened: list[Path] = []
 
-    def opener(path: Path) -> SQLiteStore:
+    def opener(path: Path, settings: StoreSettings) -> SQLiteStore:
         opened.append(path)
         return SQLiteStore(path)
 

@@ -13,7 +13,13 @@ from ragtune.store.base import (
     Trace,
     TraceStore,
 )
-from ragtune.store.registry import StoreBackend, open_store, register_store, store_backend
+from ragtune.store.registry import (
+    StoreBackend,
+    backend_of,
+    open_store,
+    register_store,
+    store_backend,
+)
 from ragtune.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "StoredDocument",
     "Trace",
     "TraceStore",
+    "backend_of",
     "open_store",
     "register_store",
     "store_backend",

@@ -219,3 +219,17 @@ class Store(DocumentStore, SnapshotSource, TraceStore, Maintenance, Protocol):
 
 ROLES: tuple[type, ...] = (Store, DocumentStore, SnapshotSource, TraceStore, Maintenance)
 """The store protocols; every method of each has a test in the conformance suite."""
+
+CHUNK_COLUMNS = 'id, doc_id, version, idx, start, "end", text, tokens, heading, page, title, flags'
+"""A chunk's columns in the SQL backends, in the order `chunk_from_row` reads them."""
+
+
+def chunk_from_row(row: Sequence[Any]) -> Chunk:
+    """A `CHUNK_COLUMNS` row as a `Chunk` (flags are stored comma-separated)."""
+    flags = tuple(f for f in row[-1].split(",") if f)
+    return Chunk(*row[:-1], flags=flags)
+
+
+def under_source(source: str, root: str) -> bool:
+    """Whether a document's `source` is `root` or lies under it (`list_documents`)."""
+    return source == root or source.startswith(root.rstrip("/") + "/")

@@ -28,11 +28,14 @@ from ragtune.access import Access
 from ragtune.documents.records import Chunk, Document
 from ragtune.errors import StoreError, StoreUnavailable
 from ragtune.store.base import (
+    CHUNK_COLUMNS,
     DocumentVersion,
     IndexSnapshot,
     StoredDocument,
     StoreStats,
     Trace,
+    chunk_from_row,
+    under_source,
 )
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -169,14 +172,8 @@ _TRACE_COLUMNS = (
     "id, created_at, route, key_id, question, answer, refused, refusal_reason, groundedness, "
     "latency_ms, prompt_tokens, output_tokens, doc_groups, detail"
 )
-_CHUNK_COLUMNS = (
-    'id, doc_id, version, idx, start, "end", text, tokens, heading, page, title, flags'
-)
 
 
-def _chunk(row: tuple) -> Chunk:
-    flags = tuple(f for f in row[-1].split(",") if f)
-    return Chunk(*row[:-1], flags=flags)  # type: ignore[misc]
 
 
 class SQLiteStore:
@@ -358,7 +355,7 @@ class SQLiteStore:
         if sources is None:
             return docs
         roots = tuple(sources)
-        return [d for d in docs if any(_under(d.source, root) for root in roots)]
+        return [d for d in docs if any(under_source(d.source, root) for root in roots)]
 
     def versions(self, doc_id: str) -> list[DocumentVersion]:
         """The history of a document, oldest first (kept after deletion)."""
@@ -484,9 +481,9 @@ class SQLiteStore:
         """A document's chunks in order."""
         with self._read() as db:
             rows = db.execute(
-                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY idx", (doc_id,)
+                f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY idx", (doc_id,)
             ).fetchall()
-        return [_chunk(r) for r in rows]
+        return [chunk_from_row(r) for r in rows]
 
     def get_chunks(self, chunk_ids: Iterable[str]) -> list[Chunk]:
         """Chunks by id, in the order asked (missing ids are skipped)."""
@@ -496,9 +493,9 @@ class SQLiteStore:
             for batch in _batches(ids, 500):
                 marks = ",".join("?" * len(batch))
                 for r in db.execute(
-                    f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", batch
+                    f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", batch
                 ):
-                    found[r[0]] = _chunk(r)
+                    found[r[0]] = chunk_from_row(r)
         return [found[i] for i in ids if i in found]
 
     def vectors_by_text_hash(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
@@ -730,9 +727,6 @@ def trace_from_row(row: tuple) -> Trace:
         doc_groups=tuple(json.loads(row[12])), detail=json.loads(row[13]),
     )
 
-
-def _under(source: str, root: str) -> bool:
-    return source == root or source.startswith(root.rstrip("/") + "/")
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
