@@ -4,12 +4,20 @@ the conformance suite, plus what is specific to a shared database."""
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from ragtune import KnowledgeBase, Settings
 from ragtune.config import StoreSettings
+from ragtune.errors import StoreUnavailable
+from ragtune.retrieval import search
 from ragtune.store import Store, open_store
+from ragtune.store.postgres import PostgresStore
+from ragtune.store.postgres.migrations import MIGRATIONS
 from ragtune.testing.postgres import TemporaryPostgres
 from ragtune.testing.store import StoreTests
 
@@ -27,3 +35,110 @@ class TestPostgresConformance(StoreTests):
 
     def make_store(self, folder: Path) -> Store:
         return open_store("postgres", folder, pg_settings(self.server, folder))
+
+
+def kb_settings(server: TemporaryPostgres, home: Path, **store: object) -> Settings:
+    return Settings.load(home=home, store={"backend": "postgres", "dsn": server.dsn,
+                                           "schema_prefix": "kb", **store})
+
+
+TREES = ("alder", "birch", "cedar", "elm", "fir", "hazel", "larch", "maple", "oak", "pine",
+         "rowan", "willow")
+
+
+def write_corpus(folder: Path, n: int) -> Path:
+    """`n` one-chunk notes, each about its own tree."""
+    folder.mkdir(parents=True)
+    for i, tree in enumerate(TREES[:n]):
+        (folder / f"note{i:02d}.md").write_text(
+            f"# Note {i}\n\nThe door code of the {tree} room is {1000 + i}.\n", encoding="utf-8")
+    return folder
+
+
+def test_migrations_are_recorded_once_when_replicas_start_together(
+        postgres: TemporaryPostgres, tmp_path: Path) -> None:
+    settings = pg_settings(postgres, tmp_path)
+    stores: list[Store] = []
+    threads = [threading.Thread(target=lambda: stores.append(
+        open_store("postgres", tmp_path / "kb", settings))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(stores) == 3
+    with psycopg.connect(postgres.dsn) as conn:
+        names = [r[0] for r in conn.execute(
+            f'SELECT name FROM "{stores[0].schema}".migrations ORDER BY name')]  # type: ignore[attr-defined]
+    assert names == [name for name, _ in MIGRATIONS]
+    assert json.loads((tmp_path / "kb" / "store.postgres").read_text())["schema"] == \
+        stores[0].schema  # type: ignore[attr-defined]
+    for s in stores:
+        s.close()
+
+
+def test_a_postgres_knowledge_base_searches_as_the_sqlite_one_does(
+        postgres: TemporaryPostgres, tmp_path: Path, embedder) -> None:
+    sample = Path(__file__).parents[2] / "examples" / "sample-kb"
+    with KnowledgeBase("sample", Settings.load(home=tmp_path / "lite"),
+                       embedder=embedder) as lite, \
+            KnowledgeBase("sample", kb_settings(postgres, tmp_path / "pg"),
+                          embedder=embedder) as pg:
+        assert not pg.exists()
+        lite.ingest([sample])
+        pg.ingest([sample])
+        assert isinstance(pg.store, PostgresStore) and pg.exists()
+        assert (tmp_path / "pg" / "kb" / "sample" / "store.postgres").is_file()
+        assert pg.store.stats().chunks == lite.store.stats().chunks > 0
+        for query in ("How quickly must a Sev1 page be acknowledged?", "expense receipts",
+                      "who approves remote work"):
+            for mode in ("bm25", "dense", "hybrid"):
+                got = [(h.chunk_id, round(h.score, 5)) for h in search(pg, query, mode=mode).hits]
+                want = [(h.chunk_id, round(h.score, 5))
+                        for h in search(lite, query, mode=mode).hits]
+                assert got == want, (query, mode)
+
+
+def test_another_replica_sees_the_knowledge_base_and_its_writes(
+        postgres: TemporaryPostgres, tmp_path: Path, embedder) -> None:
+    corpus = write_corpus(tmp_path / "notes", 3)
+    with KnowledgeBase("shared", kb_settings(postgres, tmp_path / "one"),
+                       embedder=embedder) as one, \
+            KnowledgeBase("shared", kb_settings(postgres, tmp_path / "two"),
+                          embedder=embedder) as two:
+        assert not two.exists()
+        one.ingest([corpus])
+        assert two.exists()  # no folder on this replica: the database has it
+        assert "cedar" in search(two, "cedar room", mode="bm25").hits[0].text
+        (corpus / "note03.md").write_text("# Note 3\n\nThe aquarium key hangs by the door.\n")
+        one.ingest([corpus])
+        assert "aquarium" in search(two, "aquarium key", mode="bm25").hits[0].text
+
+
+def test_killing_the_server_mid_ingest_is_one_clear_error_and_a_rerun_completes(
+        postgres: TemporaryPostgres, tmp_path: Path, embedder) -> None:
+    corpus = write_corpus(tmp_path / "notes", 12)
+    settings = kb_settings(postgres, tmp_path / "home", connect_retries=1)
+    written = 0
+
+    def kill_after_four(done: int, total: int | None) -> None:
+        nonlocal written
+        written += done if total is None else 0
+        if written == 4:
+            postgres.kill()
+
+    with KnowledgeBase("outage", settings, embedder=embedder) as kb:
+        try:
+            with pytest.raises(StoreUnavailable) as failure:
+                kb.ingest([corpus], progress=kill_after_four)
+        finally:
+            postgres.start()
+        message = str(failure.value)
+        assert "\n" not in message and "cannot be reached" in message
+        assert "tried 2 times" in message and "run the command again" in message
+        report = kb.ingest([corpus])
+        assert report.unchanged == 4 and report.added == 8
+        stats = kb.store.stats()
+        assert stats.documents == 12 and stats.chunks == stats.vectors == 12
+        assert not kb.store.check()
+        for doc in kb.store.list_documents():
+            assert [(v.version, v.event) for v in kb.store.versions(doc.id)] == [(1, "added")]

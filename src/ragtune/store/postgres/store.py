@@ -421,7 +421,9 @@ def _create_extension(conn: psycopg.Connection, where: str) -> None:
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
         return
     try:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        with conn.transaction():  # replicas starting together: one creates it, the rest wait
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('ragtune-create-extension'))")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     except psycopg.errors.InsufficientPrivilege as exc:
         raise StoreUnavailable(f"{where}: the pgvector extension is not installed and this "
                                "user may not create it: ask an administrator to run `CREATE "
