@@ -72,7 +72,7 @@ app.add_typer(keys_app, name="keys")
 traces_app = typer.Typer(cls=_Group, help="Production traces of served answers, with their "
                          "online scores.", no_args_is_help=True)
 app.add_typer(traces_app, name="traces")
-kb_app = typer.Typer(cls=_Group, help="Knowledge bases: health check and repair.",
+kb_app = typer.Typer(cls=_Group, help="Knowledge bases: health check, repair, migration.",
                      no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 
@@ -263,6 +263,39 @@ def kb_check(
                    else "")
                 + (f"; {len(report.remaining)} problems remain" if report.remaining else ""))
     if not report.ok:
+        raise typer.Exit(1)
+
+
+@kb_app.command("migrate")
+def kb_migrate(
+    to: Annotated[str, typer.Option("--to", help="The backend to move to (postgres, sqlite).")],
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    dsn: Annotated[str | None, typer.Option(
+        help="postgres: the server (else store.dsn or RAGTUNE_PG_DSN).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a knowledge base to another store backend (documents, versions, vectors, groups,
+    traces), verify counts and a sample of vectors, then switch it over; the old store is kept
+    beside it. Exit status 1 when the copy does not verify (nothing switched)."""
+    settings = Settings.load(home, store={"dsn": dsn} if dsn else None)
+    with KnowledgeBase.open(kb, settings) as base, _progress(as_json) as bar:
+        report = base.migrate(to, progress=bar(f"copying {base.name} to {to}"))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        copy = report.copy
+        counts = ", ".join(f"{table} {a}" for table, (a, _) in copy.counts.items())
+        err.print(f"{escape(report.kb)}: {copy.copied} documents copied, {copy.skipped} "
+                  f"already there ({counts}); {copy.vectors_compared} vectors compared")
+        for problem in copy.problems[:20]:
+            err.print(f"[red]problem[/] {escape(one_line(problem))}")
+        if copy.verified:
+            err.print(f"now on {to}: {escape(report.where)}; the old store is kept as "
+                      f"{escape(report.set_aside or '')}")
+        else:
+            err.print(f"[red]not verified[/]: {escape(report.kb)} stays on {report.source}")
+    if not report.copy.verified:
         raise typer.Exit(1)
 
 

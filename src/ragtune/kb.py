@@ -38,7 +38,8 @@ from ragtune.documents.loaders import escapes_root, normalized_source, relabel
 from ragtune.documents.terms import term_frequencies
 from ragtune.errors import ConfigError, InputError, StoreError, StoreUnavailable
 from ragtune.models.embedders import Embedder, get_embedder
-from ragtune.store import Store, StoreBackend, StoredDocument, backend_of
+from ragtune.store import Store, StoreBackend, StoredDocument, backend_of, store_backend
+from ragtune.store.copy import CopyReport, copy_store
 
 # Chunks collected before one embedding call: large enough that sorting by length keeps padding
 # low, small enough that progress and commits stay frequent.
@@ -76,6 +77,24 @@ class IngestReport:
         data["failed"] = [{"path": f.path, "error": f.error} for f in self.failed]
         data["seconds"] = round(self.seconds, 3)
         return data
+
+
+@dataclass
+class MigrationReport:
+    """What `ragtune kb migrate` did; `to_dict()` is its `--json` shape."""
+
+    kb: str
+    source: str
+    target: str
+    where: str
+    """The target store (a file, or a server and schema; no password)."""
+    copy: CopyReport
+    set_aside: str | None = None
+    """Where the old store was kept (None: the copy was not verified, nothing moved)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kb": self.kb, "from": self.source, "to": self.target, "where": self.where,
+                "set_aside": self.set_aside, **self.copy.to_dict()}
 
 
 @dataclass
@@ -441,6 +460,45 @@ class KnowledgeBase:
             doc, chunks, np.stack([vectors[c.text_hash] for c in chunks]),
             [term_frequencies(c.embedding_text) for c in chunks],
             term_frequencies(f"{doc.title}\n{doc.text}"), restore=restore)
+
+    # --- moving between backends -------------------------------------------------------------
+
+    def migrate(self, to: str, progress: ProgressCallback | None = None) -> MigrationReport:
+        """Copy this knowledge base into backend `to` (`ragtune kb migrate --to postgres`):
+        documents with their chunks, vectors and term counts as stored, versions, history,
+        traces and provenance (`ragtune.store.copy`), then verify the copy. Verified, the
+        knowledge base moves to it, and the old store is kept beside it, renamed
+        (`store.sqlite.migrated-<time>`); otherwise nothing changes and the report says what
+        differs. Run again after an interruption: what was copied is skipped."""
+        if not self.exists():
+            raise InputError(f"no knowledge base {self.name!r} to migrate")
+        source_backend, target_backend = self._backend, store_backend(to)
+        if source_backend.name == to:
+            raise InputError(f"knowledge base {self.name!r} is already on {to}")
+        marker = target_backend.path(self.path)
+        had_marker = marker.exists()
+        target = target_backend.open(self.path, self.settings.store.model_copy(
+            update={"backend": to}))
+        try:
+            copied = copy_store(self.store, target, progress)
+        except BaseException:
+            target.close()
+            if not had_marker:
+                marker.unlink(missing_ok=True)
+            raise
+        report = MigrationReport(self.name, source_backend.name, to, str(target.path), copied)
+        if not copied.verified:
+            target.close()
+            if not had_marker:
+                marker.unlink(missing_ok=True)
+            return report
+        self.close()
+        aside = source_backend.path(self.path)
+        kept = aside.with_name(f"{aside.name}.migrated-{time.strftime('%Y%m%d-%H%M%S')}")
+        aside.rename(kept)
+        report.set_aside = str(kept)
+        self._store = target
+        return report
 
     # --- health -----------------------------------------------------------------------------
 

@@ -10,16 +10,21 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from ragtune import KnowledgeBase, Settings
+from ragtune.cli import app
 from ragtune.config import StoreSettings
-from ragtune.errors import StoreUnavailable
+from ragtune.errors import InputError, StoreUnavailable
 from ragtune.retrieval import search
 from ragtune.store import Store, open_store
+from ragtune.store.copy import copy_store
 from ragtune.store.postgres import PostgresStore
 from ragtune.store.postgres.migrations import MIGRATIONS
 from ragtune.testing.postgres import TemporaryPostgres
-from ragtune.testing.store import StoreTests
+from ragtune.testing.store import LONG_TEXT, StoreTests, make_doc, make_trace, write
+
+runner = CliRunner()
 
 
 def pg_settings(server: TemporaryPostgres, folder: Path) -> StoreSettings:
@@ -142,3 +147,63 @@ def test_killing_the_server_mid_ingest_is_one_clear_error_and_a_rerun_completes(
         assert not kb.store.check()
         for doc in kb.store.list_documents():
             assert [(v.version, v.event) for v in kb.store.versions(doc.id)] == [(1, "added")]
+
+
+def test_kb_migrate_copies_a_sqlite_knowledge_base_verifies_and_switches(
+        postgres: TemporaryPostgres, tmp_path: Path, embedder) -> None:
+    corpus = write_corpus(tmp_path / "notes", 6)
+    home = tmp_path / "home"
+    settings = Settings.load(home=home)
+    with KnowledgeBase("moving", settings, embedder=embedder) as kb:
+        kb.ingest([corpus], groups=["staff"])
+        (corpus / "note00.md").write_text("# Note 0\n\nThe alder room moved upstairs.\n")
+        kb.ingest([corpus], groups=["staff"])  # a second version
+        kb.ingest([write_corpus(tmp_path / "gone", 1)])
+        kb.store.delete_document("gone/note00.md")  # history of a deleted document
+        kb.store.add_trace(make_trace("t1", 1.0, doc_groups=("staff",)))
+        before = {q: [(h.chunk_id, round(h.score, 5)) for h in search(kb, q).hits]
+                  for q in ("alder room upstairs", "birch door code")}
+        history = kb.store.history()
+    result = runner.invoke(app, ["kb", "migrate", "--kb", "moving", "--to", "postgres",
+                                 "--home", str(home), "--dsn", postgres.dsn, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["verified"] and report["copied"] == 6 and report["problems"] == []
+    assert report["counts"] == {"documents": [6, 6], "chunks": [6, 6], "vectors": [6, 6],
+                                "versions": [9, 9], "traces": [1, 1]}
+    assert report["vectors_compared"] == 6 and "password" not in report["where"]
+    assert Path(report["set_aside"]).name.startswith("store.sqlite.migrated-")
+    assert not (home / "kb" / "moving" / "store.sqlite").exists()
+    pg = Settings.load(home=home, store={"dsn": postgres.dsn})
+    with KnowledgeBase("moving", pg, embedder=embedder) as kb:
+        assert isinstance(kb.store, PostgresStore)  # the folder's marker, not the default
+        assert kb.store.history() == history
+        assert kb.store.get_trace("t1") == make_trace("t1", 1.0, doc_groups=("staff",))
+        assert {q: [(h.chunk_id, round(h.score, 5)) for h in search(kb, q).hits]
+                for q in before} == before
+        assert kb.store.get_document("notes/note00.md").version == 2  # type: ignore[union-attr]
+        with pytest.raises(InputError, match="already on postgres"):
+            kb.migrate("postgres")
+
+
+def test_an_interrupted_copy_resumes_where_it_stopped(
+        postgres: TemporaryPostgres, tmp_path: Path) -> None:
+    source = open_store("sqlite", tmp_path / "src")
+    for i in range(5):
+        write(source, make_doc(f"d{i}", LONG_TEXT + f" Doc {i}."), seed=i)
+    target = open_store("postgres", tmp_path / "dst", pg_settings(postgres, tmp_path))
+    copied = 0
+
+    def stop_after_three(done: int, total: int | None) -> None:
+        nonlocal copied
+        copied += done
+        if copied == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_store(source, target, stop_after_three)
+    report = copy_store(source, target)
+    assert (report.copied, report.skipped, report.verified) == (2, 3, True)
+    assert target.index_snapshot().chunk_ids == source.index_snapshot().chunk_ids
+    source.close()
+    target.close()

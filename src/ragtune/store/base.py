@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from ragtune.access import Access
-from ragtune.documents.records import Chunk, Document
+from ragtune.documents.records import Chunk, Document, Page
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,15 @@ class DocumentStore(Protocol):
 
     def versions(self, doc_id: str) -> list[DocumentVersion]: ...
 
+    def history(self) -> list[DocumentVersion]:
+        """Every document's history, deleted documents' too (by document id, then oldest
+        first): what a copy to another backend carries over."""
+        ...
+
+    def export_document(self, doc_id: str) -> Document | None:
+        """The current version as it was written (text, pages, metadata, groups), or None."""
+        ...
+
     def write_document(
         self,
         document: Document,
@@ -228,6 +237,15 @@ def chunk_from_row(row: Sequence[Any]) -> Chunk:
     """A `CHUNK_COLUMNS` row as a `Chunk` (flags are stored comma-separated)."""
     flags = tuple(f for f in row[-1].split(",") if f)
     return Chunk(*row[:-1], flags=flags)
+
+
+def document_from_row(doc_id: str, text: str, source: str, format: str, title: str,
+                      metadata: Mapping[str, Any], pages: Sequence[Sequence[int]],
+                      groups: Sequence[str]) -> Document:
+    """A stored document's columns (JSON already decoded) as the `Document` written."""
+    return Document(id=doc_id, text=text, source=source, format=format, title=title,
+                    metadata=dict(metadata), pages=tuple(Page(*p) for p in pages),
+                    groups=tuple(groups))
 
 
 def under_source(source: str, root: str) -> bool:

@@ -35,6 +35,7 @@ from ragtune.store.base import (
     StoreStats,
     Trace,
     chunk_from_row,
+    document_from_row,
     under_source,
 )
 
@@ -366,6 +367,24 @@ class SQLiteStore:
                 (doc_id,),
             ).fetchall()
         return [DocumentVersion(*r) for r in rows]
+
+    def history(self) -> list[DocumentVersion]:
+        """Every document's history, deleted ones' too."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT doc_id, version, event, content_hash, chars, chunk_count, created_at "
+                "FROM document_versions ORDER BY doc_id, version, created_at").fetchall()
+        return [DocumentVersion(*r) for r in rows]
+
+    def export_document(self, doc_id: str) -> Document | None:
+        """The current version as it was written, or None."""
+        with self._read() as db:
+            row = db.execute("SELECT id, text, source, format, title, metadata, pages, groups "
+                             "FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return None
+        return document_from_row(*row[:5], json.loads(row[5]), json.loads(row[6]),
+                                 json.loads(row[7]))
 
     def write_document(
         self,

@@ -30,7 +30,7 @@ import pytest
 from ragtune.access import OPERATOR, Access
 from ragtune.config import ChunkingSettings
 from ragtune.documents.chunking import chunk_document
-from ragtune.documents.records import Chunk, Document
+from ragtune.documents.records import Chunk, Document, Page
 from ragtune.documents.terms import term_frequencies
 from ragtune.errors import StoreError
 from ragtune.store.base import ROLES, DocumentVersion, Store, Trace
@@ -229,6 +229,29 @@ class DocumentStoreTests(StoreFixtures):
         assert (history[1].chars, history[1].chunks) == (len(second.text), len(written.chunks))
         assert all(isinstance(v, DocumentVersion) for v in history)
         assert [v.created_at for v in history] == sorted(v.created_at for v in history)
+
+    def test_history_holds_every_documents_versions_deleted_ones_too(self, store: Store
+                                                                      ) -> None:
+        assert store.history() == []
+        write(store, make_doc("b", "beta"))
+        write(store, make_doc("a", "alpha"))
+        write(store, make_doc("a", "alpha, changed"))
+        store.delete_document("b")
+        assert [(v.doc_id, v.version, v.event) for v in store.history()] == [
+            ("a", 1, "added"), ("a", 2, "updated"), ("b", 1, "added"), ("b", 1, "deleted")]
+        assert store.history()[:2] == store.versions("a")
+
+    def test_export_document_gives_back_the_document_written(self, store: Store) -> None:
+        assert store.export_document("a") is None
+        doc = replace(make_doc("a", "Page one.\fPage two — ünïcode.", groups=("hr", "staff"),
+                               title="Paged"),
+                      format="pdf", metadata={"k": "a", "n": 3, "nested": {"x": [1, 2]}},
+                      pages=(Page(1, 0, 10), Page(2, 10, 31)))
+        write(store, doc)
+        exported = store.export_document("a")
+        assert exported == doc and exported.content_hash == doc.content_hash
+        store.delete_document("a")
+        assert store.export_document("a") is None
 
     def test_write_document_numbers_versions_and_ignores_chunk_versions(self, store: Store
                                                                         ) -> None:

@@ -36,6 +36,7 @@ from ragtune.store.base import (
     StoreStats,
     Trace,
     chunk_from_row,
+    document_from_row,
     under_source,
 )
 from ragtune.store.postgres.database import Database
@@ -143,6 +144,20 @@ class PostgresStore:
             f"SELECT {_VERSION_COLUMNS} FROM document_versions WHERE doc_id = %s "
             "ORDER BY version, created_at", (doc_id,)).fetchall())
         return [DocumentVersion(*r) for r in rows]
+
+    def history(self) -> list[DocumentVersion]:
+        """Every document's history, deleted ones' too."""
+        rows = self._run(lambda c: c.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM document_versions "
+            'ORDER BY doc_id COLLATE "C", version, created_at').fetchall())
+        return [DocumentVersion(*r) for r in rows]
+
+    def export_document(self, doc_id: str) -> Document | None:
+        """The current version as it was written, or None."""
+        row = self._run(lambda c: c.execute(
+            "SELECT id, text, source, format, title, metadata, pages, groups "
+            "FROM documents WHERE id = %s", (doc_id,)).fetchone())
+        return None if row is None else document_from_row(*row)
 
     def write_document(
         self,
