@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from ragtune.cli import app
+from ragtune.config import StoreSettings
 from ragtune.errors import InputError
 from ragtune.service import KeyStore, parse_scopes
+from ragtune.service.shared import PostgresKeyStore
 
 runner = CliRunner()
 
 
-@pytest.fixture
-def keys(tmp_path: Path) -> KeyStore:
-    return KeyStore(tmp_path / "service.db")
+def shared_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSettings:
+    """Store settings on the session's PostgreSQL, with this test's own schemas."""
+    server = request.getfixturevalue("postgres")
+    prefix = "k" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]
+    return StoreSettings(backend="postgres", dsn=server.dsn, schema_prefix=prefix)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def keys(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
+    """The key store of each backend: one file, or a database replicas share."""
+    if request.param == "sqlite":
+        store = KeyStore(tmp_path / "service.db")
+    else:
+        store = PostgresKeyStore.open(shared_settings(request, tmp_path))
+    yield store
+    store.close()
+
+
+def stored_rows(keys: KeyStore, tmp_path: Path) -> list[tuple]:
+    """Every column of every key row, read past the key store."""
+    if isinstance(keys, PostgresKeyStore):
+        with psycopg.connect(keys.db.dsn) as conn:
+            return conn.execute(f'SELECT * FROM "{keys.db.schema}".keys').fetchall()
+    return sqlite3.connect(tmp_path / "service.db").execute("SELECT * FROM keys").fetchall()
 
 
 def test_a_key_verifies_and_only_its_hash_is_stored(keys: KeyStore, tmp_path: Path) -> None:
@@ -27,13 +53,34 @@ def test_a_key_verifies_and_only_its_hash_is_stored(keys: KeyStore, tmp_path: Pa
     assert record.groups == ("billing", "support") and record.scopes == ("read",)
     found = keys.verify(secret)
     assert found is not None and found.id == record.id and found.last_used_at is not None
-    raw = (tmp_path / "service.db").read_bytes()
-    wal = tmp_path / "service.db-wal"
-    raw += wal.read_bytes() if wal.exists() else b""
-    assert secret.split("_", 2)[2].encode() not in raw  # never the secret, in no file
-    stored = sqlite3.connect(tmp_path / "service.db").execute(
-        "SELECT secret_sha256 FROM keys").fetchone()[0]
-    assert len(stored) == 64
+    if not isinstance(keys, PostgresKeyStore):
+        raw = (tmp_path / "service.db").read_bytes()
+        wal = tmp_path / "service.db-wal"
+        raw += wal.read_bytes() if wal.exists() else b""
+        assert secret.split("_", 2)[2].encode() not in raw  # never the secret, in no file
+    rows = stored_rows(keys, tmp_path)
+    assert not any(secret.split("_", 2)[2] in str(value) for row in rows for value in row)
+    assert [len(v) for v in rows[0] if isinstance(v, str) and len(v) == 64] == [64]
+
+
+def test_replicas_share_keys_and_each_keys_budget(request: pytest.FixtureRequest,
+                                                  tmp_path: Path) -> None:
+    settings = shared_settings(request, tmp_path)
+    one, two = PostgresKeyStore.open(settings), PostgresKeyStore.open(settings)
+    try:
+        secret, record = one.create(["read"])
+        other, _ = one.create(["read"])
+        assert two.verify(secret) is not None  # created on one, known to the other
+        two.revoke(record.id)
+        assert one.verify(secret) is None and one.verify(other) is not None
+        first, second = one.rate_limiter(1, 3), two.rate_limiter(1, 3)
+        assert [lim.wait("k1") for lim in (first, second, first)] == [0.0, 0.0, 0.0]
+        assert second.wait("k1") > 50 and first.wait("k1") > 50  # spent across both
+        assert first.wait("k2") == 0.0  # another key's budget is its own
+        assert first.wait("k3", count=False) == 0.0 and second.wait("k3", count=False) == 0.0
+    finally:
+        one.close()
+        two.close()
 
 
 @pytest.mark.parametrize("mangle", [

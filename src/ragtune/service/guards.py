@@ -1,5 +1,5 @@
 """What keeps one client from holding or flooding the server: body limits and timeouts, the
-header-read bound, per-key rate limits, and the refusal to listen publicly without keys.
+header-read bound, and the refusal to listen publicly without keys.
 
     >>> app.add_middleware(BodyLimit, limit_for=lambda path: 1_000_000, timeout=30.0)
     >>> uvicorn.run(app, http=header_timeout_protocol(10.0))
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -119,27 +117,3 @@ def check_bind(host: str, keys: KeyStore) -> None:
     if not loopback and not keys.any_active():
         raise ConfigError(f"refusing to listen on {host}: no API key exists; create one with "
                           "`ragtune keys create --scope read` first (or bind 127.0.0.1)")
-
-
-class RateLimiter:
-    """A token bucket per key: `burst` requests at once, `per_minute` sustained."""
-
-    def __init__(self, per_minute: int, burst: int) -> None:
-        self.rate, self.burst = per_minute / 60.0, float(burst)
-        self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when)
-        self.lock = threading.Lock()
-
-    def wait(self, key_id: str, count: bool = True) -> float:
-        """0 when the request may go now (and counts it, unless `count` is false: a look),
-        else the seconds until it may."""
-        with self.lock:
-            now = time.monotonic()
-            tokens, then = self.buckets.get(key_id, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - then) * self.rate)
-            if tokens < 1:
-                self.buckets[key_id] = (tokens, now)
-                return (1 - tokens) / self.rate
-            self.buckets[key_id] = (tokens - 1 if count else tokens, now)
-            if len(self.buckets) > 100_000:  # guessed ids must not grow this without bound
-                self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 600}
-            return 0.0

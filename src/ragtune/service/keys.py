@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ragtune.access import Access, check_group_names
 from ragtune.errors import InputError, StoreError
@@ -90,7 +90,11 @@ class KeyRecord:
 
 
 class KeyStore:
-    """The keys table in one SQLite file (WAL: the CLI can revoke while the server runs)."""
+    """The keys table in one SQLite file (WAL: the CLI can revoke while the server runs).
+
+    The logic (secrets, scopes, verification) is here; the rows go through a few primitives
+    (`_insert`, `_rows`, ...), which `PostgresKeyStore` implements on a database that several
+    replicas share."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -100,20 +104,58 @@ class KeyStore:
             self._db = sqlite3.connect(str(self.path), isolation_level=None,
                                        check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
+            apply_migrations(self._db, MIGRATIONS, self._lock)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open the key store ({exc})") from exc
 
     @classmethod
     def open(cls, settings: Any) -> KeyStore:
-        """The key store of a data home (`<home>/service.db`)."""
-        return cls(Path(settings.home) / "service.db")
+        """The key store of a data home: `<home>/service.db`, or with `store.backend =
+        "postgres"` the `<prefix>_service` schema every replica shares."""
+        if settings.store.backend == "postgres":
+            from ragtune.service.shared import PostgresKeyStore
 
-    def _migrate(self) -> None:
-        apply_migrations(self._db, MIGRATIONS, self._lock)
+            return PostgresKeyStore.open(settings.store)
+        return cls(Path(settings.home) / "service.db")
 
     def close(self) -> None:
         self._db.close()
+
+    def rate_limiter(self, per_minute: int, burst: int) -> RateLimiter:
+        """Request budgets per key for this store's users: in this process (one SQLite home
+        is served by one process)."""
+        return MemoryRateLimiter(per_minute, burst)
+
+    # --- rows (what PostgresKeyStore implements again) --------------------------------------
+
+    def _insert(self, record: KeyRecord, secret_sha256: str) -> bool:
+        """Add a key's row; False when its id is taken."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO keys (id, name, secret_sha256, scopes, groups, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (record.id, record.name, secret_sha256, ",".join(record.scopes),
+                 ",".join(record.groups), record.created_at))
+        return cur.rowcount == 1
+
+    def _rows(self, key_id: str | None = None) -> list[tuple[Any, ...]]:
+        """Rows (`_COLUMNS`): every key's by creation, or the one with `key_id`."""
+        if key_id is None:
+            return self._db.execute(f"SELECT {_COLUMNS} FROM keys ORDER BY created_at"
+                                    ).fetchall()
+        return self._db.execute(f"SELECT {_COLUMNS} FROM keys WHERE id = ?", (key_id,)
+                                ).fetchall()
+
+    def _set(self, key_id: str, column: str, when: float) -> None:
+        """Set `revoked_at` (once: a second revocation keeps the first time) or
+        `last_used_at`."""
+        value = "COALESCE(revoked_at, ?)" if column == "revoked_at" else "?"
+        with self._lock:
+            self._db.execute(f"UPDATE keys SET {column} = {value} WHERE id = ?", (when, key_id))
+
+    def any_active(self) -> bool:
+        return self._db.execute("SELECT 1 FROM keys WHERE revoked_at IS NULL LIMIT 1"
+                                ).fetchone() is not None
 
     # --- management -------------------------------------------------------------------------
 
@@ -127,45 +169,25 @@ class KeyStore:
                              f"{', '.join(unknown) if unknown else 'none'}")
         clean_groups = check_group_names(groups)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-        with self._lock:
-            key_id = self._new_id()
-            record = KeyRecord(key_id, name, wanted, clean_groups, time.time())
-            self._db.execute(
-                "INSERT INTO keys (id, name, secret_sha256, scopes, groups, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, name, _sha256(secret), ",".join(wanted), ",".join(clean_groups),
-                 record.created_at))
-        return f"{PREFIX}_{key_id}_{secret}", record
-
-    def _new_id(self) -> str:
         while True:
-            key_id = secrets.token_hex(4)
-            if not self._db.execute("SELECT 1 FROM keys WHERE id = ?", (key_id,)).fetchone():
-                return key_id
+            record = KeyRecord(secrets.token_hex(4), name, wanted, clean_groups, time.time())
+            if self._insert(record, _sha256(secret)):
+                return f"{PREFIX}_{record.id}_{secret}", record
 
     def list(self) -> list[KeyRecord]:
-        rows = self._db.execute("SELECT id, name, scopes, groups, created_at, revoked_at, "
-                                "last_used_at FROM keys ORDER BY created_at").fetchall()
-        return [_record(row) for row in rows]
+        return [_record(row) for row in self._rows()]
 
     def get(self, key_id: str) -> KeyRecord | None:
-        row = self._db.execute("SELECT id, name, scopes, groups, created_at, revoked_at, "
-                               "last_used_at FROM keys WHERE id = ?", (key_id,)).fetchone()
-        return _record(row) if row else None
+        rows = self._rows(key_id)
+        return _record(rows[0]) if rows else None
 
     def revoke(self, key_id: str) -> KeyRecord:
         """Revoke a key by id (its first 8 characters after `rt_`); revoking twice is fine."""
-        with self._lock:
-            self._db.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-                             (time.time(), key_id))
+        self._set(key_id, "revoked_at", time.time())
         record = self.get(key_id)
         if record is None:
             raise InputError(f"no key with id {key_id!r} (see ragtune keys list)")
         return record
-
-    def any_active(self) -> bool:
-        return self._db.execute("SELECT 1 FROM keys WHERE revoked_at IS NULL LIMIT 1"
-                                ).fetchone() is not None
 
     # --- checking a request -----------------------------------------------------------------
 
@@ -176,23 +198,58 @@ class KeyStore:
         if len(parts) != 3 or parts[0] != PREFIX:
             return None
         key_id, secret = parts[1], parts[2]
-        row = self._db.execute("SELECT id, name, scopes, groups, created_at, revoked_at, "
-                               "last_used_at, secret_sha256 FROM keys WHERE id = ?",
-                               (key_id,)).fetchone()
-        if row is None:
+        rows = self._rows(key_id)
+        if not rows:
             _sha256(secret)  # the same work as a known id: no timing hint about ids
             return None
+        row = rows[0]
         if not hmac.compare_digest(row[7], _sha256(secret)):
             return None
-        record = _record(row[:7])
+        record = _record(row)
         if not record.active:
             return None
         now = time.time()
         if touch and (record.last_used_at is None or now - record.last_used_at > 60):
-            with self._lock:
-                self._db.execute("UPDATE keys SET last_used_at = ? WHERE id = ?", (now, key_id))
+            self._set(key_id, "last_used_at", now)
             record = replace(record, last_used_at=now)
         return record
+
+
+_COLUMNS = "id, name, scopes, groups, created_at, revoked_at, last_used_at, secret_sha256"
+
+
+class RateLimiter(Protocol):
+    """Request budgets per key id (`MemoryRateLimiter`, or one shared by replicas)."""
+
+    def wait(self, key_id: str, count: bool = True) -> float:
+        """0 when the request may go now (and counts it, unless `count` is false: a look),
+        else the seconds until it may."""
+        ...
+
+
+class MemoryRateLimiter:
+    """A token bucket per key in this process: `burst` requests at once, `per_minute`
+    sustained."""
+
+    def __init__(self, per_minute: int, burst: int) -> None:
+        self.rate, self.burst = per_minute / 60.0, float(burst)
+        self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when)
+        self.lock = threading.Lock()
+
+    def wait(self, key_id: str, count: bool = True) -> float:
+        """0 when the request may go now (and counts it, unless `count` is false: a look),
+        else the seconds until it may."""
+        with self.lock:
+            now = time.monotonic()
+            tokens, then = self.buckets.get(key_id, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            if tokens < 1:
+                self.buckets[key_id] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self.buckets[key_id] = (tokens - 1 if count else tokens, now)
+            if len(self.buckets) > 100_000:  # guessed ids must not grow this without bound
+                self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 600}
+            return 0.0
 
 
 def key_id_of(token: str) -> str | None:
@@ -210,6 +267,7 @@ def parse_scopes(values: Iterable[str]) -> list[str]:
 
 
 def _record(row: Any) -> KeyRecord:
+    """A row (`_COLUMNS`; the secret's hash, last, is left out) as a `KeyRecord`."""
     return KeyRecord(row[0], row[1], tuple(s for s in row[2].split(",") if s),
                      tuple(g for g in row[3].split(",") if g), row[4], row[5], row[6])
 

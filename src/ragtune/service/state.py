@@ -19,7 +19,6 @@ from ragtune.evaluation.online import TraceRecorder
 from ragtune.kb import KnowledgeBase
 from ragtune.service.batching import GenerationQueue
 from ragtune.service.errors import ApiError, rate_limited
-from ragtune.service.guards import RateLimiter
 from ragtune.service.keys import KeyRecord, KeyStore
 from ragtune.service.metrics import Metrics
 from ragtune.service.schemas import UPLOAD_PATH
@@ -37,10 +36,11 @@ class ServiceState:
     def __init__(self, settings: Settings, keys: KeyStore) -> None:
         limits = settings.service
         self.settings, self.keys = settings, keys
-        self.limiter = RateLimiter(limits.requests_per_minute, limits.burst)
+        # budgets per key, shared by the replicas that share the keys
+        self.limiter = keys.rate_limiter(limits.requests_per_minute, limits.burst)
         # failed logins: per key id (a guessed secret), or per client address (no usable id)
-        self.failures = RateLimiter(limits.failed_logins_per_minute,
-                                    limits.failed_logins_per_minute)
+        self.failures = keys.rate_limiter(limits.failed_logins_per_minute,
+                                          limits.failed_logins_per_minute)
         self.metrics = Metrics()
         self.recorder = TraceRecorder(limits.trace_sample_rate, limits.trace_retention_days,
                                       limits.trace_max_rows, on_stored=self._stored)
