@@ -217,7 +217,7 @@ def judge_for(settings: Settings, embedder: Embedder) -> Judge:
     """The judge `[eval] judge` names: the offline judge, or an LLM judge on a generator."""
     s = settings.eval
     if s.judge == "offline":
-        return offline_judge(embedder)
+        return offline_judge(embedder)  # type: ignore[arg-type]  # hashed by identity
     if s.judge.startswith(("openai:", "local:")):
         g = settings.generator
         return LLMJudge(get_generator(s.judge, settings.cache_dir, g.dtype, None, g.batch_size,

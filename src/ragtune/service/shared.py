@@ -127,6 +127,7 @@ class SharedRateLimiter:
                 "RETURNING allowed, tokens", params).fetchone()  # type: ignore[arg-type]
             if random.random() < PRUNE_CHANCE:  # guessed ids must not grow it without bound
                 conn.execute(f"DELETE FROM rate_buckets WHERE updated_at < {_NOW} - 600")
+            assert row is not None  # an upsert returns its row
             return bool(row[0]), float(row[1])
         allowed, tokens = self.db.run(work, doing="counting a request")
         return 0.0 if allowed else (1 - tokens) / self.rate

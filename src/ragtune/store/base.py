@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -223,6 +224,11 @@ class Store(DocumentStore, SnapshotSource, TraceStore, Maintenance, Protocol):
     """A knowledge base's store: every role above, in one backend (chosen by name through
     `ragtune.store.registry`). Conformance: `ragtune.testing.store`."""
 
+    @property
+    def path(self) -> Path | str:
+        """Where it is, for messages: a file, or a server (no password) and schema."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -236,7 +242,7 @@ CHUNK_COLUMNS = 'id, doc_id, version, idx, start, "end", text, tokens, heading, 
 def chunk_from_row(row: Sequence[Any]) -> Chunk:
     """A `CHUNK_COLUMNS` row as a `Chunk` (flags are stored comma-separated)."""
     flags = tuple(f for f in row[-1].split(",") if f)
-    return Chunk(*row[:-1], flags=flags)
+    return Chunk(*row[:-1], flags=flags)  # type: ignore[misc]  # the columns in order
 
 
 def document_from_row(doc_id: str, text: str, source: str, format: str, title: str,

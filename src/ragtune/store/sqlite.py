@@ -383,8 +383,9 @@ class SQLiteStore:
                              "FROM documents WHERE id = ?", (doc_id,)).fetchone()
         if row is None:
             return None
-        return document_from_row(*row[:5], json.loads(row[5]), json.loads(row[6]),
-                                 json.loads(row[7]))
+        doc_id, text, source, format_, title = row[:5]
+        return document_from_row(doc_id, text, source, format_, title, json.loads(row[5]),
+                                 json.loads(row[6]), json.loads(row[7]))
 
     def write_document(
         self,

@@ -52,7 +52,7 @@ class TemporaryPostgres:
 
     def stop(self) -> None:
         """Stop it now (no waiting for clients to leave)."""
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         with contextlib.suppress(subprocess.CalledProcessError):  # not running
             pg_ctl(["-m", "immediate", "-w", "stop"], pgdata=self.folder / "data",

@@ -96,7 +96,7 @@ MIGRATIONS: list[tuple[str, str]] = [
 VECTOR_INDEX = "chunks_embedding_hnsw"
 
 
-def vector_index_sql(dim: int) -> sql.Composable:
+def vector_index_sql(dim: int) -> sql.Composed:
     """The HNSW (cosine) index over the embeddings, once their dimension is known; a search in
     the database must order by the same expression (`embedding::vector(dim)`) to use it."""
     return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON chunks USING hnsw "

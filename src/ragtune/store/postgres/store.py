@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,7 +62,7 @@ class PostgresStore:
         self.db = Database(dsn, schema, pool_size=pool_size,
                            statement_timeout_s=statement_timeout_s, retries=retries,
                            setup=_setup)
-        self.path = Path(f"{self.db.where}#{schema}")  # what messages name
+        self.path = f"{self.db.where} schema {schema}"  # what messages name
         with self.db.connect(configured=False) as conn:
             _create_extension(conn, self.db.where)
             migrate(conn, schema)
@@ -181,8 +180,8 @@ class PostgresStore:
             now = time.time()
             row = conn.execute("SELECT version, created_at FROM documents WHERE id = %s",
                                (document.id,)).fetchone()
-            last = conn.execute("SELECT max(version) FROM document_versions WHERE doc_id = %s",
-                                (document.id,)).fetchone()[0]
+            last = _one(conn.execute(
+                "SELECT max(version) FROM document_versions WHERE doc_id = %s", (document.id,)))
             version, created = (last or 0) + 1, row[1] if row else now
             if restore is not None:
                 version, created, now = restore
@@ -368,7 +367,7 @@ class PostgresStore:
 
     def stats(self) -> StoreStats:
         """Counts, and the size of the schema's tables and indexes in the database."""
-        def work(conn: psycopg.Connection) -> tuple[Any, ...]:
+        def work(conn: psycopg.Connection) -> tuple[Any, ...] | None:
             return conn.execute(
                 "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
                 "(SELECT count(*) FROM chunks WHERE embedding IS NOT NULL), "
@@ -463,6 +462,13 @@ def _ensure_vector_index(conn: psycopg.Connection, dim: int) -> None:
     if conn.execute("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() "
                     "AND indexname = %s", (VECTOR_INDEX,)).fetchone() is None:
         conn.execute(vector_index_sql(dim))
+
+
+def _one(cursor: psycopg.Cursor[Any]) -> Any:
+    """The one value of a query that always returns one row (an aggregate)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row[0]
 
 
 def _dumps(value: object) -> str:
