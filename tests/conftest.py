@@ -24,14 +24,42 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 TEST_CONFIG = '[generator]\ndtype = "float32"\n'
 
 
+def store_config(backend: str, request: pytest.FixtureRequest, where: Path) -> str:
+    """The `[store]` section of a test home on `backend`: nothing for SQLite; for PostgreSQL
+    the session's server, with schemas of this home's own (`where` names it)."""
+    if backend == "sqlite":
+        return ""
+    import hashlib
+
+    server = request.getfixturevalue("postgres")
+    prefix = "h" + hashlib.sha256(str(where).encode()).hexdigest()[:12]
+    return (f'\n[store]\nbackend = "postgres"\ndsn = "{server.dsn}"\n'
+            f'schema_prefix = "{prefix}"\n')
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_stores` run once per store backend (their homes' `[store]`)."""
+    if metafunc.definition.get_closest_marker("both_stores") and \
+            "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", ["sqlite", "postgres"])
+
+
+@pytest.fixture
+def store_backend() -> str:
+    """The store backend of the test's home (see `pytest_generate_tests`)."""
+    return "sqlite"
+
+
 @pytest.fixture(autouse=True)
-def ragtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> Path:
+def ragtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path,
+                 store_backend: str, request: pytest.FixtureRequest) -> Path:
     """Point RAGTUNE_HOME at a fresh temp folder so no test writes outside it; the model cache
     is shared (RAGTUNE_CACHE) so the models load once per session. Its config.toml pins the
-    generator to float32 (see TEST_CONFIG)."""
+    generator to float32 (see TEST_CONFIG), and names the store backend (`both_stores`)."""
     home = tmp_path / "home"
     home.mkdir(parents=True)
-    (home / "config.toml").write_text(TEST_CONFIG, encoding="utf-8")
+    (home / "config.toml").write_text(
+        TEST_CONFIG + store_config(store_backend, request, home), encoding="utf-8")
     monkeypatch.setenv("RAGTUNE_HOME", str(home))
     monkeypatch.setenv("RAGTUNE_CACHE", str(model_cache))
     return home

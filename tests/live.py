@@ -50,16 +50,17 @@ def serving(app: Any, timeout: float = 30.0, header_timeout: float | None = None
 
 
 def tenant_home(root: Any, model_cache: Any, docs: dict[str, dict[str, str]],
-                service: Any) -> tuple[Any, Any]:
+                service: Any, store: str = "") -> tuple[Any, Any]:
     """A data home of its own under `root` (for module-scoped servers; pinned like conftest's:
     float32), its knowledge base "shared" holding `docs` ({group: {file name: text}}, group ""
-    = public) and `service` settings; returns (settings, knowledge base)."""
+    = public), `service` settings and `store` (a `[store]` section: `conftest.store_config`);
+    returns (settings, knowledge base)."""
     from conftest import TEST_CONFIG
     from ragtune import KnowledgeBase, Settings
 
     home = root / "home"
     home.mkdir()
-    (home / "config.toml").write_text(TEST_CONFIG, encoding="utf-8")
+    (home / "config.toml").write_text(TEST_CONFIG + store, encoding="utf-8")
     settings = Settings.load(home=home, cache=model_cache).model_copy(update={
         "service": service, "kb": "shared"})
     kb = KnowledgeBase.open("shared", settings)

@@ -49,12 +49,14 @@ class Stack:
                             headers={"Authorization": f"Bearer {self.tokens[who]}"})
 
 
-def serve_stack(tmp_path_factory: pytest.TempPathFactory, model_cache: Path
+def serve_stack(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, store: str = ""
                 ) -> Iterator[Stack]:
+    """The stack, its knowledge base and keys on the store `store` configures (a `[store]`
+    section; empty: SQLite)."""
     root = tmp_path_factory.mktemp("security")
     settings, kb = tenant_home(root, model_cache, DOCS, ServiceSettings(
         requests_per_minute=100_000, burst=10_000, failed_logins_per_minute=5,
-        header_timeout_s=HEADER_TIMEOUT, body_timeout_s=BODY_TIMEOUT))
+        header_timeout_s=HEADER_TIMEOUT, body_timeout_s=BODY_TIMEOUT), store)
     keys = KeyStore.open(settings)
     tokens = {
         "alpha": keys.create(["read", "ingest"], groups=["alpha"], name="alpha")[0],

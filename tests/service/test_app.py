@@ -12,7 +12,7 @@ from ragtune.errors import ConfigError
 from ragtune.service import KeyStore
 from ragtune.service.app import MAX_BODY_BYTES, check_bind, create_app
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_stores]
 
 TENANTS = {
     "acme": {"acme-sla.md": "# Acme SLA\n\nAcme's support replies within 17 minutes on the "
@@ -106,7 +106,7 @@ def test_scopes_decide_what_a_key_may_do(service) -> None:
     gone = client.delete(f"/v1/documents/{target}", headers=auth(tokens["writer-acme"]))
     assert gone.status_code == 200 and gone.json() == {"deleted": [target]}
     assert client.get("/v1/documents", headers=auth(tokens["writer-acme"])).status_code == 403
-    KeyStore(kb.settings.home / "service.db").revoke(tokens["admin"].split("_")[1])
+    KeyStore.open(kb.settings).revoke(tokens["admin"].split("_")[1])
     assert client.get("/v1/documents", headers=auth(tokens["admin"])).status_code == 401
 
 

@@ -78,22 +78,34 @@ class Database:
                 self._pool = ConnectionPool(
                     self.dsn, min_size=1, max_size=self._pool_size, open=False,
                     kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-                    configure=self._configure, check=ConnectionPool.check_connection,
-                    timeout=CONNECT_TIMEOUT_S, name=f"ragtune-{self.schema}")
+                    configure=self._configure, timeout=CONNECT_TIMEOUT_S,
+                    name=f"ragtune-{self.schema}")
                 self._pool.open(wait=False)
             return self._pool
 
     def run(self, work: Callable[[psycopg.Connection], T], *, doing: str = "") -> T:
         """`work(conn)` in one transaction: all of it commits, or none of it. Retried on a lost
         connection unless the loss came while committing (see the module docstring)."""
+        return self._attempt(work, doing, atomic=True)
+
+    def read(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """`work(conn)`, one statement that only reads, outside a transaction (one round trip
+        instead of three). Retried on a lost connection like `run`."""
+        return self._attempt(work, "", atomic=False)
+
+    def _attempt(self, work: Callable[[psycopg.Connection], T], doing: str, atomic: bool
+                 ) -> T:
         waited, last = 0.0, None
         for attempt in range(self.retries + 1):
             committing = False
             try:
-                with self.pool.connection() as conn, conn.transaction():
-                    result = work(conn)
-                    committing = True
-                return result
+                with self.pool.connection() as conn:
+                    if not atomic:
+                        return work(conn)
+                    with conn.transaction():
+                        result = work(conn)
+                        committing = True
+                    return result
             except psycopg.errors.QueryCanceled as exc:
                 raise StoreError(f"{self.where}: a statement ran past store.statement_timeout_s "
                                  f"({self._timeout_ms / 1000:g} s){_doing(doing)}") from exc

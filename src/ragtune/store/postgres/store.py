@@ -70,6 +70,9 @@ class PostgresStore:
     def _run(self, work: Callable[[psycopg.Connection], Any], doing: str = "") -> Any:
         return self.db.run(work, doing=doing)
 
+    def _read(self, work: Callable[[psycopg.Connection], Any]) -> Any:
+        return self.db.read(work)
+
     def close(self) -> None:
         """Close the pool's connections."""
         self.db.close()
@@ -84,7 +87,7 @@ class PostgresStore:
 
     def get_meta(self) -> dict[str, str]:
         """Key/value provenance recorded with the knowledge base."""
-        return dict(self._run(lambda c: c.execute("SELECT key, value FROM kb_meta").fetchall()))
+        return dict(self._read(lambda c: c.execute("SELECT key, value FROM kb_meta").fetchall()))
 
     def set_meta(self, values: Mapping[str, str]) -> None:
         """Record provenance values (embedder, chunker settings, versions)."""
@@ -98,7 +101,7 @@ class PostgresStore:
 
     def generation(self) -> int:
         """A counter that grows with every write, in every process; caches key on it."""
-        row = self._run(lambda c: c.execute(
+        row = self._read(lambda c: c.execute(
             "SELECT value FROM kb_meta WHERE key = 'generation'").fetchone())
         return int(row[0]) if row else 0
 
@@ -111,24 +114,24 @@ class PostgresStore:
 
     def document_hashes(self) -> dict[str, str]:
         """Every document id with its current content hash (what incremental sync compares)."""
-        return dict(self._run(lambda c: c.execute(
+        return dict(self._read(lambda c: c.execute(
             "SELECT id, content_hash FROM documents").fetchall()))
 
     def get_document(self, doc_id: str) -> StoredDocument | None:
         """The current version of one document, or None."""
-        row = self._run(lambda c: c.execute(
+        row = self._read(lambda c: c.execute(
             f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = %s", (doc_id,)).fetchone())
         return _stored_document(row) if row else None
 
     def document_text(self, doc_id: str) -> str | None:
         """The full text of the current version (chunk offsets index into it)."""
-        row = self._run(lambda c: c.execute(
+        row = self._read(lambda c: c.execute(
             "SELECT text FROM documents WHERE id = %s", (doc_id,)).fetchone())
         return row[0] if row else None
 
     def list_documents(self, sources: Sequence[str] | None = None) -> list[StoredDocument]:
         """All documents, or those whose source is one of `sources` or lies under one of them."""
-        rows = self._run(lambda c: c.execute(
+        rows = self._read(lambda c: c.execute(
             f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY source COLLATE \"C\", id COLLATE "
             '"C"').fetchall())
         docs = [_stored_document(r) for r in rows]
@@ -139,21 +142,21 @@ class PostgresStore:
 
     def versions(self, doc_id: str) -> list[DocumentVersion]:
         """The history of a document, oldest first (kept after deletion)."""
-        rows = self._run(lambda c: c.execute(
+        rows = self._read(lambda c: c.execute(
             f"SELECT {_VERSION_COLUMNS} FROM document_versions WHERE doc_id = %s "
             "ORDER BY version, created_at", (doc_id,)).fetchall())
         return [DocumentVersion(*r) for r in rows]
 
     def history(self) -> list[DocumentVersion]:
         """Every document's history, deleted ones' too."""
-        rows = self._run(lambda c: c.execute(
+        rows = self._read(lambda c: c.execute(
             f"SELECT {_VERSION_COLUMNS} FROM document_versions "
             'ORDER BY doc_id COLLATE "C", version, created_at').fetchall())
         return [DocumentVersion(*r) for r in rows]
 
     def export_document(self, doc_id: str) -> Document | None:
         """The current version as it was written, or None."""
-        row = self._run(lambda c: c.execute(
+        row = self._read(lambda c: c.execute(
             "SELECT id, text, source, format, title, metadata, pages, groups "
             "FROM documents WHERE id = %s", (doc_id,)).fetchone())
         return None if row is None else document_from_row(*row)
@@ -241,7 +244,7 @@ class PostgresStore:
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         """A document's chunks in order."""
-        rows = self._run(lambda c: c.execute(
+        rows = self._read(lambda c: c.execute(
             f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id = %s ORDER BY idx",
             (doc_id,)).fetchall())
         return [chunk_from_row(r) for r in rows]
@@ -249,7 +252,7 @@ class PostgresStore:
     def get_chunks(self, chunk_ids: Iterable[str]) -> list[Chunk]:
         """Chunks by id, in the order asked (missing ids are skipped)."""
         ids = list(chunk_ids)
-        rows = self._run(lambda c: c.execute(
+        rows = self._read(lambda c: c.execute(
             f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = ANY(%s)", (ids,)).fetchall())
         found = {r[0]: chunk_from_row(r) for r in rows}
         return [found[i] for i in ids if i in found]
@@ -257,14 +260,14 @@ class PostgresStore:
     def vectors_by_text_hash(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """Stored vectors of chunks with these text hashes, so equal text is never re-embedded."""
         hashes = list(set(text_hashes))
-        rows = self._run(lambda c: c.execute(
+        rows = self._read(lambda c: c.execute(
             "SELECT text_hash, embedding FROM chunks WHERE text_hash = ANY(%s) "
             "AND embedding IS NOT NULL", (hashes,)).fetchall())
         return {h: np.asarray(v.to_numpy(), dtype=np.float32) for h, v in rows}
 
     def reflag_chunks(self, flagger: Callable[[str], tuple[str, ...]]) -> int:
         """Recompute every chunk's flags from its text (after the rules changed)."""
-        rows = self._run(lambda c: c.execute("SELECT seq, text, flags FROM chunks").fetchall())
+        rows = self._read(lambda c: c.execute("SELECT seq, text, flags FROM chunks").fetchall())
         changed = [(",".join(new), seq) for seq, text, old in rows
                    if ",".join(new := flagger(text)) != old]
         if changed:
@@ -318,7 +321,7 @@ class PostgresStore:
     def visible_documents(self, access: Access) -> set[str]:
         """Ids of the documents `access` may read (`Access.sql_filter`)."""
         condition, params = access.sql_filter("d.id", mark="%s")
-        rows = self._run(lambda c: c.execute(
+        rows = self._read(lambda c: c.execute(
             f"SELECT id FROM documents d WHERE {condition}", params).fetchall())
         return {r[0] for r in rows}
 
@@ -332,7 +335,7 @@ class PostgresStore:
 
     def get_trace(self, trace_id: str) -> Trace | None:
         """One trace by id, or None."""
-        row = self._run(lambda c: c.execute(
+        row = self._read(lambda c: c.execute(
             f"SELECT {_TRACE_COLUMNS} FROM traces WHERE id = %s", (trace_id,)).fetchone())
         return _trace(row) if row else None
 
@@ -349,7 +352,7 @@ class PostgresStore:
             params.append(refused)
         query += ' ORDER BY created_at DESC, id COLLATE "C" LIMIT %s'
         params.append(limit)
-        rows = self._run(lambda c: c.execute(query, params).fetchall())  # type: ignore[call-overload]
+        rows = self._read(lambda c: c.execute(query, params).fetchall())  # type: ignore[call-overload]
         return [_trace(r) for r in rows]
 
     def prune_traces(self, before: float, keep: int) -> int:
