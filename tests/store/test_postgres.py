@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune import KnowledgeBase, Settings
+from ragtune.access import Access
 from ragtune.cli import app
 from ragtune.config import StoreSettings
 from ragtune.errors import InputError, StoreUnavailable
@@ -207,3 +208,30 @@ def test_an_interrupted_copy_resumes_where_it_stopped(
     assert target.index_snapshot().chunk_ids == source.index_snapshot().chunk_ids
     source.close()
     target.close()
+
+
+def test_nearest_chunks_searches_the_hnsw_index_within_the_callers_rights(
+        postgres: TemporaryPostgres, tmp_path: Path) -> None:
+    store = open_store("postgres", tmp_path / "kb", pg_settings(postgres, tmp_path))
+    assert isinstance(store, PostgresStore)
+    try:
+        alpha = write(store, make_doc("a", LONG_TEXT, groups=("alpha",)), seed=1)
+        public = write(store, make_doc("p", LONG_TEXT + " Public."), seed=2)
+        assert alpha.vectors is not None and public.vectors is not None
+        target = alpha.vectors[2]
+        exact = sorted(((float(v @ target), c.id) for w in (alpha, public)
+                        for c, v in zip(w.chunks, w.vectors, strict=True)), reverse=True)
+        found = store.nearest_chunks(target, 3, ef_search=100)
+        assert [f[0] for f in found] == [cid for _, cid in exact[:3]]
+        assert found[0][1] == "a" and abs(found[0][2] - 1.0) < 1e-5
+        assert {doc for _, doc, _ in store.nearest_chunks(target, 50, access=Access.of([]))
+                } == {"p"}
+        with psycopg.connect(postgres.dsn) as conn:
+            conn.execute(f'SET search_path TO "{store.schema}", public')
+            conn.execute("SET enable_seqscan = off")  # 26 rows: force what a large one does
+            plan = "\n".join(r[0] for r in conn.execute(
+                f"EXPLAIN SELECT id FROM chunks ORDER BY embedding::vector(8) <=> "
+                f"'{[0.0] * 7 + [1.0]}'::vector(8) LIMIT 3").fetchall())
+        assert "chunks_embedding_hnsw" in plan
+    finally:
+        store.close()

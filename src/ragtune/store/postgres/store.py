@@ -318,6 +318,31 @@ class PostgresStore:
             generation=generation,
         )
 
+    def nearest_chunks(self, vector: np.ndarray, k: int, ef_search: int = 100,
+                       access: Access | None = None) -> list[tuple[str, str, float]]:
+        """The `k` chunks nearest `vector` by the HNSW index, in the database: (chunk id,
+        document id, cosine similarity), best first. Approximate: `ef_search` trades recall
+        for speed (BENCHMARKS.md, "Where ranking runs"). The access filter applies after the
+        index scan (pgvector 0.6), so a caller who may read little of a large knowledge base
+        can get fewer than `k`. Search reads the index snapshot by default: this is the
+        database-side alternative measured beside it."""
+        query = np.asarray(vector, dtype=np.float32)
+        dim = int(query.shape[0])
+        condition, params = (access or Access.operator()).sql_filter("c.doc_id", mark="%s")
+
+        def work(conn: psycopg.Connection) -> list[tuple[str, str, float]]:
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(int(ef_search)))
+            distance = sql.SQL("c.embedding::vector({dim}) <=> %s::vector({dim})").format(
+                dim=dim)
+            rows = conn.execute(
+                sql.SQL("SELECT c.id, c.doc_id, 1 - ({d}) FROM chunks c WHERE "
+                        "c.embedding IS NOT NULL AND {cond} ORDER BY {d} LIMIT %s").format(
+                    d=distance, cond=sql.SQL(condition)),  # type: ignore[arg-type]
+                (query, *params, query, k)).fetchall()
+            return [(r[0], r[1], float(r[2])) for r in rows]
+        found: list[tuple[str, str, float]] = self._run(work, "searching by vector")
+        return found
+
     def visible_documents(self, access: Access) -> set[str]:
         """Ids of the documents `access` may read (`Access.sql_filter`)."""
         condition, params = access.sql_filter("d.id", mark="%s")
