@@ -17,7 +17,7 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: install demo test lint bench-ingest bench-retrieval bench-answer bench-judge bench-verify \
 	bench-eval \
 	bench-tune bench-lab bench-serve bench-tenancy bench-redteam bench-soak bench-extraction \
-	bench-hostile reader clean
+	bench-hostile bench-store reader clean
 
 install: $(STAMP)
 
@@ -38,7 +38,7 @@ demo: install
 
 test: install $(BROWSER)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # Grouped target: one install when either file is missing, nothing when both exist.
 $(BROWSER) &:
@@ -53,6 +53,9 @@ lint: install
 
 bench-ingest: install
 	$(PY) bench/ingest.py --json bench/results/ingest.json
+
+bench-store: install
+	$(PY) bench/store_ranking.py --json bench/results/store_ranking.json
 
 bench-retrieval: install
 	$(PY) bench/retrieval.py --json bench/results/retrieval.json
