@@ -13,6 +13,7 @@ documents whose source lies under the given paths but was not seen are deleted.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -315,10 +316,12 @@ class KnowledgeBase:
         self._check_provenance()
         run = _Ingestion(access, group_tuple, self.store.document_hashes(),
                          progress or (lambda done, total: None))
-        for root in paths:
-            for file in iter_source_files(Path(root), include, exclude):
-                self._ingest_file(run, Path(root), file, source_name)
-        self._flush(run)
+        # a first ingest builds the store's deferrable indexes once, at its end
+        with self.store.bulk_load() if not run.known else contextlib.nullcontext():
+            for root in paths:
+                for file in iter_source_files(Path(root), include, exclude):
+                    self._ingest_file(run, Path(root), file, source_name)
+            self._flush(run)
         if sync:
             run.report.deleted = self._delete_unseen(run, paths)
         run.report.seconds = time.perf_counter() - started

@@ -12,6 +12,7 @@ absent. Every backend passes the conformance suite `ragtune.testing.store`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -210,6 +211,12 @@ class Maintenance(Protocol):
 
     def repair_indexes(self) -> None:
         """Rebuild what is derived from the tables (indexes) in place."""
+        ...
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """Around many writes into a store that is empty or nearly so (a first ingest, a
+        copy): indexes that are cheaper built once than kept up per write are built when it
+        ends (PostgreSQL's HNSW index); every write inside is the same as outside."""
         ...
 
     def restore_history(self, versions: Iterable[DocumentVersion],

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import StoreError
-from ragtune.store.base import IndexSnapshot, Store
+from ragtune.store.base import IndexSnapshot, Store, StoredDocument
 
 TRACE_PAGE = 100_000
 """Traces are read newest first in pages of this many (the trace store has no cursor)."""
@@ -60,34 +60,40 @@ def copy_store(source: Store, target: Store,
     documents = source.list_documents()
     notify(0, len(documents))
     held = {d.id: d for d in target.list_documents()}
-    for stored in documents:
-        have = held.get(stored.id)
-        if have is not None and (have.version, have.content_hash) == (stored.version,
-                                                                      stored.content_hash):
-            report.skipped += 1
+    with target.bulk_load():
+        for stored in documents:
+            _copy_document(source, target, snapshot, rows_of, stored, held.get(stored.id),
+                           report)
             notify(1, None)
-            continue
-        document = source.export_document(stored.id)
-        if document is None:  # deleted while copying: its history still follows
-            notify(1, None)
-            continue
-        chunks = source.chunks_of(stored.id)
-        rows = [rows_of[c.id] for c in chunks]
-        vectors = None
-        if rows and all(snapshot.has_vector[r] for r in rows):
-            vectors = snapshot.matrix[rows]
-        terms = [snapshot.terms[r] for r in rows]
-        target.write_document(
-            document, chunks, vectors,
-            None if any(t is None for t in terms) else terms,  # type: ignore[arg-type]
-            snapshot.document_terms.get(stored.id),
-            restore=(stored.version, stored.created_at, stored.updated_at))
-        report.copied += 1
-        notify(1, None)
     target.restore_history(source.history(), _all_traces(source))
     target.set_meta({k: v for k, v in source.get_meta().items() if k != "generation"})
     _verify(source, target, snapshot, report, seed)
     return report
+
+
+def _copy_document(source: Store, target: Store, snapshot: IndexSnapshot,
+                   rows_of: dict[str, int], stored: StoredDocument,
+                   have: StoredDocument | None, report: CopyReport) -> None:
+    """One document into the target as stored, unless it holds it already."""
+    if have is not None and (have.version, have.content_hash) == (stored.version,
+                                                                  stored.content_hash):
+        report.skipped += 1
+        return
+    document = source.export_document(stored.id)
+    if document is None:  # deleted while copying: its history still follows
+        return
+    chunks = source.chunks_of(stored.id)
+    rows = [rows_of[c.id] for c in chunks]
+    vectors = None
+    if rows and all(snapshot.has_vector[r] for r in rows):
+        vectors = snapshot.matrix[rows]
+    terms = [snapshot.terms[r] for r in rows]
+    target.write_document(
+        document, chunks, vectors,
+        None if any(t is None for t in terms) else terms,  # type: ignore[arg-type]
+        snapshot.document_terms.get(stored.id),
+        restore=(stored.version, stored.created_at, stored.updated_at))
+    report.copied += 1
 
 
 def _rows_by_document(snapshot: IndexSnapshot) -> dict[str, int]:

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -691,6 +691,10 @@ class SQLiteStore:
                 if text[start:end] != ctext:
                     problems.append(f"{doc_id}: chunk {cid} does not match its offsets")
         return problems
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """Nothing to defer: SQLite keeps no index that a bulk load could build once."""
+        return nullcontext()
 
     def restore_history(self, versions: Iterable[DocumentVersion],
                         traces: Iterable[Trace]) -> None:

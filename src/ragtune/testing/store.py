@@ -487,6 +487,20 @@ class MaintenanceTests(StoreFixtures):
         assert store.generation() >= generation  # caches keyed on it stay right
         assert write(store, make_doc("c", "Still writable.")).version == 1
 
+    def test_bulk_load_writes_as_without_it(self, store: Store) -> None:
+        with store.bulk_load():
+            written = [write(store, make_doc(f"d{i}", LONG_TEXT + f" Doc {i}."), seed=i)
+                       for i in range(3)]
+            assert store.document_hashes().keys() == {"d0", "d1", "d2"}  # visible inside
+        snapshot = store.index_snapshot()
+        assert snapshot.chunk_ids == [c.id for w in written for c in w.chunks]
+        assert np.array_equal(snapshot.matrix, np.concatenate([w.vectors for w in written]))
+        assert not store.check()
+        with pytest.raises(RuntimeError), store.bulk_load():  # a failed load keeps its writes
+            write(store, make_doc("d3", "more"))
+            raise RuntimeError("interrupted")
+        assert "d3" in store.document_hashes() and not store.check()
+
     def test_restore_history_writes_versions_and_traces_back(self, store: Store) -> None:
         doc = make_doc("a", "restored text")
         chunks = chunk_document(doc, 0, WordCounter(), CHUNKING)

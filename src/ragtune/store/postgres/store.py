@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,8 @@ class PostgresStore:
                            statement_timeout_s=statement_timeout_s, retries=retries,
                            setup=_setup)
         self.path = f"{self.db.where} schema {schema}"  # what messages name
+        self._indexed = False  # the HNSW index is known to exist
+        self._bulk = False  # a bulk load defers the HNSW index
         with self.db.connect(configured=False) as conn:
             _create_extension(conn, self.db.where)
             migrate(conn, schema)
@@ -181,47 +184,100 @@ class PostgresStore:
         def work(conn: psycopg.Connection) -> int:
             _lock_document(conn, document.id)
             now = time.time()
-            row = conn.execute("SELECT version, created_at FROM documents WHERE id = %s",
-                               (document.id,)).fetchone()
-            last = _one(conn.execute(
-                "SELECT max(version) FROM document_versions WHERE doc_id = %s", (document.id,)))
-            version, created = (last or 0) + 1, row[1] if row else now
+            row = conn.execute(
+                "SELECT (SELECT created_at FROM documents WHERE id = %(id)s), "
+                "(SELECT max(version) FROM document_versions WHERE doc_id = %(id)s)",
+                {"id": document.id}).fetchone()
+            assert row is not None  # a SELECT without FROM returns one row
+            existed = row[0] is not None
+            version, created = (row[1] or 0) + 1, row[0] if existed else now
             if restore is not None:
                 version, created, now = restore
-            if row:
-                conn.execute("DELETE FROM documents WHERE id = %s", (document.id,))
-            conn.execute(
-                f"INSERT INTO documents({_DOC_COLUMNS}, text, pages, terms) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (document.id, document.source, document.title, document.format, version,
-                 document.content_hash, len(chunks), Jsonb(list(document.groups)),
-                 Jsonb(dict(document.metadata), dumps=_dumps), created, now, document.text,
-                 Jsonb([[p.number, p.start, p.end] for p in document.pages]),
-                 None if document_terms is None else _dumps(dict(document_terms))))
-            conn.cursor().executemany(
-                "INSERT INTO document_groups(doc_id, grp) VALUES (%s, %s)",
-                [(document.id, g) for g in sorted(set(document.groups))])
             if matrix is not None and len(matrix):
-                _ensure_vector_index(conn, matrix.shape[1])
-            conn.cursor().executemany(
-                'INSERT INTO chunks(id, doc_id, version, idx, start, "end", tokens, heading, '
-                "page, title, text, text_hash, terms, flags, embedding) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(c.id, document.id, version, c.index, c.start, c.end, c.tokens, c.heading,
-                  c.page, document.title, c.text, c.text_hash,
-                  None if terms is None else _dumps(dict(terms[i])), ",".join(c.flags),
-                  None if matrix is None else matrix[i])
-                 for i, c in enumerate(chunks)])
-            if restore is None:
-                conn.execute(
-                    f"INSERT INTO document_versions({_VERSION_COLUMNS}) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (document.id, version, "updated" if row else "added",
-                     document.content_hash, len(document.text), len(chunks), now))
-            self._bump_generation(conn)
+                self._ensure_vector_index(conn, matrix.shape[1])
+            with conn.pipeline():  # nothing below needs an answer: one round trip
+                if existed:
+                    conn.execute("DELETE FROM documents WHERE id = %s", (document.id,))
+                self._insert_document(conn, document, chunks, matrix, terms, document_terms,
+                                      version, created, now)
+                if restore is None:
+                    conn.execute(
+                        f"INSERT INTO document_versions({_VERSION_COLUMNS}) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (document.id, version, "updated" if existed else "added",
+                         document.content_hash, len(document.text), len(chunks), now))
+                self._bump_generation(conn)
             return int(version)
         result: int = self._run(work, f"writing {document.id}")
         return result
+
+    @staticmethod
+    def _insert_document(conn: psycopg.Connection, document: Document,
+                         chunks: Sequence[Chunk], matrix: np.ndarray | None,
+                         terms: Sequence[Mapping[str, int]] | None,
+                         document_terms: Mapping[str, int] | None, version: int,
+                         created: float, now: float) -> None:
+        """The rows of one document version: the document, its groups, its chunks."""
+        conn.execute(
+            f"INSERT INTO documents({_DOC_COLUMNS}, text, pages, terms) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (document.id, document.source, document.title, document.format, version,
+             document.content_hash, len(chunks), Jsonb(list(document.groups)),
+             Jsonb(dict(document.metadata), dumps=_dumps), created, now, document.text,
+             Jsonb([[p.number, p.start, p.end] for p in document.pages]),
+             None if document_terms is None else _dumps(dict(document_terms))))
+        conn.cursor().executemany(
+            "INSERT INTO document_groups(doc_id, grp) VALUES (%s, %s)",
+            [(document.id, g) for g in sorted(set(document.groups))])
+        conn.cursor().executemany(
+            'INSERT INTO chunks(id, doc_id, version, idx, start, "end", tokens, heading, '
+            "page, title, text, text_hash, terms, flags, embedding) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(c.id, document.id, version, c.index, c.start, c.end, c.tokens, c.heading,
+              c.page, document.title, c.text, c.text_hash,
+              None if terms is None else _dumps(dict(terms[i])), ",".join(c.flags),
+              None if matrix is None else matrix[i])
+             for i, c in enumerate(chunks)])
+
+    def _ensure_vector_index(self, conn: psycopg.Connection, dim: int) -> None:
+        """The HNSW index, made with the first vectors (unless a bulk load defers it)."""
+        if self._indexed or self._bulk:
+            return
+        if conn.execute("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() "
+                        "AND indexname = %s", (VECTOR_INDEX,)).fetchone() is None:
+            conn.execute(vector_index_sql(dim))
+        self._indexed = True
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Write many documents faster: the HNSW index is dropped for the load and built
+        once after it (one build is much cheaper than an insert into the graph per vector);
+        searches in the database scan without it meanwhile."""
+        self._run(lambda c: c.execute(f"DROP INDEX IF EXISTS {VECTOR_INDEX}"), "bulk load")
+        self._bulk, self._indexed = True, False
+        try:
+            yield
+        finally:
+            self._bulk = False
+            self.build_vector_index()
+
+    def build_vector_index(self) -> float:
+        """Build the HNSW index over the stored vectors if it is missing; the seconds it took
+        (0 when there was nothing to do)."""
+        row = self._read(lambda c: c.execute(
+            "SELECT vector_dims(embedding) FROM chunks WHERE embedding IS NOT NULL LIMIT 1"
+        ).fetchone())
+        if row is None:
+            return 0.0
+        started = time.perf_counter()
+
+        def work(conn: psycopg.Connection) -> None:
+            conn.execute("SET LOCAL maintenance_work_mem = '1GB'")  # the graph fits: faster
+            conn.execute("SET LOCAL statement_timeout = 0")  # a build takes what it takes
+            self._indexed = False
+            self._ensure_vector_index(conn, int(row[0]))
+        self._run(work, "building the vector index")
+        return time.perf_counter() - started
 
     def delete_document(self, doc_id: str) -> bool:
         """Remove a document, its chunks and vectors; its history records the deletion."""
@@ -484,19 +540,6 @@ def _lock_document(conn: psycopg.Connection, doc_id: str) -> None:
     """Serialize writes of one document across processes (until the transaction ends)."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':' || %s))",
                  (doc_id,))
-
-
-def _ensure_vector_index(conn: psycopg.Connection, dim: int) -> None:
-    if conn.execute("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() "
-                    "AND indexname = %s", (VECTOR_INDEX,)).fetchone() is None:
-        conn.execute(vector_index_sql(dim))
-
-
-def _one(cursor: psycopg.Cursor[Any]) -> Any:
-    """The one value of a query that always returns one row (an aggregate)."""
-    row = cursor.fetchone()
-    assert row is not None
-    return row[0]
 
 
 def _dumps(value: object) -> str:
