@@ -38,8 +38,11 @@ def store_config(backend: str, request: pytest.FixtureRequest, where: Path) -> s
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests marked `both_stores` run once per store backend (their homes' `[store]`)."""
-    if metafunc.definition.get_closest_marker("both_stores") and \
+    """Tests marked `both_stores` run once per store backend (their homes' `[store]`), but
+    for those also marked `one_store` (what they test does not touch the store)."""
+    definition = metafunc.definition
+    if definition.get_closest_marker("both_stores") and \
+            not definition.get_closest_marker("one_store") and \
             "store_backend" in metafunc.fixturenames:
         metafunc.parametrize("store_backend", ["sqlite", "postgres"])
 
@@ -208,5 +211,5 @@ def postgres():
     """A real PostgreSQL 16 with pgvector (pgserver) in a temp folder, for the session."""
     from ragtune.testing.postgres import temporary_postgres
 
-    with temporary_postgres() as server:
+    with temporary_postgres(durable=False) as server:
         yield server

@@ -489,6 +489,7 @@ def test_evaluate_over_http_sees_only_the_keys_documents(service) -> None:
     assert adapter.status_code == 422  # no adapter paths from clients
 
 
+@pytest.mark.one_store  # trains an adapter (40 s): the models' registry, not the store
 def test_an_adapter_trained_for_a_knowledge_base_is_a_model_too(service, settings,
                                                                  tmp_path: Path) -> None:
     from conftest import TINY_TUNE, write_code_examples

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -16,11 +17,12 @@ from ragtune import KnowledgeBase, Settings
 from ragtune.access import Access
 from ragtune.cli import app
 from ragtune.config import StoreSettings
-from ragtune.errors import InputError, StoreUnavailable
+from ragtune.errors import ConfigError, InputError, StoreUnavailable
 from ragtune.retrieval import search
 from ragtune.store import Store, open_store
 from ragtune.store.copy import copy_store
-from ragtune.store.postgres import PostgresStore
+from ragtune.store.postgres import PostgresStore, schema_name
+from ragtune.store.postgres.database import redact
 from ragtune.store.postgres.migrations import MIGRATIONS
 from ragtune.testing.postgres import TemporaryPostgres
 from ragtune.testing.store import LONG_TEXT, StoreTests, make_doc, make_trace, write
@@ -235,3 +237,33 @@ def test_nearest_chunks_searches_the_hnsw_index_within_the_callers_rights(
         assert "chunks_embedding_hnsw" in plan
     finally:
         store.close()
+
+
+def test_each_knowledge_base_name_has_its_own_schema() -> None:
+    assert schema_name("ragtune", "handbook") == "ragtune_handbook"
+    names = {schema_name("ragtune", n) for n in ("Hand-book", "hand_book", "hand.book",
+                                                  "handbook", "x" * 80)}
+    assert len(names) == 5 and all(len(n) <= 63 for n in names)
+    assert all(re.fullmatch(r"[a-z0-9_]+", n) for n in names)
+
+
+def test_the_server_comes_from_settings_or_the_environment_and_no_password_is_shown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAGTUNE_PG_DSN", raising=False)
+    settings = Settings.load(home=tmp_path, store={"backend": "postgres"})
+    with pytest.raises(ConfigError, match="store.dsn in config.toml or RAGTUNE_PG_DSN"):
+        KnowledgeBase("docs", settings).store  # noqa: B018
+    monkeypatch.setenv("RAGTUNE_PG_DSN", "postgresql://u:s3cret@db:5432/x")
+    assert Settings.load(home=tmp_path).store.dsn == "postgresql://u:s3cret@db:5432/x"
+    assert redact("postgresql://u:s3cret@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert redact("host=db user=u password=s3cret dbname=x") == \
+        "host=db user=u password=*** dbname=x"
+
+
+def test_an_unreachable_server_is_one_line_naming_it(tmp_path: Path) -> None:
+    settings = StoreSettings(backend="postgres", connect_retries=0,
+                             dsn=f"postgresql://nobody:pw@/x?host={tmp_path}")
+    with pytest.raises(StoreUnavailable) as failure:
+        open_store("postgres", tmp_path / "kb", settings)
+    message = str(failure.value)
+    assert "\n" not in message and "cannot connect" in message and "pw" not in message

@@ -24,13 +24,20 @@ from typing import Any
 class TemporaryPostgres:
     """One server in its own folder; `kill` and `start` stage an outage."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, durable: bool = True) -> None:
         os.environ.setdefault("XDG_RUNTIME_DIR", str(folder))  # pgserver's lock files
         import pgserver
 
         self.folder = folder
         self._server: Any = pgserver.get_server(folder / "data", cleanup_mode=None)
         self.dsn: str = self._server.get_uri()
+        if not durable:  # a test server: commits reach the OS, not the disk (a killed
+            import psycopg  # server loses nothing; a machine crash could)
+
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                for setting in ("fsync", "full_page_writes"):
+                    conn.execute(f"ALTER SYSTEM SET {setting} = off")
+                conn.execute("SELECT pg_reload_conf()")
 
     def kill(self) -> None:
         """Stop the server at once, as a crash would (SIGKILL to the postmaster; its
@@ -60,11 +67,12 @@ class TemporaryPostgres:
 
 
 @contextmanager
-def temporary_postgres() -> Iterator[TemporaryPostgres]:
+def temporary_postgres(durable: bool = True) -> Iterator[TemporaryPostgres]:
     """A fresh server (a short folder under the temp dir: its Unix socket path must stay under
-    108 bytes), stopped and deleted on exit."""
+    108 bytes), stopped and deleted on exit. `durable=False`: no fsync (tests; benchmarks keep
+    PostgreSQL's defaults)."""
     folder = Path(tempfile.mkdtemp(prefix="rtpg", dir="/tmp" if os.path.isdir("/tmp") else None))
-    server = TemporaryPostgres(folder)
+    server = TemporaryPostgres(folder, durable)
     try:
         yield server
     finally:

@@ -40,7 +40,7 @@ def open_postgres(marker: Path, settings: StoreSettings) -> PostgresStore:
     dsn, schema = _dsn(settings), schema_name(settings.schema_prefix, marker.parent.name)
     store = PostgresStore(dsn, schema, pool_size=settings.pool_size,
                           statement_timeout_s=settings.statement_timeout_s,
-                          retries=settings.connect_retries)
+                          retries=settings.connect_retries, ef_search=settings.ef_search)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"backend": "postgres", "schema": schema,
                                   "server": redact(dsn)}, indent=2) + "\n", encoding="utf-8")

@@ -58,8 +58,9 @@ class PostgresStore:
     """A knowledge base in one PostgreSQL schema (see the module docstring)."""
 
     def __init__(self, dsn: str, schema: str, *, pool_size: int = 4,
-                 statement_timeout_s: float = 30.0, retries: int = 3) -> None:
-        self.schema = schema
+                 statement_timeout_s: float = 30.0, retries: int = 3,
+                 ef_search: int = 100) -> None:
+        self.schema, self.ef_search = schema, ef_search
         self.db = Database(dsn, schema, pool_size=pool_size,
                            statement_timeout_s=statement_timeout_s, retries=retries,
                            setup=_setup)
@@ -374,11 +375,12 @@ class PostgresStore:
             generation=generation,
         )
 
-    def nearest_chunks(self, vector: np.ndarray, k: int, ef_search: int = 100,
+    def nearest_chunks(self, vector: np.ndarray, k: int, ef_search: int | None = None,
                        access: Access | None = None) -> list[tuple[str, str, float]]:
         """The `k` chunks nearest `vector` by the HNSW index, in the database: (chunk id,
         document id, cosine similarity), best first. Approximate: `ef_search` trades recall
-        for speed (BENCHMARKS.md, "Where ranking runs"). The access filter applies after the
+        for speed (default `store.ef_search`; BENCHMARKS.md, "Where ranking runs"). The
+        access filter applies after the
         index scan (pgvector 0.6), so a caller who may read little of a large knowledge base
         can get fewer than `k`. Search reads the index snapshot by default: this is the
         database-side alternative measured beside it."""
@@ -387,7 +389,8 @@ class PostgresStore:
         condition, params = (access or Access.operator()).sql_filter("c.doc_id", mark="%s")
 
         def work(conn: psycopg.Connection) -> list[tuple[str, str, float]]:
-            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(int(ef_search)))
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
+                int(ef_search or self.ef_search)))
             distance = sql.SQL("c.embedding::vector({dim}) <=> %s::vector({dim})").format(
                 dim=dim)
             rows = conn.execute(
