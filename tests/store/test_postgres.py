@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -17,12 +18,12 @@ from ragtune import KnowledgeBase, Settings
 from ragtune.access import Access
 from ragtune.cli import app
 from ragtune.config import StoreSettings
-from ragtune.errors import ConfigError, InputError, StoreUnavailable
+from ragtune.errors import ConfigError, InputError, StoreError, StoreUnavailable
 from ragtune.retrieval import search
 from ragtune.store import Store, open_store
 from ragtune.store.copy import copy_store
 from ragtune.store.postgres import PostgresStore, schema_name
-from ragtune.store.postgres.database import redact
+from ragtune.store.postgres.database import Database, redact
 from ragtune.store.postgres.migrations import MIGRATIONS
 from ragtune.testing.postgres import TemporaryPostgres
 from ragtune.testing.store import LONG_TEXT, StoreTests, make_doc, make_trace, write
@@ -267,3 +268,16 @@ def test_an_unreachable_server_is_one_line_naming_it(tmp_path: Path) -> None:
         open_store("postgres", tmp_path / "kb", settings)
     message = str(failure.value)
     assert "\n" not in message and "cannot connect" in message and "pw" not in message
+
+
+def test_a_statement_past_the_timeout_is_cancelled_as_one_error(
+        postgres: TemporaryPostgres) -> None:
+    db = Database(postgres.dsn, "public", statement_timeout_s=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=r"statement_timeout_s \(0.2 s\) \(sleeping\)"):
+            db.run(lambda c: c.execute("SELECT pg_sleep(5)"), doing="sleeping")
+        assert time.monotonic() - started < 3
+        assert db.read(lambda c: c.execute("SELECT 1").fetchone()) == (1,)  # pool still fine
+    finally:
+        db.close()
