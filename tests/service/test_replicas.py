@@ -102,6 +102,8 @@ def test_two_replicas_on_one_database(postgres: TemporaryPostgres, tmp_path: Pat
                 break
             time.sleep(0.05)
         assert seen_at is not None and seen_at < 1.0, seen_at
+        models = httpx.get(f"{b}/v1/models", headers=auth).json()["data"]
+        assert "kb:default" in [m["id"] for m in models]  # no folder for it on this replica
         asked = httpx.post(f"{b}/v1/ask", headers=auth, timeout=120, json={
             "question": "When does the walrus enclosure open?"}).json()
         assert any("walrus" in p["doc_id"] for p in asked["passages"]), asked

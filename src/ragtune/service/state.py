@@ -86,9 +86,11 @@ class ServiceState:
         return kb
 
     def kb_names(self) -> list[str]:
-        """The folders under `<home>/kb`, sorted (each may hold a knowledge base)."""
-        folder = self.settings.home / "kb"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        """The knowledge bases: folders under `<home>/kb`, and those a shared database holds
+        (created through another replica), sorted."""
+        from ragtune.store import knowledge_base_names
+
+        return knowledge_base_names(self.settings.home / "kb", self.settings.store)
 
     def start(self, warm: bool) -> None:
         """Load the models in the background (`warm`), or be ready at once."""

@@ -16,6 +16,7 @@ from ragtune.store.base import (
 from ragtune.store.registry import (
     StoreBackend,
     backend_of,
+    knowledge_base_names,
     open_store,
     register_store,
     store_backend,
@@ -36,6 +37,7 @@ __all__ = [
     "Trace",
     "TraceStore",
     "backend_of",
+    "knowledge_base_names",
     "open_store",
     "register_store",
     "store_backend",

@@ -42,6 +42,8 @@ class StoreBackend:
     shared: Callable[[Path, StoreSettings], bool] | None = None
     """Whether the knowledge base of a folder exists in a shared server (for backends whose
     data lives elsewhere: another replica may have created it)."""
+    names: Callable[[StoreSettings], list[str]] | None = None
+    """The knowledge bases a shared server holds (a replica may have no folder for them)."""
 
     def path(self, folder: Path) -> Path:
         """Where this backend keeps the store (or its marker) of the knowledge base in
@@ -63,10 +65,11 @@ _BACKENDS: dict[str, StoreBackend] = {}
 
 def register_store(name: str, opener: Opener, *, file_name: str,
                    salvage: Callable[[Path], tuple[Path, Salvaged]],
-                   shared: Callable[[Path, StoreSettings], bool] | None = None) -> StoreBackend:
+                   shared: Callable[[Path, StoreSettings], bool] | None = None,
+                   names: Callable[[StoreSettings], list[str]] | None = None) -> StoreBackend:
     """Make a backend available as `store.backend = "<name>"` (a later registration of the same
     name replaces it)."""
-    backend = StoreBackend(name, opener, file_name, salvage, shared)
+    backend = StoreBackend(name, opener, file_name, salvage, shared, names)
     _BACKENDS[name] = backend
     return backend
 
@@ -111,6 +114,22 @@ def _postgres_has(folder: Path, settings: StoreSettings) -> bool:
     return settings.dsn is not None and schema_exists(folder.name, settings)
 
 
+def _postgres_names(settings: StoreSettings) -> list[str]:
+    from ragtune.store.postgres import knowledge_bases
+
+    return knowledge_bases(settings) if settings.dsn else []
+
+
+def knowledge_base_names(home_kb: Path, settings: StoreSettings) -> list[str]:
+    """Every knowledge base of a home: its folders under `home_kb`, and those the configured
+    backend's shared server holds."""
+    found = {p.name for p in home_kb.iterdir() if p.is_dir()} if home_kb.is_dir() else set()
+    backend = store_backend(settings.backend)
+    if backend.names is not None:
+        found.update(backend.names(settings))
+    return sorted(found)
+
+
 def _no_salvage(path: Path) -> tuple[Path, Salvaged]:
     raise StoreError(f"{path}: a PostgreSQL knowledge base is not salvaged by ragtune: restore "
                      "it from the server's backups (pg_dump / point-in-time recovery); "
@@ -119,4 +138,4 @@ def _no_salvage(path: Path) -> tuple[Path, Salvaged]:
 
 register_store("sqlite", _sqlite, file_name="store.sqlite", salvage=set_aside_and_salvage)
 register_store("postgres", _postgres, file_name="store.postgres", salvage=_no_salvage,
-               shared=_postgres_has)
+               shared=_postgres_has, names=_postgres_names)

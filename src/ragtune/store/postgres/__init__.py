@@ -13,7 +13,7 @@ from pathlib import Path
 from ragtune.config import StoreSettings
 from ragtune.errors import ConfigError
 from ragtune.store.postgres.database import Database, redact
-from ragtune.store.postgres.store import PostgresStore
+from ragtune.store.postgres.store import KB_COMMENT, PostgresStore
 
 
 def schema_name(prefix: str, kb_name: str) -> str:
@@ -40,11 +40,23 @@ def open_postgres(marker: Path, settings: StoreSettings) -> PostgresStore:
     dsn, schema = _dsn(settings), schema_name(settings.schema_prefix, marker.parent.name)
     store = PostgresStore(dsn, schema, pool_size=settings.pool_size,
                           statement_timeout_s=settings.statement_timeout_s,
-                          retries=settings.connect_retries, ef_search=settings.ef_search)
+                          retries=settings.connect_retries, ef_search=settings.ef_search,
+                          kb_name=marker.parent.name)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"backend": "postgres", "schema": schema,
                                   "server": redact(dsn)}, indent=2) + "\n", encoding="utf-8")
     return store
+
+
+def knowledge_bases(settings: StoreSettings) -> list[str]:
+    """The names of the knowledge bases the database holds under `store.schema_prefix`."""
+    db = Database(_dsn(settings), "public", retries=0)
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace "
+            "WHERE starts_with(nspname, %s) AND starts_with(obj_description(oid, "
+            "'pg_namespace'), %s)", (f"{settings.schema_prefix}_", KB_COMMENT)).fetchall()
+    return sorted(r[0][len(KB_COMMENT):] for r in rows)
 
 
 def schema_exists(kb_name: str, settings: StoreSettings) -> bool:
@@ -56,4 +68,4 @@ def schema_exists(kb_name: str, settings: StoreSettings) -> bool:
     return row is not None and row[0] is not None
 
 
-__all__ = ["PostgresStore", "open_postgres", "schema_exists", "schema_name"]
+__all__ = ["PostgresStore", "knowledge_bases", "open_postgres", "schema_exists", "schema_name"]

@@ -42,6 +42,8 @@ from ragtune.store.base import (
 from ragtune.store.postgres.database import Database
 from ragtune.store.postgres.migrations import VECTOR_INDEX, migrate, vector_index_sql
 
+KB_COMMENT = "ragtune knowledge base: "
+"""Each knowledge base's schema carries its name in a comment (schema names are sanitized)."""
 _DOC_COLUMNS = ("id, source, title, format, version, content_hash, chunk_count, groups, "
                 "metadata, created_at, updated_at")
 _TRACE_COLUMNS = ("id, created_at, route, key_id, question, answer, refused, refusal_reason, "
@@ -59,7 +61,7 @@ class PostgresStore:
 
     def __init__(self, dsn: str, schema: str, *, pool_size: int = 4,
                  statement_timeout_s: float = 30.0, retries: int = 3,
-                 ef_search: int = 100) -> None:
+                 ef_search: int = 100, kb_name: str | None = None) -> None:
         self.schema, self.ef_search = schema, ef_search
         self.db = Database(dsn, schema, pool_size=pool_size,
                            statement_timeout_s=statement_timeout_s, retries=retries,
@@ -70,6 +72,9 @@ class PostgresStore:
         with self.db.connect(configured=False) as conn:
             _create_extension(conn, self.db.where)
             migrate(conn, schema)
+            if kb_name is not None:  # what another replica lists it by
+                conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                    sql.Identifier(schema), sql.Literal(KB_COMMENT + kb_name)))
 
     def _run(self, work: Callable[[psycopg.Connection], Any], doing: str = "") -> Any:
         return self.db.run(work, doing=doing)
