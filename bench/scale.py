@@ -153,7 +153,7 @@ def measure(size: int, folder: Path, dsn: str, max_build_s: float) -> dict[str, 
     lite.close()
 
     log(f"{size:,} chunks, PostgreSQL ...")
-    pg = PostgresStore(dsn, f"scale_{size}")
+    pg = PostgresStore(dsn, f"scale_{size}", index_build_mb=4096)  # 1M vectors fit
     with pg.bulk_load():  # what a first ingest or a migration does: the index once, after
         rate = ingest(pg, size)
         started = time.perf_counter()

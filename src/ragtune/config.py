@@ -238,6 +238,9 @@ class StoreSettings(BaseModel):
                                  "connection before one error names the server")
     ef_search: int = Field(100, ge=1, le=1000, description="postgres: HNSW candidate list size "
                            "for searches in the database (recall against speed)")
+    index_build_mb: int = Field(1024, ge=64, le=65536, description="postgres: memory an HNSW "
+                                "build may use (maintenance_work_mem); the build is much faster "
+                                "when the graph fits, about 2 KiB per 384-dimension vector")
 
 
 class Settings(BaseModel):

@@ -41,7 +41,7 @@ def open_postgres(marker: Path, settings: StoreSettings) -> PostgresStore:
     store = PostgresStore(dsn, schema, pool_size=settings.pool_size,
                           statement_timeout_s=settings.statement_timeout_s,
                           retries=settings.connect_retries, ef_search=settings.ef_search,
-                          kb_name=marker.parent.name)
+                          kb_name=marker.parent.name, index_build_mb=settings.index_build_mb)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"backend": "postgres", "schema": schema,
                                   "server": redact(dsn)}, indent=2) + "\n", encoding="utf-8")
