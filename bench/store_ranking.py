@@ -7,6 +7,8 @@ One run, one machine, the same corpus, queries and query vectors:
   holds, on the SQLite store and on the PostgreSQL store (the SciFact knowledge base of --home,
   copied into a fresh PostgreSQL 16 + pgvector 0.6 server from pgserver: `ragtune kb migrate`'s
   copy); nDCG@10, recall@100, latency p50/p95, and the memory the index takes in a replica;
+  and the same searches with `store.dense = "database"` (`postgres_dense_in_database`: the
+  replica holds no vectors, dense candidates come from the HNSW index at `store.ef_search`);
 - in the database: dense by the HNSW index (cosine, m=16, ef_construction=64) at several
   `ef_search`, with recall@10 of its top-10 chunks against exact cosine over the same vectors;
   lexical by PostgreSQL full-text search (a GIN index over to_tsvector('english', ...), the
@@ -30,7 +32,7 @@ from common import BENCH_HOME, SCIFACT, log, machine, versions, write_json
 from ragtune import KnowledgeBase, Settings
 from ragtune.evaluation import evaluate_run, load_beir, run_beir
 from ragtune.evaluation.ir import percentile
-from ragtune.retrieval.index import SearchIndex
+from ragtune.retrieval.search import Searcher
 from ragtune.store.copy import copy_store
 from ragtune.store.postgres import PostgresStore
 from ragtune.testing.postgres import temporary_postgres
@@ -60,11 +62,14 @@ def rrf(*runs: dict[str, float], k: int = 60) -> dict[str, float]:
 
 
 def index_memory(kb: KnowledgeBase) -> tuple[float, float]:
-    """MiB held by the in-process index of `kb` (snapshot + BM25 statistics, traced), and the
-    seconds to read and build it."""
+    """MiB held by the in-process index of `kb` (snapshot + BM25 statistics, traced; with
+    `store.dense = "database"` no vectors, but the sample that estimates score spreads), and
+    the seconds to read and build it."""
     tracemalloc.start()
     started = time.perf_counter()
-    index = SearchIndex(kb.store.index_snapshot())
+    index = Searcher(kb).index()
+    if not index.holds_vectors:
+        _ = index.vector_sample
     seconds = time.perf_counter() - started
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -96,7 +101,11 @@ def main() -> None:
                            "chunks": copied.counts["chunks"][1], "verified": copied.verified}
         store = pg.store
         assert isinstance(store, PostgresStore)
-        for name, kb in (("sqlite", lite), ("postgres", pg)):
+        in_database = Settings.load(home=Path(tmp), store={
+            "backend": "postgres", "dsn": server.dsn, "dense": "database"})
+        hnsw = KnowledgeBase("scifact", in_database, embedder=lite.embedder)
+        stores = (("sqlite", lite), ("postgres", pg), ("postgres_dense_in_database", hnsw))
+        for name, kb in stores:
             mib, build_s = index_memory(kb)
             entry: dict = {"index_mib_per_replica": round(mib, 1),
                            "index_build_s": round(build_s, 2)}
@@ -161,6 +170,7 @@ def main() -> None:
         results["in_database"][f"hybrid_rrf_hnsw_ef{middle}_fts"] = {
             "ndcg@10": round(metrics["ndcg@10"], 4),
             "recall@100": round(metrics["recall@100"], 4)}
+        hnsw.close()
         pg.close()
     lite.close()
     write_json(args.json, results)

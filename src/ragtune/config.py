@@ -17,7 +17,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -236,8 +236,13 @@ class StoreSettings(BaseModel):
                                        "longer is cancelled (a StoreError)")
     connect_retries: int = Field(3, ge=0, le=20, description="postgres: tries after a lost "
                                  "connection before one error names the server")
+    dense: Literal["process", "database"] = Field(
+        "process", description="where dense ranking runs: process (exact cosine over the "
+        "vectors each replica holds in memory) or database (postgres: the HNSW index; replicas "
+        "hold no vectors, results are approximate; BENCHMARKS.md, \"Where ranking runs\")")
     ef_search: int = Field(100, ge=1, le=1000, description="postgres: HNSW candidate list size "
-                           "for searches in the database (recall against speed)")
+                           "for searches in the database (recall against speed; raise it as "
+                           "the knowledge base grows)")
     index_build_mb: int = Field(1024, ge=64, le=65536, description="postgres: memory an HNSW "
                                 "build may use (maintenance_work_mem); the build is much faster "
                                 "when the graph fits, about 2 KiB per 384-dimension vector")

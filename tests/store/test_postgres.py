@@ -15,18 +15,25 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune import KnowledgeBase, Settings
-from ragtune.access import Access
 from ragtune.cli import app
 from ragtune.config import StoreSettings
 from ragtune.errors import ConfigError, InputError, StoreError, StoreUnavailable
 from ragtune.retrieval import search
+from ragtune.retrieval.search import Searcher
 from ragtune.store import Store, open_store
 from ragtune.store.copy import copy_store
 from ragtune.store.postgres import PostgresStore, schema_name
 from ragtune.store.postgres.database import Database, redact
 from ragtune.store.postgres.migrations import MIGRATIONS
 from ragtune.testing.postgres import TemporaryPostgres
-from ragtune.testing.store import LONG_TEXT, StoreTests, make_doc, make_trace, write
+from ragtune.testing.store import (
+    LONG_TEXT,
+    StoreTests,
+    VectorSearchTests,
+    make_doc,
+    make_trace,
+    write,
+)
 
 runner = CliRunner()
 
@@ -37,7 +44,7 @@ def pg_settings(server: TemporaryPostgres, folder: Path) -> StoreSettings:
     return StoreSettings(backend="postgres", dsn=server.dsn, schema_prefix=prefix)
 
 
-class TestPostgresConformance(StoreTests):
+class TestPostgresConformance(StoreTests, VectorSearchTests):
     @pytest.fixture(autouse=True)
     def _server(self, postgres: TemporaryPostgres) -> None:
         self.server = postgres
@@ -105,6 +112,55 @@ def test_a_postgres_knowledge_base_searches_as_the_sqlite_one_does(
                 want = [(h.chunk_id, round(h.score, 5))
                         for h in search(lite, query, mode=mode).hits]
                 assert got == want, (query, mode)
+
+
+ANIMALS = ("otter", "heron", "badger", "lynx", "marten", "stoat", "vole", "wren")
+
+
+def animal_records() -> list[dict]:
+    """40 short documents in two groups and public, with a metadata field to filter on."""
+    return [{"_id": f"n{i:02d}", "text": f"The {a} survey of site {i} counted {i + 3} "
+             f"{a}s near the {('river', 'forest', 'meadow')[i % 3]}.", "site": i % 4,
+             "groups": [["alpha"], ["beta"], []][i % 3]}
+            for i, a in enumerate(ANIMALS * 5)]
+
+
+def test_dense_ranking_in_the_database_gives_what_ranking_in_process_does(
+        postgres: TemporaryPostgres, tmp_path: Path, embedder) -> None:
+    """`store.dense = "database"`: the replica holds no vectors; on a knowledge base the HNSW
+    index searches exactly, every mode, caller, filter and per-document cap gives the hits
+    (and scores) of exact ranking in process, also when the candidates asked for are fewer
+    than the chunks and a filter leaves fewer than k of them."""
+    with KnowledgeBase("animals", kb_settings(postgres, tmp_path / "a"),
+                       embedder=embedder) as process, \
+            KnowledgeBase("animals", kb_settings(postgres, tmp_path / "b", dense="database"),
+                          embedder=embedder) as database:
+        process.ingest_records(animal_records())
+        exact, near, narrow = Searcher(process), Searcher(database), Searcher(database, depth=4)
+        assert near.index().matrix.shape == (40, 0) and near.index().has_vector.all()
+        cases = [dict(mode=m, groups=g, filters=f, per_doc=p)
+                 for m in ("dense", "hybrid") for g in (None, ["alpha"], [])
+                 for f in (None, {"site": 3}) for p in (None, 1)]
+        for case in cases:
+            for query in ("badgers by the river", "how many herons were counted"):
+                want = exact.search(query, k=5, **case).hits  # type: ignore[arg-type]
+                for searcher in (near, narrow) if case["mode"] == "dense" else (near,):
+                    got = searcher.search(query, k=5, **case).hits  # type: ignore[arg-type]
+                    assert [h.chunk_id for h in got] == [h.chunk_id for h in want], case
+                    assert [h.score for h in got] == pytest.approx(
+                        [h.score for h in want], abs=1e-4), case
+        rrf = dict(mode="hybrid", fusion="rrf", k=5)
+        assert [h.chunk_id for h in near.search("otter", **rrf).hits] == [  # type: ignore
+            h.chunk_id for h in exact.search("otter", **rrf).hits]  # type: ignore[arg-type]
+
+
+def test_dense_ranking_in_the_database_needs_a_backend_with_a_vector_index(
+        tmp_path: Path, embedder) -> None:
+    settings = Settings.load(home=tmp_path, store={"dense": "database"})
+    with KnowledgeBase("lite", settings, embedder=embedder) as kb:
+        kb.ingest_records([{"_id": "a", "text": "otters swim"}])
+        with pytest.raises(ConfigError, match="store.dense = 'database' needs a backend"):
+            search(kb, "otter")
 
 
 def test_another_replica_sees_the_knowledge_base_and_its_writes(
@@ -213,25 +269,16 @@ def test_an_interrupted_copy_resumes_where_it_stopped(
     target.close()
 
 
-def test_nearest_chunks_searches_the_hnsw_index_within_the_callers_rights(
-        postgres: TemporaryPostgres, tmp_path: Path) -> None:
+def test_nearest_chunks_are_found_by_the_hnsw_index(postgres: TemporaryPostgres,
+                                                   tmp_path: Path) -> None:
+    """The conformance suite checks what `nearest_chunks` finds; this, that the index finds it."""
     store = open_store("postgres", tmp_path / "kb", pg_settings(postgres, tmp_path))
     assert isinstance(store, PostgresStore)
     try:
-        alpha = write(store, make_doc("a", LONG_TEXT, groups=("alpha",)), seed=1)
-        public = write(store, make_doc("p", LONG_TEXT + " Public."), seed=2)
-        assert alpha.vectors is not None and public.vectors is not None
-        target = alpha.vectors[2]
-        exact = sorted(((float(v @ target), c.id) for w in (alpha, public)
-                        for c, v in zip(w.chunks, w.vectors, strict=True)), reverse=True)
-        found = store.nearest_chunks(target, 3, ef_search=100)
-        assert [f[0] for f in found] == [cid for _, cid in exact[:3]]
-        assert found[0][1] == "a" and abs(found[0][2] - 1.0) < 1e-5
-        assert {doc for _, doc, _ in store.nearest_chunks(target, 50, access=Access.of([]))
-                } == {"p"}
+        write(store, make_doc("a", LONG_TEXT, groups=("alpha",)), seed=1)
         with psycopg.connect(postgres.dsn) as conn:
             conn.execute(f'SET search_path TO "{store.schema}", public')
-            conn.execute("SET enable_seqscan = off")  # 26 rows: force what a large one does
+            conn.execute("SET enable_seqscan = off")  # a few rows: force what a large one does
             plan = "\n".join(r[0] for r in conn.execute(
                 f"EXPLAIN SELECT id FROM chunks ORDER BY embedding::vector(8) <=> "
                 f"'{[0.0] * 7 + [1.0]}'::vector(8) LIMIT 3").fetchall())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -30,6 +30,10 @@ from ragtune.retrieval.filters import Filters, matches, validate_filters
 from ragtune.store import IndexSnapshot
 
 SCOPES_KEPT = 256  # scoped indexes cached per index (least recently used go first)
+SAMPLE_VECTORS = 2048  # an index without vectors keeps this many, to estimate score statistics
+
+VectorSource = Callable[[Iterable[str]], dict[str, np.ndarray]]
+"""Chunk ids → their stored vectors (`VectorSearch.vectors_of`), for an index holding none."""
 
 Caller = Access | Iterable[str] | None
 """Who searches: an `Access`, or its view (`Access.view`: the groups held, None for the
@@ -48,7 +52,10 @@ class Ranking(NamedTuple):
 class SearchIndex:
     """In-memory arrays for BM25, dense search, access groups and metadata filters."""
 
-    def __init__(self, snapshot: IndexSnapshot) -> None:
+    def __init__(self, snapshot: IndexSnapshot, vector_source: VectorSource | None = None
+                 ) -> None:
+        """`vector_source`: where the vectors of a snapshot taken without them (an (n, 0)
+        matrix: dense ranking runs in the database) are read when needed."""
         self.generation = snapshot.generation
         self.doc_ids = sorted(snapshot.documents)
         doc_pos = {d: i for i, d in enumerate(self.doc_ids)}
@@ -86,6 +93,8 @@ class SearchIndex:
                 self._by_group.setdefault(g, np.zeros(len(self.doc_ids), dtype=bool))[i] = True
         self._filter_cache: dict[str, np.ndarray] = {}
         self.visible: np.ndarray | None = None  # chunk rows this index's caller may read
+        self.access = Access.operator()  # who this index's caller is
+        self._vector_source = vector_source
         self._scopes: OrderedDict[tuple[str, ...], SearchIndex] = OrderedDict()
         self._scopes_lock = threading.Lock()
 
@@ -104,6 +113,7 @@ class SearchIndex:
         visible = self._readable(access)
         scoped = copy.copy(self)
         scoped.visible = visible[self.chunk_doc]
+        scoped.access = access
         scoped.bm25 = self.bm25.restricted(scoped.visible)
         scoped.document_bm25 = self.document_bm25.restricted(visible[self.segment_doc])
         scoped._filter_cache = self._filter_cache  # filters are per document, not per caller
@@ -125,14 +135,45 @@ class SearchIndex:
         """Chunk id → row."""
         return {chunk_id: row for row, chunk_id in enumerate(self.chunk_ids)}
 
+    @property
+    def holds_vectors(self) -> bool:
+        """Whether the vectors are in memory (else dense ranking runs in the database)."""
+        return self.matrix.shape[1] > 0 or self._vector_source is None
+
+    def vectors(self, rows: np.ndarray | list[int]) -> np.ndarray:
+        """The vectors of these rows (zero rows for chunks without one): from memory, or
+        read from the store when this index holds none."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.holds_vectors:
+            return self.matrix[rows]
+        assert self._vector_source is not None
+        ids = [self.chunk_ids[r] for r in rows.tolist()]
+        found = self._vector_source(ids)
+        dim = len(next(iter(found.values()))) if found else 0
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        for i, chunk_id in enumerate(ids):
+            if chunk_id in found:
+                out[i] = found[chunk_id]
+        return out
+
+    @cached_property
+    def vector_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, vectors) of up to `SAMPLE_VECTORS` chunks with a vector, drawn evenly (a
+        fixed seed): an index without vectors estimates the spread of a query's cosine
+        scores over every chunk from them."""
+        with_vector = np.flatnonzero(self.has_vector)
+        if len(with_vector) > SAMPLE_VECTORS:
+            rng = np.random.default_rng(0)
+            with_vector = np.sort(rng.choice(with_vector, SAMPLE_VECTORS, replace=False))
+        return with_vector, self.vectors(with_vector)
+
     def similarities(self, query_vector: np.ndarray, chunk_ids: Iterable[str]) -> list[float]:
         """Cosine similarity of the query to each chunk (0.0 for chunks without a vector)."""
-        out = []
-        for chunk_id in chunk_ids:
-            row = self.row_of.get(chunk_id)
-            ok = row is not None and bool(self.has_vector[row])
-            out.append(float(np.einsum("i,i->", self.matrix[row], query_vector)) if ok else 0.0)
-        return out
+        rows = [self.row_of.get(chunk_id) for chunk_id in chunk_ids]
+        known = [r for r in rows if r is not None and bool(self.has_vector[r])]
+        sims = np.einsum("ij,j->i", self.vectors(known), query_vector) if known else []
+        by_row = dict(zip(known, sims, strict=True))
+        return [float(by_row[r]) if r in by_row else 0.0 for r in rows]
 
     @property
     def dense_ready(self) -> bool:

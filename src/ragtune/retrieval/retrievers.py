@@ -23,8 +23,11 @@ from ragtune.errors import ConfigError, ModelError
 from ragtune.models.embedders import Embedder
 from ragtune.retrieval.fusion import reciprocal_rank_fusion
 from ragtune.retrieval.index import Ranking, SearchIndex, _top_k
+from ragtune.store import VectorSearch
 
 FUSIONS = ("zscore", "rrf")
+MAX_CANDIDATES = 1000  # the most a database-side dense search asks for (pgvector's ef_search cap)
+MIN_SAMPLE = 32  # sampled vectors a caller must be able to read to estimate a score spread
 
 
 @runtime_checkable
@@ -95,12 +98,8 @@ class DenseRetriever(_Scored):
         self.embedder = embedder
 
     def chunk_scores(self, query: str, index: SearchIndex) -> np.ndarray:
-        if index.visible_chunks == 0:  # an empty knowledge base is not a degraded one
+        if not _dense_ready(index):  # an empty knowledge base is not a degraded one
             return np.zeros(len(index), dtype=np.float32)
-        if not index.dense_ready:
-            missing = index.missing_vectors
-            raise ModelError("no vectors stored" if missing == index.visible_chunks
-                             else f"{missing} chunks lack vectors")
         if index.matrix.shape[1] != self.embedder.dim:
             raise ModelError(
                 f"stored vectors have {index.matrix.shape[1]} dimensions, the embedder "
@@ -111,6 +110,94 @@ class DenseRetriever(_Scored):
     def document_scores(self, query: str, index: SearchIndex, chunk_scores: np.ndarray
                         ) -> np.ndarray:
         return 0.5 * index.segment_max(chunk_scores) + 0.5 * index.segment_first(chunk_scores)
+
+    def spread(self, query: str, index: SearchIndex, mask: np.ndarray | None = None
+               ) -> tuple[float, float] | None:
+        """The mean and standard deviation of the query's scores over the chunks in `mask`,
+        where `chunk_scores` does not give them all (None: it does)."""
+        return None
+
+
+class DatabaseDenseRetriever(DenseRetriever):
+    """Dense ranking by the store's own vector index (`store.dense = "database"`: PostgreSQL's
+    HNSW), for replicas that hold no vectors.
+
+    The `depth` nearest chunks the caller may read, and the first chunk of each of their
+    documents (a document's dense score uses it), get their exact cosine; every other chunk
+    scores as the lowest of those (as far as the approximate index knows, it is no nearer).
+    Hybrid fusion standardizes dense scores by the mean and spread of the query's cosine over
+    a fixed sample of the chunks in the caller's mask (`SearchIndex.vector_sample`), since
+    the others are not known; for documents (`per_doc=1`) the chunks' spread stands in.
+    Dense mode returns candidates only, asking for more when filters leave fewer than k.
+    """
+
+    def __init__(self, embedder: Embedder, store: VectorSearch, depth: int = 100,
+                 ef_search: int | None = None) -> None:
+        super().__init__(embedder)
+        self.store, self.depth, self.ef_search = store, depth, ef_search
+        self._vector = lru_cache(maxsize=64)(embedder.embed_query)  # hybrid asks twice
+
+    def chunk_scores(self, query: str, index: SearchIndex) -> np.ndarray:
+        scores, _ = self._candidates(query, index, self.depth)
+        finite = np.isfinite(scores)
+        floor = float(scores[finite].min()) if finite.any() else 0.0
+        return np.where(finite, scores, floor).astype(np.float32)
+
+    def retrieve(self, query: str, index: SearchIndex, k: int, mask: np.ndarray | None = None,
+                 per_doc: int | None = None) -> Ranking:
+        wanted = max(self.depth, 2 * k)
+        while True:
+            chunks, returned = self._candidates(query, index, wanted)
+            if per_doc == 1:
+                ranking = index.top_documents(self.document_scores(query, index, chunks),
+                                              chunks, k, mask)
+            else:
+                ranking = index.top(chunks, k, mask, per_doc)
+            if (len(ranking.rows) >= k or returned < wanted
+                    or wanted >= min(index.visible_chunks, MAX_CANDIDATES)):
+                return ranking
+            wanted = min(4 * wanted, MAX_CANDIDATES)
+
+    def spread(self, query: str, index: SearchIndex, mask: np.ndarray | None = None
+               ) -> tuple[float, float] | None:
+        rows, vectors = index.vector_sample
+        inside = mask if mask is not None else index.visible
+        if inside is not None:
+            vectors = vectors[inside[rows]]
+        if len(vectors) < MIN_SAMPLE or not _dense_ready(index):
+            return None  # too few to estimate: standardize over the scores themselves
+        sims = np.einsum("ij,j->i", vectors, self._vector(query))
+        return float(sims.mean()), float(sims.std())
+
+    def _candidates(self, query: str, index: SearchIndex, wanted: int) -> tuple[np.ndarray, int]:
+        """Exact cosine for the nearest `wanted` chunks and their documents' first chunks,
+        -inf for the rest; and how many the store returned."""
+        scores = np.full(len(index), -np.inf, dtype=np.float32)
+        if not _dense_ready(index):
+            return np.zeros(len(index), dtype=np.float32), 0
+        vector = self._vector(query)
+        found = self.store.nearest_chunks(vector, wanted, self.ef_search, index.access)
+        rows = [(index.row_of.get(chunk_id), sim) for chunk_id, _, sim in found]
+        near = np.asarray([r for r, _ in rows if r is not None], dtype=np.int64)
+        scores[near] = [sim for r, sim in rows if r is not None]  # newer than the index: left out
+        segments = np.searchsorted(index.segment_starts, near, side="right") - 1
+        firsts = [int(r) for r in np.unique(index.segment_starts[segments])
+                  if not np.isfinite(scores[r]) and index.has_vector[r]]
+        if firsts:
+            scores[firsts] = np.einsum("ij,j->i", index.vectors(firsts), vector)
+        return scores, len(found)
+
+
+def _dense_ready(index: SearchIndex) -> bool:
+    """Whether dense scores can be given: False for nothing visible (an empty knowledge base
+    is not a degraded one); a ModelError when visible chunks lack vectors."""
+    if index.visible_chunks == 0:
+        return False
+    if not index.dense_ready:
+        missing = index.missing_vectors
+        raise ModelError("no vectors stored" if missing == index.visible_chunks
+                         else f"{missing} chunks lack vectors")
+    return True
 
 
 class HybridRetriever:
@@ -145,29 +232,32 @@ class HybridRetriever:
             return self._rrf(query, index, k, mask, per_doc)
         lex_chunks = self.bm25.chunk_scores(query, index)
         sem_chunks = self.dense.chunk_scores(query, index)
+        spread = self.dense.spread(query, index, mask)
         if per_doc == 1:
             lex = self.bm25.document_scores(query, index, lex_chunks)
             sem = self.dense.document_scores(query, index, sem_chunks)
             seg_mask = index.segment_mask(mask)
-            fused = self._combine(lex, sem, seg_mask)
-            ranking = index.top_documents(fused, self._combine(lex_chunks, sem_chunks, mask),
-                                          k, mask)
+            fused = self._combine(lex, sem, seg_mask, spread)
+            ranking = index.top_documents(
+                fused, self._combine(lex_chunks, sem_chunks, mask, spread), k, mask)
             keys = index.chunk_doc[ranking.rows]  # rank documents, not chunks
             key_of = index.segment_doc
             ranks = _ranks(keys, {"bm25": (lex, seg_mask), "dense": (sem, seg_mask)},
                            self.depth, key_of)
         else:
-            fused = self._combine(lex_chunks, sem_chunks, mask)
+            fused = self._combine(lex_chunks, sem_chunks, mask, spread)
             ranking = index.top(fused, k, mask, per_doc)
             ranks = _ranks(ranking.rows, {"bm25": (lex_chunks, mask),
                                           "dense": (sem_chunks, mask)}, self.depth, None)
         return Ranking(ranking.rows, ranking.scores, ranks)
 
-    def _combine(self, lex: np.ndarray, sem: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    def _combine(self, lex: np.ndarray, sem: np.ndarray, mask: np.ndarray | None,
+                 spread: tuple[float, float] | None = None) -> np.ndarray:
+        """`spread`: the dense scores' mean and deviation where `sem` does not hold them all."""
         visible = np.ones(len(lex), dtype=bool) if mask is None else mask
         lex = np.where(np.isfinite(lex), lex, 0.0)  # no match = a BM25 score of 0
         fused = self.weights["bm25"] * _zscore(lex, visible) + self.weights["dense"] * _zscore(
-            sem, visible)
+            sem, visible, spread)
         return np.where(visible, fused, -np.inf).astype(np.float32)
 
     def _rrf(self, query: str, index: SearchIndex, k: int, mask: np.ndarray | None,
@@ -215,12 +305,16 @@ def _matched(scores: np.ndarray) -> np.ndarray:
     return np.where(scores > 0, scores, -np.inf).astype(np.float32)
 
 
-def _zscore(x: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    seen = x[visible]
-    if seen.size == 0:
-        return np.zeros_like(x, dtype=np.float32)
-    std = float(seen.std())
-    return ((x - float(seen.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
+def _zscore(x: np.ndarray, visible: np.ndarray,
+            spread: tuple[float, float] | None = None) -> np.ndarray:
+    if spread is not None:
+        mean, std = spread
+    else:
+        seen = x[visible]
+        if seen.size == 0:
+            return np.zeros_like(x, dtype=np.float32)
+        mean, std = float(seen.mean()), float(seen.std())
+    return ((x - mean) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
 def _ranks(keys: np.ndarray, lists: dict[str, tuple[np.ndarray, np.ndarray | None]],

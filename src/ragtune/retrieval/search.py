@@ -1,4 +1,5 @@
-"""Search a knowledge base: BM25, dense (exact cosine) or hybrid (z-score or rank fusion).
+"""Search a knowledge base: BM25, dense (exact cosine, or the database's HNSW index with
+`store.dense = "database"`) or hybrid (z-score or rank fusion).
 
     >>> result = search(kb, "how do I rotate keys", k=5, mode="hybrid", groups=["staff"])
     >>> result.hits[0].doc_id, result.degraded
@@ -16,18 +17,20 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ragtune.errors import InputError, ModelError
+from ragtune.errors import ConfigError, InputError, ModelError
 from ragtune.kb import KnowledgeBase
 from ragtune.retrieval.filters import Filters
 from ragtune.retrieval.index import Ranking, SearchIndex
 from ragtune.retrieval.retrievers import (
     FUSIONS,
     BM25Retriever,
+    DatabaseDenseRetriever,
     DenseRetriever,
     HybridRetriever,
     Reranker,
     Retriever,
 )
+from ragtune.store import VectorSearch
 
 MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
 DUPLICATE_COSINE = 0.98  # chunks at least this similar to a better hit are collapsed
@@ -70,7 +73,8 @@ class Searcher:
     def __init__(self, kb: KnowledgeBase, depth: int = 100) -> None:
         self.kb = kb
         self.bm25 = BM25Retriever()
-        self.dense = DenseRetriever(kb.embedder)
+        self.dense = _dense_retriever(kb, depth)
+        self._vectors_in_memory = not isinstance(self.dense, DatabaseDenseRetriever)
         self.hybrids = {f: HybridRetriever(self.bm25, self.dense, f, depth=depth)
                         for f in FUSIONS}
         self._index: SearchIndex | None = None
@@ -81,7 +85,13 @@ class Searcher:
         generation = self.kb.store.generation()
         with self._lock:
             if self._index is None or self._index.generation != generation:
-                self._index = SearchIndex(self.kb.store.index_snapshot())
+                store = self.kb.store
+                if self._vectors_in_memory:
+                    self._index = SearchIndex(store.index_snapshot())
+                else:
+                    assert isinstance(store, VectorSearch)
+                    self._index = SearchIndex(store.index_snapshot(vectors=False),
+                                              store.vectors_of)
             return self._index
 
     def retriever(self, mode: str, fusion: str = "zscore") -> Retriever:
@@ -163,7 +173,7 @@ def _collapse_duplicates(index: SearchIndex, ranking: Ranking) -> Ranking:
     """Drop hits whose vector is near-identical to a better hit's (mirrored or copied text)."""
     if len(ranking.rows) < 2 or not index.has_vector[ranking.rows].all():
         return ranking
-    vectors = index.matrix[ranking.rows]
+    vectors = index.vectors(ranking.rows)
     sims = vectors @ vectors.T
     keep: list[int] = []
     for i in range(len(ranking.rows)):
@@ -173,6 +183,19 @@ def _collapse_duplicates(index: SearchIndex, ranking: Ranking) -> Ranking:
         return ranking
     ranks = [ranking.ranks[i] for i in keep] if ranking.ranks is not None else None
     return Ranking(ranking.rows[keep], ranking.scores[keep], ranks)
+
+
+def _dense_retriever(kb: KnowledgeBase, depth: int) -> DenseRetriever:
+    """Exact cosine over vectors in memory, or the store's own vector index where
+    `store.dense = "database"` (a backend that has one: `VectorSearch`)."""
+    settings = kb.settings.store
+    if settings.dense == "process":
+        return DenseRetriever(kb.embedder)
+    if not isinstance(kb.store, VectorSearch):
+        raise ConfigError(
+            f"store.dense = 'database' needs a backend that searches vectors itself "
+            f"(postgres); knowledge base {kb.name!r} is on {type(kb.store).__name__}")
+    return DatabaseDenseRetriever(kb.embedder, kb.store, depth, settings.ef_search)
 
 
 _searchers: weakref.WeakKeyDictionary[KnowledgeBase, Searcher] = weakref.WeakKeyDictionary()

@@ -12,6 +12,7 @@ from ragtune.store.base import (
     StoreStats,
     Trace,
     TraceStore,
+    VectorSearch,
 )
 from ragtune.store.registry import (
     StoreBackend,
@@ -36,6 +37,7 @@ __all__ = [
     "StoredDocument",
     "Trace",
     "TraceStore",
+    "VectorSearch",
     "backend_of",
     "knowledge_base_names",
     "open_store",

@@ -21,6 +21,7 @@ import numpy as np
 
 from ragtune.access import Access
 from ragtune.documents.records import Chunk, Document, Page
+from ragtune.errors import StoreError
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,10 @@ class SnapshotSource(Protocol):
     builds its in-memory index from it), and which documents a caller may read, filtered in
     the backend by the one access policy (`Access.sql_filter` for SQL backends)."""
 
-    def index_snapshot(self) -> IndexSnapshot: ...
+    def index_snapshot(self, vectors: bool = True) -> IndexSnapshot:
+        """`vectors=False`: `has_vector` as stored but an empty (n, 0) `matrix`, for a
+        replica that ranks dense in the database (`VectorSearch`) and holds no vectors."""
+        ...
 
     def visible_documents(self, access: Access) -> set[str]: ...
 
@@ -239,11 +243,49 @@ class Store(DocumentStore, SnapshotSource, TraceStore, Maintenance, Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class VectorSearch(Protocol):
+    """Optional: dense ranking inside the backend (PostgreSQL's HNSW index), so a replica need
+    not hold every vector (`store.dense = "database"`). Conformance: `VectorSearchTests`."""
+
+    def nearest_chunks(self, vector: np.ndarray, k: int, ef_search: int | None = None,
+                       access: Access | None = None) -> list[tuple[str, str, float]]:
+        """The `k` chunks (at most) nearest `vector` among those `access` may read: (chunk id,
+        document id, cosine similarity), best first; approximate."""
+        ...
+
+    def vectors_of(self, chunk_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these chunks (those without one, or gone, are absent)."""
+        ...
+
+
 ROLES: tuple[type, ...] = (Store, DocumentStore, SnapshotSource, TraceStore, Maintenance)
 """The store protocols; every method of each has a test in the conformance suite."""
 
+OPTIONAL_ROLES: tuple[type, ...] = (VectorSearch,)
+"""Protocols a backend may also fulfil; callers check with `isinstance`."""
+
 CHUNK_COLUMNS = 'id, doc_id, version, idx, start, "end", text, tokens, heading, page, title, flags'
 """A chunk's columns in the SQL backends, in the order `chunk_from_row` reads them."""
+
+
+def snapshot_vectors(column: Sequence[Any], decode: Callable[[Any], np.ndarray] | None,
+                     where: Path | str) -> tuple[np.ndarray, np.ndarray]:
+    """An index snapshot's (`matrix`, `has_vector`) from each chunk's vector column (None: no
+    vector). `decode=None`: the column holds presence flags only and the matrix is (n, 0)."""
+    has_vector = np.fromiter((v is not None and v is not False for v in column), bool,
+                             len(column))
+    if decode is None:
+        return np.zeros((len(column), 0), dtype=np.float32), has_vector
+    vectors = [None if v is None else decode(v) for v in column]
+    dims = {len(v) for v in vectors if v is not None}
+    if len(dims) > 1:
+        raise StoreError(f"{where}: vectors of different dimensions {sorted(dims)}")
+    matrix = np.zeros((len(column), dims.pop() if dims else 0), dtype=np.float32)
+    for i, vector in enumerate(vectors):
+        if vector is not None:
+            matrix[i] = vector
+    return matrix, has_vector
 
 
 def chunk_from_row(row: Sequence[Any]) -> Chunk:

@@ -36,6 +36,7 @@ from ragtune.store.base import (
     Trace,
     chunk_from_row,
     document_from_row,
+    snapshot_vectors,
     under_source,
 )
 
@@ -544,15 +545,17 @@ class SQLiteStore:
                 db.executemany("UPDATE chunks SET flags = ? WHERE rowid = ?", changed)
         return len(changed)
 
-    def index_snapshot(self) -> IndexSnapshot:
-        """Every chunk with its document, vector and BM25 terms, read in one consistent pass."""
+    def index_snapshot(self, vectors: bool = True) -> IndexSnapshot:
+        """Every chunk with its document, vector and BM25 terms, read in one consistent pass
+        (`vectors=False`: whether each chunk has a vector, not the vector)."""
+        vector = "v.vector" if vectors else "CASE WHEN v.chunk_rowid IS NOT NULL THEN 1 END"
         with self._read() as db:
             db.execute("BEGIN")  # one read transaction: a consistent snapshot
             try:
                 row = db.execute("SELECT value FROM kb_meta WHERE key='generation'").fetchone()
                 generation = int(row[0]) if row else 0
                 rows = db.execute(
-                    "SELECT c.id, c.doc_id, v.vector, c.terms, "
+                    f"SELECT c.id, c.doc_id, {vector}, c.terms, "
                     "CASE WHEN c.terms IS NULL THEN c.title || char(10) || c.heading || char(10) "
                     "|| c.text END FROM chunks c LEFT JOIN vectors v ON v.chunk_rowid = c.rowid "
                     "ORDER BY c.rowid"
@@ -564,16 +567,9 @@ class SQLiteStore:
                 ).fetchall()
             finally:
                 db.execute("COMMIT")
-        dims = {len(r[2]) // 4 for r in rows if r[2] is not None}
-        if len(dims) > 1:
-            raise StoreError(f"{self.path}: vectors of different dimensions {sorted(dims)}")
-        dim = dims.pop() if dims else 0
-        matrix = np.zeros((len(rows), dim), dtype=np.float32)
-        has_vector = np.zeros(len(rows), dtype=bool)
-        for i, r in enumerate(rows):
-            if r[2] is not None:
-                matrix[i] = np.frombuffer(r[2], dtype="<f4")
-                has_vector[i] = True
+        matrix, has_vector = snapshot_vectors(
+            [r[2] for r in rows], (lambda b: np.frombuffer(b, dtype="<f4")) if vectors else None,
+            self.path)
         return IndexSnapshot(
             chunk_ids=[r[0] for r in rows],
             doc_ids=[r[1] for r in rows],

@@ -33,7 +33,7 @@ from ragtune.documents.chunking import chunk_document
 from ragtune.documents.records import Chunk, Document, Page
 from ragtune.documents.terms import term_frequencies
 from ragtune.errors import StoreError
-from ragtune.store.base import ROLES, DocumentVersion, Store, Trace
+from ragtune.store.base import ROLES, DocumentVersion, Store, Trace, VectorSearch
 
 DIM = 8
 CHUNKING = ChunkingSettings(max_tokens=16, overlap_tokens=0)
@@ -378,6 +378,17 @@ class SnapshotTests(StoreFixtures):
         assert snapshot.document_terms["b"] == term_frequencies("Kiwi\nKiwis are brown.")
         assert snapshot.untermed_documents == {}
 
+    def test_index_snapshot_without_vectors_says_which_chunks_have_one(self, store: Store
+                                                                       ) -> None:
+        a = write(store, make_doc("a", LONG_TEXT, groups=("staff",)))
+        write(store, make_doc("b", "Kiwis are brown.", title="Kiwi"), vectors=False)
+        full, bare = store.index_snapshot(), store.index_snapshot(vectors=False)
+        assert bare.matrix.shape == (len(full.chunk_ids), 0)
+        assert bare.chunk_ids == full.chunk_ids and bare.terms == full.terms
+        assert bare.has_vector.tolist() == full.has_vector.tolist()
+        assert sum(bare.has_vector) == len(a.chunks) and not all(bare.has_vector)
+        assert bare.documents == full.documents and bare.generation == full.generation
+
     def test_index_snapshot_gives_the_text_of_chunks_stored_without_terms(self, store: Store
                                                                          ) -> None:
         doc = make_doc("a", "Kiwis are brown and sweet.", title="Kiwi")
@@ -517,6 +528,54 @@ class MaintenanceTests(StoreFixtures):
         store.restore_history(history[:1], [])  # again: nothing doubles
         assert store.versions("a") == history[:2]
         assert write(store, doc).version == 3  # numbering goes on from the history
+
+
+class VectorSearchTests(StoreFixtures):
+    """`VectorSearch`, for a backend that ranks vectors itself (add it beside `StoreTests`)."""
+
+    def test_is_a_vector_search(self, store: Store) -> None:
+        assert isinstance(store, VectorSearch)
+
+    def test_nearest_chunks_are_the_exact_nearest_within_the_callers_rights(
+            self, store: Store) -> None:
+        assert isinstance(store, VectorSearch)
+        written = {doc_id: write(store, make_doc(doc_id, LONG_TEXT + f" {doc_id}.",
+                                                 groups=groups), seed=i)
+                   for i, (doc_id, groups) in enumerate(TENANT_CORPUS.items())}
+        vectors = {c.id: (c.doc_id, v) for w in written.values() if w.vectors is not None
+                   for c, v in zip(w.chunks, w.vectors, strict=True)}
+        target = next(iter(vectors.values()))[1]
+        for name, access in TENANT_CALLERS.items():
+            readable = {cid: (doc, v) for cid, (doc, v) in vectors.items()
+                        if access.may_read(TENANT_CORPUS[doc])}
+            exact = sorted(readable, key=lambda cid: -float(readable[cid][1] @ target))
+            found = store.nearest_chunks(target, 5, ef_search=200, access=access)
+            assert [f[0] for f in found] == exact[:5], name  # a small index is exact
+            for chunk_id, doc_id, similarity in found:
+                assert doc_id == readable[chunk_id][0]
+                assert similarity == pytest.approx(float(readable[chunk_id][1] @ target),
+                                                   abs=1e-5)
+        assert store.nearest_chunks(target, 3) == store.nearest_chunks(
+            target, 3, access=OPERATOR)
+        assert len(store.nearest_chunks(target, 1000)) == len(vectors)  # past ef_search
+
+    def test_nearest_chunks_of_an_empty_store(self, store: Store) -> None:
+        assert isinstance(store, VectorSearch)
+        assert store.nearest_chunks(unit_vectors(1)[0], 5) == []
+
+    def test_vectors_of_gives_stored_vectors_and_leaves_out_the_rest(self, store: Store
+                                                                     ) -> None:
+        assert isinstance(store, VectorSearch)
+        with_vectors = write(store, make_doc("a", LONG_TEXT))
+        bare = write(store, make_doc("b", "Kiwis are brown."), vectors=False)
+        assert with_vectors.vectors is not None
+        ids = [c.id for c in with_vectors.chunks]
+        found = store.vectors_of([*ids, bare.chunks[0].id, "no-such-chunk", ids[0]])
+        assert sorted(found) == sorted(ids)
+        for chunk_id, vector in zip(ids, with_vectors.vectors, strict=True):
+            assert found[chunk_id].dtype == np.float32
+            np.testing.assert_allclose(found[chunk_id], vector, rtol=1e-6)
+        assert store.vectors_of([]) == {}
 
 
 class StoreTests(DocumentStoreTests, SnapshotTests, TraceStoreTests, MaintenanceTests):

@@ -37,6 +37,7 @@ from ragtune.store.base import (
     Trace,
     chunk_from_row,
     document_from_row,
+    snapshot_vectors,
     under_source,
 )
 from ragtune.store.postgres.database import Database
@@ -343,15 +344,18 @@ class PostgresStore:
 
     # --- what search reads ------------------------------------------------------------------
 
-    def index_snapshot(self) -> IndexSnapshot:
+    def index_snapshot(self, vectors: bool = True) -> IndexSnapshot:
         """Every chunk with its document, vector and BM25 terms, read in one consistent pass
-        (a repeatable-read transaction)."""
+        (a repeatable-read transaction; `vectors=False`: whether each chunk has a vector, not
+        the vector)."""
+        vector = "embedding" if vectors else "embedding IS NOT NULL OR NULL"
+
         def work(conn: psycopg.Connection) -> tuple[Any, ...]:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = conn.execute("SELECT value FROM kb_meta WHERE key = 'generation'").fetchone()
             with conn.cursor(binary=True) as cur:
                 chunks = cur.execute(
-                    "SELECT id, doc_id, embedding, terms, CASE WHEN terms IS NULL THEN "
+                    f"SELECT id, doc_id, {vector}, terms, CASE WHEN terms IS NULL THEN "
                     "title || chr(10) || heading || chr(10) || text END FROM chunks "
                     "ORDER BY seq").fetchall()
             documents = conn.execute(
@@ -360,16 +364,8 @@ class PostgresStore:
             ).fetchall()
             return int(row[0]) if row else 0, chunks, documents
         generation, rows, documents = self._run(work, "reading the index snapshot")
-        vectors = [None if r[2] is None else r[2].to_numpy() for r in rows]  # binary: Vector
-        dims = {len(v) for v in vectors if v is not None}
-        if len(dims) > 1:
-            raise StoreError(f"{self.path}: vectors of different dimensions {sorted(dims)}")
-        matrix = np.zeros((len(rows), dims.pop() if dims else 0), dtype=np.float32)
-        has_vector = np.zeros(len(rows), dtype=bool)
-        for i, vector in enumerate(vectors):
-            if vector is not None:
-                matrix[i] = vector
-                has_vector[i] = True
+        matrix, has_vector = snapshot_vectors(  # binary: pgvector's Vector
+            [r[2] for r in rows], (lambda v: v.to_numpy()) if vectors else None, self.path)
         return IndexSnapshot(
             chunk_ids=[r[0] for r in rows],
             doc_ids=[r[1] for r in rows],
@@ -387,19 +383,18 @@ class PostgresStore:
     def nearest_chunks(self, vector: np.ndarray, k: int, ef_search: int | None = None,
                        access: Access | None = None) -> list[tuple[str, str, float]]:
         """The `k` chunks nearest `vector` by the HNSW index, in the database: (chunk id,
-        document id, cosine similarity), best first. Approximate: `ef_search` trades recall
-        for speed (default `store.ef_search`; BENCHMARKS.md, "Where ranking runs"). The
-        access filter applies after the
-        index scan (pgvector 0.6), so a caller who may read little of a large knowledge base
-        can get fewer than `k`. Search reads the index snapshot by default: this is the
-        database-side alternative measured beside it."""
+        document id, cosine similarity), best first. Approximate: `ef_search` (default
+        `store.ef_search`, raised to `k` when smaller: pgvector returns at most `ef_search`)
+        trades recall for speed (BENCHMARKS.md, "Where ranking runs"). The access filter
+        applies after the index scan (pgvector 0.6), so a caller who may read little of a
+        large knowledge base can get fewer than `k`: ask for more."""
         query = np.asarray(vector, dtype=np.float32)
         dim = int(query.shape[0])
         condition, params = (access or Access.operator()).sql_filter("c.doc_id", mark="%s")
+        ef = min(max(int(ef_search or self.ef_search), k), 1000)  # pgvector's upper bound
 
         def work(conn: psycopg.Connection) -> list[tuple[str, str, float]]:
-            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
-                int(ef_search or self.ef_search)))
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef))
             distance = sql.SQL("c.embedding::vector({dim}) <=> %s::vector({dim})").format(
                 dim=dim)
             rows = conn.execute(
@@ -410,6 +405,19 @@ class PostgresStore:
             return [(r[0], r[1], float(r[2])) for r in rows]
         found: list[tuple[str, str, float]] = self._run(work, "searching by vector")
         return found
+
+    def vectors_of(self, chunk_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these chunks (those without one, or gone, are absent)."""
+        wanted = list(dict.fromkeys(chunk_ids))
+        if not wanted:
+            return {}
+
+        def work(conn: psycopg.Connection) -> list[tuple[str, Any]]:
+            with conn.cursor(binary=True) as cur:
+                return cur.execute("SELECT id, embedding FROM chunks WHERE id = ANY(%s) AND "
+                                   "embedding IS NOT NULL", (wanted,)).fetchall()
+        rows = self._read(work)
+        return {r[0]: r[1].to_numpy().astype(np.float32) for r in rows}
 
     def visible_documents(self, access: Access) -> set[str]:
         """Ids of the documents `access` may read (`Access.sql_filter`)."""
