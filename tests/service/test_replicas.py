@@ -1,5 +1,6 @@
-"""Two `ragtune serve` processes on one PostgreSQL database (pgserver): what is written
-through one is searchable and answerable through the other within a second, keys created or
+"""Two `ragtune serve` processes on one PostgreSQL database (pgserver), the second ranking dense
+in the database (`store.dense = "database"`): what is written through one is searchable and
+answerable through the other within a second, keys created or
 revoked anywhere hold everywhere, and a key's request budget is spent across both."""
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from ragtune.testing.postgres import TemporaryPostgres
 pytestmark = pytest.mark.slow
 
 
-def replica_home(root: Path, server: TemporaryPostgres, prefix: str) -> Path:
-    """A data home of its own whose knowledge bases and keys live in the shared database."""
+def replica_home(root: Path, server: TemporaryPostgres, prefix: str, dense: str = "process"
+                 ) -> Path:
+    """A data home of its own whose knowledge bases and keys live in the shared database;
+    `dense`: where its dense ranking runs (`store.dense`)."""
     root.mkdir(parents=True)
     (root / "config.toml").write_text(
         TEST_CONFIG + f'\n[store]\nbackend = "postgres"\ndsn = "{server.dsn}"\n'
-        f'schema_prefix = "{prefix}"\n\n[service]\nrequests_per_minute = 1\nburst = 40\n',
+        f'schema_prefix = "{prefix}"\ndense = "{dense}"\n\n[service]\nrequests_per_minute = 1\nburst = 40\n',
         encoding="utf-8")
     return root
 
@@ -75,7 +78,7 @@ def test_two_replicas_on_one_database(postgres: TemporaryPostgres, tmp_path: Pat
                                       model_cache: Path, embedder) -> None:
     prefix = "r" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]
     one = replica_home(tmp_path / "one", postgres, prefix)
-    two = replica_home(tmp_path / "two", postgres, prefix)
+    two = replica_home(tmp_path / "two", postgres, prefix, dense="database")  # no vectors
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "kettle.md").write_text(SIX_DOCS["kettle.md"], encoding="utf-8")
