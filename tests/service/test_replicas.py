@@ -33,7 +33,8 @@ def replica_home(root: Path, server: TemporaryPostgres, prefix: str, dense: str 
     root.mkdir(parents=True)
     (root / "config.toml").write_text(
         TEST_CONFIG + f'\n[store]\nbackend = "postgres"\ndsn = "{server.dsn}"\n'
-        f'schema_prefix = "{prefix}"\ndense = "{dense}"\n\n[service]\nrequests_per_minute = 1\nburst = 40\n',
+        f'schema_prefix = "{prefix}"\ndense = "{dense}"\n\n'
+        '[service]\nrequests_per_minute = 1\nburst = 40\n',
         encoding="utf-8")
     return root
 

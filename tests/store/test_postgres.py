@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +18,8 @@ from typer.testing import CliRunner
 from ragtune import KnowledgeBase, Settings
 from ragtune.cli import app
 from ragtune.config import StoreSettings
+from ragtune.documents.chunking import chunk_document
+from ragtune.documents.terms import term_frequencies
 from ragtune.errors import ConfigError, InputError, StoreError, StoreUnavailable
 from ragtune.retrieval import search
 from ragtune.retrieval.search import Searcher
@@ -27,9 +30,11 @@ from ragtune.store.postgres.database import Database, redact
 from ragtune.store.postgres.migrations import MIGRATIONS
 from ragtune.testing.postgres import TemporaryPostgres
 from ragtune.testing.store import (
+    CHUNKING,
     LONG_TEXT,
     StoreTests,
     VectorSearchTests,
+    WordCounter,
     make_doc,
     make_trace,
     write,
@@ -130,11 +135,12 @@ def test_dense_ranking_in_the_database_gives_what_ranking_in_process_does(
     """`store.dense = "database"`: the replica holds no vectors; on a knowledge base the HNSW
     index searches exactly, every mode, caller, filter and per-document cap gives the hits
     (and scores) of exact ranking in process, also when the candidates asked for are fewer
-    than the chunks and a filter leaves fewer than k of them."""
+    than the chunks and the caller's rights or a filter leave fewer than k of them."""
     with KnowledgeBase("animals", kb_settings(postgres, tmp_path / "a"),
                        embedder=embedder) as process, \
-            KnowledgeBase("animals", kb_settings(postgres, tmp_path / "b", dense="database"),
-                          embedder=embedder) as database:
+            KnowledgeBase("animals", kb_settings(postgres, tmp_path / "b", dense="database",
+                                                 ef_search=1),  # the index scans no more than
+                          embedder=embedder) as database:  # asked: callers must ask again
         process.ingest_records(animal_records())
         exact, near, narrow = Searcher(process), Searcher(database), Searcher(database, depth=4)
         assert near.index().matrix.shape == (40, 0) and near.index().has_vector.all()
@@ -152,6 +158,33 @@ def test_dense_ranking_in_the_database_gives_what_ranking_in_process_does(
         rrf = dict(mode="hybrid", fusion="rrf", k=5)
         assert [h.chunk_id for h in near.search("otter", **rrf).hits] == [  # type: ignore
             h.chunk_id for h in exact.search("otter", **rrf).hits]  # type: ignore[arg-type]
+
+
+def test_a_caller_who_may_read_little_still_gets_k_dense_hits_from_the_hnsw_index(
+        postgres: TemporaryPostgres, tmp_path: Path, embedder) -> None:
+    """pgvector applies the access filter after the index scan: of the nearest chunks asked
+    for, a caller who may read 2% of the knowledge base gets a few; search asks again for more
+    until it has k (or asked for the most it may)."""
+    query = "otter"
+    target = embedder.embed_query(query)
+    rng = np.random.default_rng(0)
+    settings = kb_settings(postgres, tmp_path, dense="database", ef_search=1)
+    with KnowledgeBase("many", settings, embedder=embedder) as kb:
+        vectors = target + rng.normal(scale=0.05, size=(2000, len(target)))
+        vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        with kb.store.bulk_load():
+            for i, vector in enumerate(vectors):
+                doc = make_doc(f"d{i:04d}", f"note {i}",
+                               groups=("alpha",) if i % 50 == 0 else ("beta",))
+                chunks = chunk_document(doc, 0, WordCounter(), CHUNKING)
+                kb.store.write_document(doc, chunks, vector[None],
+                                        [term_frequencies(c.embedding_text) for c in chunks])
+        readable = [i for i in range(2000) if i % 50 == 0]
+        exact = sorted(readable, key=lambda i: -float(vectors[i] @ target))[:10]
+        hits = search(kb, query, k=10, mode="dense", groups=["alpha"], dedupe=False).hits
+        assert len(hits) == 10
+        assert {h.doc_id for h in hits} <= {f"d{i:04d}" for i in readable}
+        assert len({h.doc_id for h in hits} & {f"d{i:04d}" for i in exact}) >= 8
 
 
 def test_dense_ranking_in_the_database_needs_a_backend_with_a_vector_index(

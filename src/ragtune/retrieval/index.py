@@ -111,6 +111,8 @@ class SearchIndex:
                 self._scopes.move_to_end(key)
                 return found
         visible = self._readable(access)
+        if not self.holds_vectors:  # built once here, shared by every scope
+            _ = self.row_of, self.vector_sample
         scoped = copy.copy(self)
         scoped.visible = visible[self.chunk_doc]
         scoped.access = access
@@ -140,16 +142,17 @@ class SearchIndex:
         """Whether the vectors are in memory (else dense ranking runs in the database)."""
         return self.matrix.shape[1] > 0 or self._vector_source is None
 
-    def vectors(self, rows: np.ndarray | list[int]) -> np.ndarray:
-        """The vectors of these rows (zero rows for chunks without one): from memory, or
-        read from the store when this index holds none."""
+    def vectors(self, rows: np.ndarray | list[int], dim: int = 0) -> np.ndarray:
+        """The vectors of these rows (zero rows for chunks without one, or deleted since the
+        index was built): from memory, or read from the store when this index holds none
+        (`dim`: their width should none be found)."""
         rows = np.asarray(rows, dtype=np.int64)
         if self.holds_vectors:
             return self.matrix[rows]
         assert self._vector_source is not None
         ids = [self.chunk_ids[r] for r in rows.tolist()]
         found = self._vector_source(ids)
-        dim = len(next(iter(found.values()))) if found else 0
+        dim = len(next(iter(found.values()))) if found else dim
         out = np.zeros((len(ids), dim), dtype=np.float32)
         for i, chunk_id in enumerate(ids):
             if chunk_id in found:
@@ -171,7 +174,8 @@ class SearchIndex:
         """Cosine similarity of the query to each chunk (0.0 for chunks without a vector)."""
         rows = [self.row_of.get(chunk_id) for chunk_id in chunk_ids]
         known = [r for r in rows if r is not None and bool(self.has_vector[r])]
-        sims = np.einsum("ij,j->i", self.vectors(known), query_vector) if known else []
+        sims = (np.einsum("ij,j->i", self.vectors(known, len(query_vector)), query_vector)
+                if known else [])
         by_row = dict(zip(known, sims, strict=True))
         return [float(by_row[r]) if r in by_row else 0.0 for r in rows]
 

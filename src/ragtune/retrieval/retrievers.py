@@ -138,8 +138,13 @@ class DatabaseDenseRetriever(DenseRetriever):
         self._vector = lru_cache(maxsize=64)(embedder.embed_query)  # hybrid asks twice
 
     def chunk_scores(self, query: str, index: SearchIndex) -> np.ndarray:
-        scores, _ = self._candidates(query, index, self.depth)
-        finite = np.isfinite(scores)
+        wanted = self.depth
+        while True:
+            scores, exhausted = self._candidates(query, index, wanted)
+            finite = np.isfinite(scores)
+            if exhausted or int(finite.sum()) >= min(self.depth, index.visible_chunks):
+                break
+            wanted = min(4 * wanted, MAX_CANDIDATES)
         floor = float(scores[finite].min()) if finite.any() else 0.0
         return np.where(finite, scores, floor).astype(np.float32)
 
@@ -147,14 +152,13 @@ class DatabaseDenseRetriever(DenseRetriever):
                  per_doc: int | None = None) -> Ranking:
         wanted = max(self.depth, 2 * k)
         while True:
-            chunks, returned = self._candidates(query, index, wanted)
+            chunks, exhausted = self._candidates(query, index, wanted)
             if per_doc == 1:
                 ranking = index.top_documents(self.document_scores(query, index, chunks),
                                               chunks, k, mask)
             else:
                 ranking = index.top(chunks, k, mask, per_doc)
-            if (len(ranking.rows) >= k or returned < wanted
-                    or wanted >= min(index.visible_chunks, MAX_CANDIDATES)):
+            if len(ranking.rows) >= k or exhausted:
                 return ranking
             wanted = min(4 * wanted, MAX_CANDIDATES)
 
@@ -164,19 +168,25 @@ class DatabaseDenseRetriever(DenseRetriever):
         inside = mask if mask is not None else index.visible
         if inside is not None:
             vectors = vectors[inside[rows]]
-        if len(vectors) < MIN_SAMPLE or not _dense_ready(index):
+        vector = self._vector(query)
+        if len(vectors) < MIN_SAMPLE or vectors.shape[1] != len(vector):
             return None  # too few to estimate: standardize over the scores themselves
-        sims = np.einsum("ij,j->i", vectors, self._vector(query))
+        sims = np.einsum("ij,j->i", vectors, vector)
         return float(sims.mean()), float(sims.std())
 
-    def _candidates(self, query: str, index: SearchIndex, wanted: int) -> tuple[np.ndarray, int]:
+    def _candidates(self, query: str, index: SearchIndex, wanted: int
+                    ) -> tuple[np.ndarray, bool]:
         """Exact cosine for the nearest `wanted` chunks and their documents' first chunks,
-        -inf for the rest; and how many the store returned."""
-        scores = np.full(len(index), -np.inf, dtype=np.float32)
+        -inf for the rest; and whether asking for more could find no others."""
         if not _dense_ready(index):
-            return np.zeros(len(index), dtype=np.float32), 0
+            return np.zeros(len(index), dtype=np.float32), True
         vector = self._vector(query)
+        _, sample = index.vector_sample
+        if sample.shape[1] not in (0, len(vector)):
+            raise ModelError(f"stored vectors have {sample.shape[1]} dimensions, the embedder "
+                             f"{self.embedder.name} gives {len(vector)}")
         found = self.store.nearest_chunks(vector, wanted, self.ef_search, index.access)
+        scores = np.full(len(index), -np.inf, dtype=np.float32)
         rows = [(index.row_of.get(chunk_id), sim) for chunk_id, _, sim in found]
         near = np.asarray([r for r, _ in rows if r is not None], dtype=np.int64)
         scores[near] = [sim for r, sim in rows if r is not None]  # newer than the index: left out
@@ -184,8 +194,13 @@ class DatabaseDenseRetriever(DenseRetriever):
         firsts = [int(r) for r in np.unique(index.segment_starts[segments])
                   if not np.isfinite(scores[r]) and index.has_vector[r]]
         if firsts:
-            scores[firsts] = np.einsum("ij,j->i", index.vectors(firsts), vector)
-        return scores, len(found)
+            vectors = index.vectors(firsts, len(vector))
+            scores[firsts] = np.einsum("ij,j->i", vectors, vector)
+        # the access filter applies after the index scan: a short answer is the end only for
+        # a caller who reads everything, or once the most that may be asked for was asked
+        exhausted = (len(found) < wanted and index.access.everything) or (
+            wanted >= min(len(index), MAX_CANDIDATES))
+        return scores, exhausted
 
 
 def _dense_ready(index: SearchIndex) -> bool:

@@ -174,6 +174,8 @@ def _collapse_duplicates(index: SearchIndex, ranking: Ranking) -> Ranking:
     if len(ranking.rows) < 2 or not index.has_vector[ranking.rows].all():
         return ranking
     vectors = index.vectors(ranking.rows)
+    if vectors.shape[1] == 0:  # deleted since the index was built: nothing to compare
+        return ranking
     sims = vectors @ vectors.T
     keep: list[int] = []
     for i in range(len(ranking.rows)):
