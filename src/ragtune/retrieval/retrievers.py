@@ -12,7 +12,7 @@ first chunk's cosine (measured better than either alone on SciFact train, see BE
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
@@ -138,28 +138,36 @@ class DatabaseDenseRetriever(DenseRetriever):
         self._vector = lru_cache(maxsize=64)(embedder.embed_query)  # hybrid asks twice
 
     def chunk_scores(self, query: str, index: SearchIndex) -> np.ndarray:
-        wanted = self.depth
-        while True:
-            scores, exhausted = self._candidates(query, index, wanted)
-            finite = np.isfinite(scores)
-            if exhausted or int(finite.sum()) >= min(self.depth, index.visible_chunks):
-                break
-            wanted = min(4 * wanted, MAX_CANDIDATES)
+        enough = min(self.depth, index.visible_chunks)
+        scores, _ = self._asking_more(query, index, self.depth,
+                                      lambda s: (int(np.isfinite(s).sum()) >= enough, None))
+        finite = np.isfinite(scores)
         floor = float(scores[finite].min()) if finite.any() else 0.0
         return np.where(finite, scores, floor).astype(np.float32)
 
     def retrieve(self, query: str, index: SearchIndex, k: int, mask: np.ndarray | None = None,
                  per_doc: int | None = None) -> Ranking:
-        wanted = max(self.depth, 2 * k)
-        while True:
-            chunks, exhausted = self._candidates(query, index, wanted)
+        def ranked(chunks: np.ndarray) -> tuple[bool, Ranking]:
             if per_doc == 1:
                 ranking = index.top_documents(self.document_scores(query, index, chunks),
                                               chunks, k, mask)
             else:
                 ranking = index.top(chunks, k, mask, per_doc)
-            if len(ranking.rows) >= k or exhausted:
-                return ranking
+            return len(ranking.rows) >= k, ranking
+        _, ranking = self._asking_more(query, index, max(self.depth, 2 * k), ranked)
+        assert ranking is not None
+        return ranking
+
+    def _asking_more(self, query: str, index: SearchIndex, wanted: int,
+                     check: Callable[[np.ndarray], tuple[bool, Ranking | None]]
+                     ) -> tuple[np.ndarray, Ranking | None]:
+        """`_candidates` for `wanted` chunks, then four times as many, until `check` says
+        they are enough or more cannot be had; the last scores and what `check` made."""
+        while True:
+            scores, exhausted = self._candidates(query, index, wanted)
+            done, made = check(scores)
+            if done or exhausted:
+                return scores, made
             wanted = min(4 * wanted, MAX_CANDIDATES)
 
     def spread(self, query: str, index: SearchIndex, mask: np.ndarray | None = None

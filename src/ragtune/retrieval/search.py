@@ -74,7 +74,6 @@ class Searcher:
         self.kb = kb
         self.bm25 = BM25Retriever()
         self.dense = _dense_retriever(kb, depth)
-        self._vectors_in_memory = not isinstance(self.dense, DatabaseDenseRetriever)
         self.hybrids = {f: HybridRetriever(self.bm25, self.dense, f, depth=depth)
                         for f in FUSIONS}
         self._index: SearchIndex | None = None
@@ -86,12 +85,12 @@ class Searcher:
         with self._lock:
             if self._index is None or self._index.generation != generation:
                 store = self.kb.store
-                if self._vectors_in_memory:
-                    self._index = SearchIndex(store.index_snapshot())
-                else:
+                if isinstance(self.dense, DatabaseDenseRetriever):  # no vectors held here
                     assert isinstance(store, VectorSearch)
                     self._index = SearchIndex(store.index_snapshot(vectors=False),
                                               store.vectors_of)
+                else:
+                    self._index = SearchIndex(store.index_snapshot())
             return self._index
 
     def retriever(self, mode: str, fusion: str = "zscore") -> Retriever:
