@@ -1,6 +1,8 @@
 """The offline judge on a labelled SQuAD 2.0 support set: AUROC and accuracy at its threshold.
 
-    .venv/bin/python bench/judge.py [--json OUT] [--fit] [--judge llm --base-url URL --model M]
+    .venv/bin/python bench/judge.py [--json OUT] [--fit [--pipeline CALIB.jsonl]]
+                                    [--pipeline-test TEST.jsonl]
+                                    [--judge llm --base-url URL --model M]
 
 The labelled set (`ragtune.evaluation.squad.support_set`): for each sampled answerable question,
 its gold answer in its own paragraph (supported) and one unsupported claim judged against the
@@ -14,14 +16,18 @@ The 16 articles are split once (seeded): 4 calibration articles, on which `--fit
 judge's logistic weights and picks its threshold (printed, to be pasted into
 `ragtune/answering/judges.py`), and 12 test articles on which the judge is measured (AUROC,
 accuracy at the threshold, per kind of negative, claims/s). The test never sees a calibration
-article. Two baselines are measured on the same test claims: token overlap (the share of the
-claim's words found in the context) and an embedding-only score (the bundled embedder's best
-cosine between "question claim" and a context sentence).
+article. `--pipeline` adds to the fit the real pipeline's right and wrong answers on the
+calibration articles (`bench/pipeline_answers.py --articles calibration`: the bundled model with
+its grounded reader); `--pipeline-test` measures the judge on the pipeline's answers on the
+held-out articles too. Two baselines are measured on the same test claims: token overlap (the
+share of the claim's words found in the context) and an embedding-only score (the bundled
+embedder's best cosine between "question claim" and a context sentence).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 from pathlib import Path
@@ -39,6 +45,7 @@ from ragtune.answering.judges import (
     Verdict,
     sentences,
 )
+from ragtune.answering.verify import split_claims
 from ragtune.evaluation.metrics import auroc
 from ragtune.evaluation.squad import SupportExample, article_of, load_squad, support_set
 from ragtune.models.embedders import get_embedder
@@ -95,12 +102,34 @@ def claims_of(examples: list[SupportExample]) -> list[Claim]:
     return [Claim(e.question, e.claim, (e.context,)) for e in examples]
 
 
-def fit(judge: OfflineJudge, examples: list[SupportExample]) -> dict[str, Any]:
+def pipeline_claims(path: Path) -> tuple[list[Claim], list[bool]]:
+    """The answered questions of a `bench/pipeline_answers.py` file as claims (each answer's
+    claims judged against its prompt's passages), labelled by whether the answer was right."""
+    claims, labels = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["refused"] or not row["passages"]:
+            continue
+        for text in split_claims(row["answer"]):
+            claims.append(Claim(row["question"], text, tuple(row["passages"])))
+            labels.append(bool(row["correct"]))
+    return claims, labels
+
+
+def fit(judge: OfflineJudge, examples: list[SupportExample],
+        pipeline: tuple[list[Claim], list[bool]] | None = None) -> dict[str, Any]:
+    """Logistic weights over FEATURES on the calibration support set plus, when given, the
+    real pipeline's answers on the calibration articles (`--pipeline`): gold and swapped claims
+    teach where an answer's words must sit; the pipeline's own right and wrong answers, what
+    its mistakes look like."""
     from sklearn.linear_model import LogisticRegression
 
-    evidence = [judge.evidence(c) for c in claims_of(examples)]
+    claims, labels = claims_of(examples), [e.supported for e in examples]
+    if pipeline is not None:
+        claims, labels = claims + pipeline[0], labels + pipeline[1]
+    evidence = [judge.evidence(c) for c in claims]
     x = np.array([e.features for e in evidence])
-    y = np.array([e.supported for e in examples])
+    y = np.array(labels)
     model = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
     coverage = np.array([e.coverage for e in evidence])
     scores = coverage * model.predict_proba(x)[:, 1]
@@ -112,7 +141,8 @@ def fit(judge: OfflineJudge, examples: list[SupportExample]) -> dict[str, Any]:
             threshold, best = float(t), float(balanced)
     return {"features": list(FEATURES), "weights": [round(float(w), 3) for w in model.coef_[0]],
             "bias": round(float(model.intercept_[0]), 3), "threshold": threshold,
-            "balanced_accuracy": round(best, 4), "examples": len(examples)}
+            "balanced_accuracy": round(best, 4), "examples": len(examples),
+            "pipeline_answers": len(pipeline[0]) if pipeline else 0}
 
 
 def measure(judge: Judge, examples: list[SupportExample]) -> dict[str, Any]:
@@ -151,6 +181,12 @@ def main() -> None:
     parser.add_argument("--base-url", default=None)
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument("--test-questions", type=int, default=TEST_QUESTIONS)
+    parser.add_argument("--pipeline", type=Path, default=None, help="with --fit: also fit on "
+                        "the pipeline's answers on the calibration articles (a file of "
+                        "bench/pipeline_answers.py --articles calibration)")
+    parser.add_argument("--pipeline-test", type=Path, default=None, help="also measure the "
+                        "judge on the pipeline's answers on held-out articles (a file of "
+                        "bench/pipeline_answers.py --articles test)")
     args = parser.parse_args()
 
     data = load_squad(SQUAD)
@@ -164,7 +200,8 @@ def main() -> None:
     if args.fit:
         calib = support_set(data, CALIB_QUESTIONS, CALIB_SEED, calib_articles)
         log(f"fitting on {len(calib)} claims from {len(calib_articles)} calibration articles")
-        result["fit"] = fit(OfflineJudge(embedder), calib)
+        result["fit"] = fit(OfflineJudge(embedder), calib,
+                            pipeline_claims(args.pipeline) if args.pipeline else None)
         log(f"fit: {result['fit']}")
     judge: Judge
     if args.judge == "llm":
@@ -180,6 +217,13 @@ def main() -> None:
     result["judge"] = judge.name
     result["test"] = measure(judge, test)
     log(f"test: {result['test']}")
+    if args.pipeline_test:
+        claims, labels = pipeline_claims(args.pipeline_test)
+        scores = [v.score for v in judge.judge(claims)]
+        result["pipeline_test"] = {"file": args.pipeline_test.name, "claims": len(claims),
+                                   "right": sum(labels),
+                                   "auroc": round(auroc(scores, labels), 4)}
+        log(f"pipeline test: {result['pipeline_test']}")
     result["baselines"] = {}
     for baseline in (TokenOverlapJudge(), EmbeddingJudge(embedder)):
         result["baselines"][baseline.name] = measure(baseline, test)

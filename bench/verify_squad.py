@@ -1,13 +1,18 @@
 """Selective answering on held-out SQuAD 2.0 articles: what verification before return buys.
 
     .venv/bin/python bench/verify_squad.py [--home DIR] [--json OUT] [--svg OUT]
-                                           [--adapter DIR] [--answerable N --unanswerable N]
+                                           [--plain | --adapter DIR] [--cases OUT.jsonl]
+                                           [--answerable N --unanswerable N]
+
+The generator is what `ragtune ask` uses by default: the bundled SmolLM2 with its grounded
+reader adapter; `--plain` measures the plain model, `--adapter` another adapter.
 
 On one knowledge base of all 646 paragraphs (k=3 hybrid passages, at most 32 new tokens):
 1. calibration (`ragtune.answering.calibrate_answers`, the code of `ragtune calibrate`) on 50
-   answerable + 50 unanswerable questions of the reader-training articles: the refusal
-   thresholds, then the verification threshold for at most 10% wrong answers among those
-   returned;
+   answerable + 50 unanswerable questions of the 4 judge-calibration articles (where the offline
+   judge was fitted; the reader adapter never saw them, so its answers there are as good as on
+   unseen articles): the refusal thresholds, then the verification threshold for at most 10%
+   wrong answers among those returned;
 2. the test: 200 answerable + 200 unanswerable questions (seeded) of the 6 held-out articles
    (`ragtune.evaluation.squad.reader_split`: neither the offline judge nor the reader adapter
    was fitted on them), answered once with every answer judged (`on_unverified="mark"`), then
@@ -29,6 +34,7 @@ token F1 >= 0.5 (`eval.correct_f1`); any answer to an unanswerable question is w
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -36,15 +42,16 @@ from typing import Any
 import numpy as np
 
 from common import REPO, log, machine, versions, write_json
+from pipeline_answers import answer_row
 from ragtune import KnowledgeBase, Settings
-from ragtune.answering import Answer, Answerer, RefusalPolicy, calibrate_answers
+from ragtune.answering import Answer, Answerer, RefusalPolicy, calibrate_answers, generator_for
 from ragtune.answering.refusal import refusal_scores
 from ragtune.answering.verify import RiskPoint, risk_coverage
 from ragtune.cases import EvalCase
 from ragtune.evaluation.ir import percentile
 from ragtune.evaluation.metrics import auroc
-from ragtune.evaluation.squad import SquadQuestion, load_squad, reader_split
-from ragtune.models.generators import LocalGenerator
+from ragtune.evaluation.squad import SquadQuestion, judge_split, load_squad, reader_split
+from ragtune.models.generators import Generator
 from ragtune.text import exact_match, token_f1
 
 SQUAD = REPO.parent / "shared" / "data" / "squad-v2-dev-subset" / "dev-v2.0.json"
@@ -89,7 +96,7 @@ def answer_all(answerer: Answerer, questions: list[SquadQuestion], batch: int = 
     return out
 
 
-def cost(kb: KnowledgeBase, generator: LocalGenerator, questions: list[SquadQuestion]
+def cost(kb: KnowledgeBase, generator: Generator, questions: list[SquadQuestion]
          ) -> dict[str, Any]:
     """The same questions one at a time with verification off, then on."""
     out: dict[str, Any] = {"questions": len(questions)}
@@ -156,28 +163,33 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=HOME)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--svg", type=Path, default=None)
-    parser.add_argument("--adapter", type=Path, default=None, help="a reader adapter to use")
+    parser.add_argument("--adapter", type=Path, default=None, help="another adapter to use")
+    parser.add_argument("--plain", action="store_true", help="the plain bundled model (no "
+                        "reader adapter)")
     parser.add_argument("--answerable", type=int, default=200)
     parser.add_argument("--unanswerable", type=int, default=200)
     parser.add_argument("--calibration", type=int, default=50, help="per class")
     parser.add_argument("--max-risk", type=float, default=0.10)
     parser.add_argument("--interactive", type=int, default=20)
+    parser.add_argument("--cases", type=Path, default=None, help="every test answer, one JSON "
+                        "line each (what bench/judge.py --pipeline-test reads)")
     args = parser.parse_args()
 
     data = load_squad(SQUAD)
-    train_articles, test_articles = reader_split(data)
+    calibration_articles = judge_split(data)[0]
+    test_articles = reader_split(data)[1]
     settings = Settings.load(home=args.home, answer={"k": K},
-                             generator={"max_new_tokens": MAX_NEW_TOKENS,
-                                        "adapter": str(args.adapter) if args.adapter else None},
+                             generator={"max_new_tokens": MAX_NEW_TOKENS, "dtype": "float32",
+                                        "adapter": str(args.adapter) if args.adapter else None,
+                                        "reader": not args.plain},
                              eval={"correct_f1": CORRECT_F1})
     kb = KnowledgeBase.open("squad", settings)
     report = kb.ingest([data.write_corpus(args.home / "corpus" / "squad-paragraphs.jsonl")],
                        sync=True)
     log(f"ingest: {report.added} added, {report.unchanged} unchanged")
-    generator = LocalGenerator(cache_dir=settings.cache_dir, dtype="float32",
-                               adapter=args.adapter)
+    generator = generator_for(settings)
 
-    calib = data.of_articles(train_articles).sample(args.calibration, args.calibration,
+    calib = data.of_articles(calibration_articles).sample(args.calibration, args.calibration,
                                                     seed=CALIB_SEED)
     t0 = time.perf_counter()
     calibration = calibrate_answers(kb, [EvalCase(q.question, q.answers) for q in calib],
@@ -190,6 +202,11 @@ def main() -> None:
     t0 = time.perf_counter()
     answers = answer_all(answerer, test)
     test_seconds = time.perf_counter() - t0
+    if args.cases:
+        args.cases.parent.mkdir(parents=True, exist_ok=True)
+        args.cases.write_text("".join(json.dumps(answer_row(q, a, correct(q, a))) + "\n"
+                                      for q, a in zip(test, answers, strict=True)),
+                              encoding="utf-8")
     judged = [a.verification is not None for a in answers]
     scores = [a.verification.score if a.verification else None for a in answers]
     default = answerer.verifier.judge.threshold
@@ -204,8 +221,8 @@ def main() -> None:
     curve = risk_coverage(scores, [not ok for ok in labels])
     results: dict[str, Any] = {
         "machine": machine(), "versions": versions(), "k": K, "mode": "hybrid",
-        "max_new_tokens": MAX_NEW_TOKENS, "adapter": str(args.adapter) if args.adapter else None,
-        "articles": {"calibration": train_articles, "test": test_articles},
+        "max_new_tokens": MAX_NEW_TOKENS, "generator": generator.name,
+        "articles": {"calibration": calibration_articles, "test": test_articles},
         "calibration": calibration.to_dict(),
         "thresholds": {"judge_default": default, "calibrated": chosen},
         "test_seconds": round(test_seconds, 1),

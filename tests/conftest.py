@@ -88,13 +88,28 @@ def embedder(model_cache: Path):
 
 @pytest.fixture(scope="session")
 def generator(model_cache: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The real bundled SmolLM2-135M-Instruct, converted once into the session cache and loaded
-    once; the same instance `ragtune ask` gets in-process (get_generator is cached)."""
+    """The real bundled SmolLM2-135M-Instruct with its grounded-reader adapter, converted once
+    into the session cache and loaded once; the same instance `ragtune ask` gets in-process
+    (get_generator is cached)."""
     from ragtune import Settings
     from ragtune.answering import generator_for
 
     home = tmp_path_factory.mktemp("generator-home")
     (home / "config.toml").write_text(TEST_CONFIG, encoding="utf-8")
+    gen = generator_for(Settings.load(home=home, cache=model_cache))
+    gen.warm_up()
+    return gen
+
+
+@pytest.fixture(scope="session")
+def plain_generator(model_cache: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The bundled SmolLM2 without the grounded-reader adapter `ask` applies by default (what
+    the lab's base and rag run, and what tests of the generators themselves exercise)."""
+    from ragtune import Settings
+    from ragtune.answering import generator_for
+
+    home = tmp_path_factory.mktemp("plain-generator-home")
+    (home / "config.toml").write_text(TEST_CONFIG + "reader = false\n", encoding="utf-8")
     gen = generator_for(Settings.load(home=home, cache=model_cache))
     gen.warm_up()
     return gen

@@ -109,6 +109,16 @@ def test_bad_files_fail_alone_and_the_batch_goes_on(kb: KnowledgeBase, six_docs:
     assert kb.store.check() == []
 
 
+def test_a_record_with_nothing_to_index_fails_alone(kb: KnowledgeBase) -> None:
+    """Found by the API fuzzer: a text of control characters only chunked into nothing and
+    broke the whole batch's write with a 500."""
+    report = kb.ingest_records([{"id": "0", "text": "\b"}, {"id": "ok", "text": "Real text."}])
+    assert report.added == 1
+    assert [f.error for f in report.failed] == ["document '0': no text left to index once "
+                                                "cleaned"]
+    assert kb.store.get_document("0") is None and kb.store.check() == []
+
+
 def test_jsonl_rows_one_percent_changed_re_embeds_only_those(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:

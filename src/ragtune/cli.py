@@ -694,7 +694,7 @@ def testset_cmd(
     llm = None
     if writer:  # the configured generator's settings, with the writer model in its place
         llm = generator_for(settings.with_overrides({"generator": {
-            "name": writer, "base_url": base_url, "adapter": None}}))
+            "name": writer, "base_url": base_url, "adapter": None, "reader": False}}))
     with KnowledgeBase.open(kb, settings) as base, _progress(as_json) as bar:
         cases = generate_testset(base, questions, unanswerable, seed, llm,
                                  progress=bar("generate"))

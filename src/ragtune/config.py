@@ -74,6 +74,11 @@ class GeneratorSettings(BaseModel):
     `local:smollm2` is the bundled SmolLM2-135M-Instruct; `local:/path` any local Hugging Face
     causal-LM folder; `openai:MODEL` an OpenAI-compatible server at `base_url`, with the API key
     read from the environment variable named by `api_key_env` (never from this file).
+
+    With the bundled model and no `adapter`, answers come from the grounded reader shipped in
+    the package (`reader`; a LoRA adapter trained by `make reader` to copy short answers from
+    the passages with `[n]` citations, or say "I don't know."); `reader = false` runs the plain
+    model. The lab always compares against the plain model.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,6 +88,8 @@ class GeneratorSettings(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     dtype: str = Field("auto", pattern="^(auto|float32|bfloat16)$")
     adapter: Path | None = None
+    reader: bool = Field(True, description="with the bundled model and no adapter: answer "
+                         "with the bundled grounded-reader adapter (false: the plain model)")
     batch_size: int = Field(8, gt=0)
     max_new_tokens: int = Field(32, gt=0, description="the refusal defaults were calibrated "
                                 "with 32; answers from the bundled model are short phrases")

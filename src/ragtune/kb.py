@@ -368,6 +368,11 @@ class KnowledgeBase:
             run.notify(1, None)
             return
         chunks = chunk_document(doc, 0, self.counter, self.settings.chunking)
+        if not chunks:  # nothing but control characters or markup: nothing to search or cite
+            run.report.failed.append(LoadFailure(doc.source, f"document {doc.id!r}: no text "
+                                                 "left to index once cleaned"))
+            run.notify(1, None)
+            return
         run.pending.append(_Pending(doc, chunks, old_hash is not None))
         run.pending_chunks += len(chunks)
         if run.pending_chunks >= EMBED_FLUSH_CHUNKS:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ragtune.answering.judges import (
+    FEATURES,
     Claim,
     Judge,
     LLMJudge,
@@ -71,6 +72,44 @@ def test_echoing_the_question_is_not_an_answer(judge) -> None:
     [answer] = scores(judge, "Where did the Denver Broncos play Super Bowl 50?",
                       "Levi's Stadium")
     assert answer > echo
+
+
+HISTORY = (
+    "Harvard and Yale first played football against each other in 1875, under rules the two "
+    "schools agreed that year. The rivalry grew, and Harvard Stadium was built in 1903 as the "
+    "first large reinforced-concrete stadium. Charles Eliot, then president, was against it.",
+)
+
+
+def test_a_rival_of_the_claims_kind_nearer_the_question_lowers_it(judge) -> None:
+    """The reader's typical mistake: a real year (or name) of the passage, from the wrong
+    place. The year the question's words sit beside wins; so does the name."""
+    question = "In what year did Harvard and Yale first play football?"
+    rival = dict(zip(FEATURES, judge.evidence(Claim(question, "1903", HISTORY)).features,
+                     strict=True))["rival"]
+    right, wrong = (v.score for v in judge.judge([Claim(question, "1875", HISTORY),
+                                                  Claim(question, "1903", HISTORY)]))
+    assert rival < 1.0 and right > wrong
+    who = "Who was the president who was against the stadium?"
+    right, wrong = (v.score for v in judge.judge([Claim(who, "Charles Eliot", HISTORY),
+                                                  Claim(who, "Yale", HISTORY)]))
+    assert right > wrong
+
+
+def test_a_question_for_a_figure_or_time_wants_one(judge) -> None:
+    """'When…' and 'How many…' are not answered by a name or a phrase without a figure or a
+    time word; the same words with one are."""
+    features = dict(zip(FEATURES, judge.evidence(Claim(
+        "When was Harvard Stadium built?", "reinforced-concrete stadium", HISTORY)).features,
+        strict=True))
+    assert features["answer_type"] == 0.0
+    features = dict(zip(FEATURES, judge.evidence(Claim(
+        "When was Harvard Stadium built?", "1903", HISTORY)).features, strict=True))
+    assert features["answer_type"] == 1.0
+    [phrase, year] = [v.score for v in judge.judge([
+        Claim("When was Harvard Stadium built?", "reinforced-concrete stadium", HISTORY),
+        Claim("When was Harvard Stadium built?", "1903", HISTORY)])]
+    assert year > phrase
 
 
 def test_empty_context_or_claim(judge) -> None:

@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ragtune.answering.citations import Citation, best_supporting, parse_citations, strip_citations
@@ -51,6 +52,7 @@ from ragtune.answering.verify import (
     risk_coverage,
     verifier_for,
 )
+from ragtune.bundled import BUNDLED_GENERATOR, reader_adapter
 from ragtune.cases import EvalCase
 from ragtune.config import Settings
 from ragtune.errors import InputError
@@ -544,10 +546,23 @@ def _snippet(text: str, answer: str = "", limit: int = 240) -> str:
 
 
 def generator_for(settings: Settings) -> Generator:
-    """The generator the settings name (one instance per process and settings)."""
+    """The generator the settings name (one instance per process and settings): with the
+    bundled model and no adapter, the bundled grounded reader unless `generator.reader` is
+    off."""
     g = settings.generator
-    return get_generator(g.name, settings.cache_dir, g.dtype, g.adapter, g.batch_size,
-                         g.base_url, g.api_key_env, g.timeout_s, g.max_retries)
+    return get_generator(g.name, settings.cache_dir, g.dtype, answering_adapter(settings),
+                         g.batch_size, g.base_url, g.api_key_env, g.timeout_s, g.max_retries)
+
+
+def answering_adapter(settings: Settings) -> Path | None:
+    """The adapter answers are generated with: `generator.adapter`, else the bundled reader for
+    the bundled model (when `generator.reader` is on), else none."""
+    g = settings.generator
+    if g.adapter is not None:
+        return Path(g.adapter)
+    if g.reader and g.name == BUNDLED_GENERATOR:
+        return reader_adapter()
+    return None
 
 
 def default_policy(settings: Settings) -> RefusalPolicy:

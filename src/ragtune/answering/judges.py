@@ -71,17 +71,37 @@ _QUESTION_STOP = STOPWORDS_EN | {
     "was", "were", "is", "are", "has", "have", "had", "many", "much", "name", "one", "its",
     "from", "his", "her", "can", "could", "would", "should", "been", "being", "type", "kind",
 }
+_WORD = re.compile(r"\w+")  # `ragtune.text.words`, with the case kept
 _SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 PASSAGE_GAP = 1000  # token positions between passages, so word distances never bridge two
 
 FEATURES = ("question_overlap", "question_proximity", "question_similarity",
-            "claim_similarity", "echo")
-# Logistic weights over FEATURES, fitted by `python bench/judge.py --fit` on the SQuAD 2.0
-# calibration articles (bench/results/judge.json has the fit and its data); threshold = the
-# score that maximized balanced accuracy there.
-WEIGHTS = (1.143, 2.65, 2.049, 2.514, -1.941)
-BIAS = -3.949
-THRESHOLD = 0.536
+            "claim_similarity", "echo", "rival", "answer_type")
+# A question asking for a quantity or a time ("When...", "How many...", "In what year...")
+# wants a claim with a figure, a number word or a time word in it.
+_WANTS_FIGURE = re.compile(
+    r"\b(when|what year|which year|what years|how (many|much|long|far|old|large|big|tall|high|"
+    r"fast|often|wide|deep|heavy)|what (percentage|percent|proportion|number|amount|date|time|"
+    r"age|century|decade|temperature|distance|size|population))\b", re.IGNORECASE)
+_FIGURE_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty "
+    "ninety hundred hundreds thousand thousands million millions billion billions trillion dozen "
+    "dozens half quarter once twice several few many first second third fourth fifth sixth "
+    "seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth fifteenth sixteenth "
+    "seventeenth eighteenth nineteenth twentieth century centuries decade decades year years "
+    "month months week weeks day days hour hours minute minutes second seconds annual annually "
+    "daily weekly monthly yearly january february march april may june july august september "
+    "october november december spring summer autumn fall winter ancient medieval modern early "
+    "late mid middle era age ages period today now percent".split())
+# Logistic weights over FEATURES, fitted by `python bench/judge.py --fit --pipeline
+# bench/results/pipeline_calibration.jsonl` on the SQuAD 2.0 calibration articles: their
+# support set and the bundled reader's own right and wrong answers there
+# (bench/results/judge.json has the fit and its data); threshold = the score that maximized
+# balanced accuracy there.
+WEIGHTS = (1.027, 2.225, 1.643, 2.612, -1.864, 0.606, 0.754)
+BIAS = -5.149
+THRESHOLD = 0.451
 
 
 def _tokens(text: str) -> list[str]:
@@ -103,6 +123,7 @@ class _Place:
     text: str
     tokens: list[str]
     start: int  # position of the first token in the whole context
+    kinds: list[str]  # per token: "figure", "name" (capitalized, not opening the sentence), "word"
 
 
 @dataclass(frozen=True)
@@ -183,6 +204,9 @@ class OfflineJudge:
             proximity = self._proximity(places, question_terms, claim_terms, anchors)
         else:  # the claim restates the question's words: nothing to align
             q_overlap = proximity = 1.0
+        rival = self._rival(places, question_terms, claim_terms, anchors, _kind(claim.text))
+        answer_type = 1.0 if not _WANTS_FIGURE.search(claim.question) or claim_figures or (
+            set(words(claim.text)) & _FIGURE_WORDS) else 0.0
         vectors = self._embed([p.text for p in places])
         q_vec = self.embedder.embed_query(claim.question)
         qa_vec = self.embedder.embed_query(f"{claim.question} {claim.text}")
@@ -193,8 +217,8 @@ class OfflineJudge:
         # of Alexandria's nationality?") answers nothing, whatever the context says
         echo = float(bool(claim_terms) and claim_terms <= _content(_tokens(claim.question))
                      and not claim_figures - figures(claim.question))
-        return Evidence(best_cover, (q_overlap, proximity, q_sim, qa_sim, echo),
-                        places[anchor].text)
+        return Evidence(best_cover, (q_overlap, proximity, q_sim, qa_sim, echo, rival,
+                                     answer_type), places[anchor].text)
 
     @staticmethod
     def _places(context: Sequence[str]) -> list[_Place]:
@@ -203,16 +227,19 @@ class OfflineJudge:
         for passage in context:
             for sentence in sentences(passage):
                 tokens = _tokens(sentence)
-                places.append(_Place(sentence, tokens, position))
+                places.append(_Place(sentence, tokens, position, [
+                    _kind(w) if i else ("figure" if _kind(w) == "figure" else "word")
+                    for i, w in enumerate(_WORD.findall(sentence))]))
                 position += len(tokens)
             position += PASSAGE_GAP
         return places
 
     @staticmethod
-    def _proximity(places: Sequence[_Place], question_terms: set[str], claim_terms: set[str],
-                   anchors: Sequence[int], scale: float = 8.0) -> float:
-        """How close the question's words sit to the claim's words, relative to the closest
-        they sit to any other content word of the context (1.0 = the best spot)."""
+    def _closeness(places: Sequence[_Place], question_terms: set[str], claim_terms: set[str],
+                   anchors: Sequence[int], scale: float = 8.0
+                   ) -> tuple[list[str], np.ndarray, list[int]]:
+        """Every context token, how close the question's words sit to it (1.0 = all of them
+        right there), and the rows of the claim's words in the anchor places."""
         tokens = [t for p in places for t in p.tokens]
         positions = np.array([p.start + i for p in places for i in range(len(p.tokens))])
         score = np.zeros(len(tokens))
@@ -221,16 +248,54 @@ class OfflineJudge:
             if at.size:
                 distance = np.min(np.abs(positions[:, None] - at[None, :]), axis=1)
                 score += 1.0 / (1.0 + distance / scale)
-        score /= len(question_terms)
+        score /= max(len(question_terms), 1)
         offsets = np.cumsum([0] + [len(p.tokens) for p in places])  # place -> first row
         claim_rows = [i for a in anchors for i in range(offsets[a], offsets[a + 1])
                       if tokens[i] in claim_terms]
+        return tokens, score, claim_rows
+
+    @classmethod
+    def _proximity(cls, places: Sequence[_Place], question_terms: set[str],
+                   claim_terms: set[str], anchors: Sequence[int]) -> float:
+        """How close the question's words sit to the claim's words, relative to the closest
+        they sit to any other content word of the context (1.0 = the best spot)."""
+        tokens, score, claim_rows = cls._closeness(places, question_terms, claim_terms, anchors)
         others = [i for i, t in enumerate(tokens)
                   if t not in question_terms and t not in _QUESTION_STOP]
         if not claim_rows or not others:
             return 0.0
         best = float(score[others].max())
         return float(score[claim_rows].max()) / best if best > 0 else 0.0
+
+    @classmethod
+    def _rival(cls, places: Sequence[_Place], question_terms: set[str], claim_terms: set[str],
+               anchors: Sequence[int], kind: str) -> float:
+        """How close the question's words sit to the claim, relative to the closest they sit to
+        another candidate answer of the claim's kind (a figure for a figure, a name for a name):
+        below 1.0 when the context puts another year, number or name where the question
+        points (1903 for "the first year Yale and Harvard played football", where the passage
+        says 1875). 1.0 with no rival or nothing to align."""
+        if not question_terms or kind == "word":
+            return 1.0
+        tokens, score, claim_rows = cls._closeness(places, question_terms, claim_terms, anchors)
+        kinds = [k for p in places for k in p.kinds]
+        rivals = [i for i, (t, k) in enumerate(zip(tokens, kinds, strict=True))
+                  if k == kind and t not in claim_terms and t not in question_terms
+                  and t not in _QUESTION_STOP]
+        if not claim_rows or not rivals:
+            return 1.0
+        mine, best = float(score[claim_rows].max()), float(score[rivals].max())
+        return 1.0 if mine >= best else mine / best
+
+
+def _kind(text: str) -> str:
+    """What kind of answer a claim (or a word) is: a "figure" when it holds a digit, a "name"
+    when most of its content words are capitalized, else a "word"."""
+    if any(c.isdigit() for c in text):
+        return "figure"
+    found = [w for w in _WORD.findall(text) if w.lower() not in _QUESTION_STOP]
+    capitalized = sum(w[0].isupper() for w in found)
+    return "name" if found and capitalized * 2 > len(found) else "word"
 
 
 def _logistic(features: Sequence[float]) -> float:

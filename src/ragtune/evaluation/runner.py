@@ -9,7 +9,10 @@ Architectures (`ragtune.architectures`, those that run as themselves): `base` (t
 alone, closed-book), `rag` (retrieve + grounded answer, as
 `ragtune ask`), `tuned` (closed-book with a LoRA adapter) and `hybrid` (retrieve + answer with
 an adapter, typically trained RAFT-style by `ragtune tune --raft`). The adapter comes from
-`generator.adapter` (`--adapter`); its manifest and staleness go into the run's config.
+`generator.adapter` (`--adapter`); its manifest and staleness go into the run's config. Like
+`ask`, `rag` with the bundled model answers with the bundled grounded reader unless
+`generator.reader` is off; `base` always runs the plain model (the reader only answers from
+passages). The run's config names the generator either way.
 
 Every case keeps its trace: the answer, the refusal reason, the citations, the prompt passages,
 where the first gold passage ranked in a deep (top-50) search, each claim's verdict, the metrics
@@ -204,6 +207,9 @@ class Evaluator:
         self.architecture = architectures.get(arch)
         self.groups = list(groups) if groups is not None else None
         self.settings = settings or kb.settings
+        if not self.architecture.retrieves:  # the reader is trained to answer from passages
+            self.settings = self.settings.model_copy(update={
+                "generator": self.settings.generator.model_copy(update={"reader": False})})
         adapter = self.settings.generator.adapter
         if generator is None and self.architecture.uses_adapter != (adapter is not None):
             raise InputError(

@@ -92,7 +92,7 @@ class Lab:
         self.settings = settings.model_copy(update={
             "chunking": chunking,
             "generator": settings.generator.model_copy(update={
-                "adapter": None, "max_new_tokens": b.max_new_tokens,
+                "adapter": None, "reader": False, "max_new_tokens": b.max_new_tokens,
                 "batch_size": b.eval_batch_size}),
             "answer": settings.answer.model_copy(update={"k": b.k}),
             "eval": settings.eval.model_copy(update={"batch_size": b.eval_batch_size}),
@@ -182,6 +182,10 @@ class Lab:
             f"Training: tuned on {self.tuned_count} examples for {b.tuned_epochs} "
             f"epoch(s); hybrid on {len(split.hybrid_training)} RAFT examples for "
             f"{b.hybrid_epochs} epoch(s); LoRA r={b.lora_r}, learning rate {b.learning_rate}.",
+            f"Model: base, rag and rag+schema run the plain {self.settings.generator.name}; "
+            "tuned and hybrid add the adapters trained here. (`ragtune ask` answers with the "
+            "bundled grounded reader by default; the lab leaves it off, so that what training "
+            "buys is measured against the untrained model.)",
             "Correct = the answer states a reference fact: it contains one, or is a shorter form "
             "keeping every figure (EUR 12 for EUR 12 per month; never EUR 25 for EUR 27).",
             f"Latency: retrieval to answer per question, generation batched {b.eval_batch_size} "

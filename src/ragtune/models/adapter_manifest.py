@@ -93,6 +93,7 @@ class AdapterManifest(_Record):
     training: TrainingInfo
     versions: dict[str, str]
     fingerprint: str
+    command: str | None = None  # the one command that trains it again, where one was recorded
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST_FILE
