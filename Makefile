@@ -107,9 +107,11 @@ bench-hostile: install
 bench-extraction: install
 	$(PY) bench/extraction.py --json bench/results/extraction.json
 
-# The grounded-reader LoRA adapter, written to src/ragtune/data/reader (not trained yet: issue 21): RAFT examples from 6 SQuAD
-# 2.0 training articles, one epoch (bench/reader.py; about an hour on 2 idle cores). Run again,
-# it resumes an interrupted run or finds the adapter done; READER_ARGS=--restart replaces it.
+# The grounded-reader LoRA adapter that ships in src/ragtune/data/reader (what `ask` and `serve`
+# apply to the bundled model): 1,000 RAFT examples from 6 SQuAD 2.0 training articles, one epoch
+# (bench/reader.py; 145 min of training in the one run on the 2 cores here: over the issue's
+# 90-minute budget). Run again, it resumes an interrupted run or finds the adapter done;
+# READER_ARGS=--restart replaces it.
 reader: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) bench/reader.py --out src/ragtune/data/reader \
 		--json bench/results/reader.json $(READER_ARGS)

@@ -15,12 +15,15 @@ On one knowledge base of all 646 paragraphs (k=3 hybrid passages, at most 32 new
    wrong answers among those returned;
 2. the test: 200 answerable + 200 unanswerable questions (seeded) of the 6 held-out articles
    (`ragtune.evaluation.squad.reader_split`: neither the offline judge nor the reader adapter
-   was fitted on them), answered once with every answer judged (`on_unverified="mark"`), then
-   scored three ways on the same answers: before verification, verified at the judge's own
-   threshold, verified at the calibrated threshold. Per way: answered-and-correct and
-   answered-and-wrong ("confidently wrong") shares of all questions, coverage, refusal
-   precision/recall/balanced accuracy (refusing is the positive class), token F1 on answerable
-   questions (a refusal scores 0);
+   was fitted on them), answered once as `ask` does out of the box (the default refusal
+   thresholds) with every answer judged (`on_unverified="mark"`), then scored five ways on the
+   same answers: before verification; verified at the judge's own threshold (what `ask`
+   returns by default); the calibrated refusal thresholds applied (from each answer's
+   similarity and confidence), then unverified, verified at the judge's threshold, or verified
+   at the calibrated threshold (what `ask` returns after `ragtune calibrate`). Per way:
+   answered-and-correct and answered-and-wrong ("confidently wrong") shares of all questions,
+   coverage, refusal precision/recall/balanced accuracy (refusing is the positive class), token
+   F1 on answerable questions (a refusal scores 0);
 3. the verifier's AUROC for correct vs wrong answers *of this pipeline* (the answers the
    refusal thresholds let through) and its risk–coverage curve (JSON and an SVG plot);
 4. cost: 20 test questions asked one at a time with verification off and on (same process,
@@ -45,6 +48,7 @@ from common import REPO, log, machine, versions, write_json
 from pipeline_answers import answer_row
 from ragtune import KnowledgeBase, Settings
 from ragtune.answering import Answer, Answerer, RefusalPolicy, calibrate_answers, generator_for
+from ragtune.answering.ask import default_policy
 from ragtune.answering.refusal import refusal_scores
 from ragtune.answering.verify import RiskPoint, risk_coverage
 from ragtune.cases import EvalCase
@@ -198,7 +202,9 @@ def main() -> None:
 
     test = data.of_articles(test_articles).sample(args.answerable, args.unanswerable,
                                                   seed=TEST_SEED)
-    answerer = Answerer(kb, generator, on_unverified="mark")
+    # what `ask` does out of the box: the default refusal thresholds, not the calibrated ones
+    # `calibrate_answers` stored (those are applied to the same answers below)
+    answerer = Answerer(kb, generator, default_policy(settings), on_unverified="mark")
     t0 = time.perf_counter()
     answers = answer_all(answerer, test)
     test_seconds = time.perf_counter() - t0
@@ -211,10 +217,17 @@ def main() -> None:
     scores = [a.verification.score if a.verification else None for a in answers]
     default = answerer.verifier.judge.threshold
     chosen = calibration.verify.threshold
+    kept = [j and calibration.policy.decide(
+        a.similarity, a.raw_output, a.generation.mean_logprob if a.generation else None) is None
+        for a, j in zip(answers, judged, strict=True)]
     ways = {
         "before_verification": judged,
         "verified_judge_threshold": [s is not None and s >= default for s in scores],
-        "verified_calibrated": [s is not None and s >= chosen for s in scores],
+        "calibrated_refusal": kept,
+        "calibrated_refusal_judge_threshold": [
+            k and s is not None and s >= default for k, s in zip(kept, scores, strict=True)],
+        "verified_calibrated": [k and s is not None and s >= chosen
+                                for k, s in zip(kept, scores, strict=True)],
     }
     labels = [correct(q, a) for q, a in zip(test, answers, strict=True)]
     pairs = [(s, ok) for s, ok in zip(scores, labels, strict=True) if s is not None]

@@ -93,6 +93,11 @@ def test_compare_measures_every_architecture_and_writes_the_report(lab_run) -> N
     # retrieval is measured where there is retrieval, faithfulness too
     assert arch["rag"]["metrics"]["recall@k"] is not None
     assert arch["base"]["metrics"]["faithfulness"] is None
+    # base and rag run the plain model (not the reader `ask` uses by default), and say so;
+    # the adapters trained here are applied to that same plain model
+    assert [load_run(out / "runs" / a).config["generator"] for a in ("base", "rag", "hybrid")
+            ] == ["local:smollm2", "local:smollm2", "local:smollm2+hybrid"]
+    assert any("run the plain local:smollm2" in n for n in data["experiment"]["notes"])
     # constrained decoding: every generated answer is valid for the schema unless it ran into
     # the token limit (the grammar is guaranteed, termination is not)
     for r in load_run(out / "runs" / "rag-schema").results:
