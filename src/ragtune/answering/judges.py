@@ -201,10 +201,12 @@ class OfflineJudge:
         anchor = max(anchors, key=lambda i: overlap[i])
         if question_terms:
             q_overlap = overlap[anchor] / max(max(overlap), 1)
-            proximity = self._proximity(places, question_terms, claim_terms, anchors)
+            closeness = self._closeness(places, question_terms, claim_terms, anchors)
+            proximity = self._proximity(closeness, question_terms)
+            rival = self._rival(places, closeness, question_terms, claim_terms,
+                                _kind(claim.text))
         else:  # the claim restates the question's words: nothing to align
-            q_overlap = proximity = 1.0
-        rival = self._rival(places, question_terms, claim_terms, anchors, _kind(claim.text))
+            q_overlap = proximity = rival = 1.0
         answer_type = 1.0 if not _WANTS_FIGURE.search(claim.question) or claim_figures or (
             set(words(claim.text)) & _FIGURE_WORDS) else 0.0
         vectors = self._embed([p.text for p in places])
@@ -227,9 +229,10 @@ class OfflineJudge:
         for passage in context:
             for sentence in sentences(passage):
                 tokens = _tokens(sentence)
-                places.append(_Place(sentence, tokens, position, [
-                    _kind(w) if i else ("figure" if _kind(w) == "figure" else "word")
-                    for i, w in enumerate(_WORD.findall(sentence))]))
+                kinds = [_kind(w) for w in _WORD.findall(sentence)]
+                if kinds and kinds[0] == "name":  # every sentence opens with a capital
+                    kinds[0] = "word"
+                places.append(_Place(sentence, tokens, position, kinds))
                 position += len(tokens)
             position += PASSAGE_GAP
         return places
@@ -254,12 +257,13 @@ class OfflineJudge:
                       if tokens[i] in claim_terms]
         return tokens, score, claim_rows
 
-    @classmethod
-    def _proximity(cls, places: Sequence[_Place], question_terms: set[str],
-                   claim_terms: set[str], anchors: Sequence[int]) -> float:
-        """How close the question's words sit to the claim's words, relative to the closest
-        they sit to any other content word of the context (1.0 = the best spot)."""
-        tokens, score, claim_rows = cls._closeness(places, question_terms, claim_terms, anchors)
+    @staticmethod
+    def _proximity(closeness: tuple[list[str], np.ndarray, list[int]],
+                   question_terms: set[str]) -> float:
+        """How close the question's words sit to the claim's words (`_closeness`),
+        relative to the closest they sit to any other content word of the context (1.0 = the
+        best spot)."""
+        tokens, score, claim_rows = closeness
         others = [i for i, t in enumerate(tokens)
                   if t not in question_terms and t not in _QUESTION_STOP]
         if not claim_rows or not others:
@@ -267,17 +271,17 @@ class OfflineJudge:
         best = float(score[others].max())
         return float(score[claim_rows].max()) / best if best > 0 else 0.0
 
-    @classmethod
-    def _rival(cls, places: Sequence[_Place], question_terms: set[str], claim_terms: set[str],
-               anchors: Sequence[int], kind: str) -> float:
+    @staticmethod
+    def _rival(places: Sequence[_Place], closeness: tuple[list[str], np.ndarray, list[int]],
+               question_terms: set[str], claim_terms: set[str], kind: str) -> float:
         """How close the question's words sit to the claim, relative to the closest they sit to
         another candidate answer of the claim's kind (a figure for a figure, a name for a name):
         below 1.0 when the context puts another year, number or name where the question
         points (1903 for "the first year Yale and Harvard played football", where the passage
-        says 1875). 1.0 with no rival or nothing to align."""
-        if not question_terms or kind == "word":
+        says 1875). 1.0 with no rival."""
+        if kind == "word":
             return 1.0
-        tokens, score, claim_rows = cls._closeness(places, question_terms, claim_terms, anchors)
+        tokens, score, claim_rows = closeness
         kinds = [k for p in places for k in p.kinds]
         rivals = [i for i, (t, k) in enumerate(zip(tokens, kinds, strict=True))
                   if k == kind and t not in claim_terms and t not in question_terms
