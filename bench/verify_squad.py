@@ -217,7 +217,7 @@ def main() -> None:
     scores = [a.verification.score if a.verification else None for a in answers]
     default = answerer.verifier.judge.threshold
     chosen = calibration.verify.threshold
-    kept = [j and calibration.policy.decide(
+    kept = [j and calibration.refusal.policy.decide(
         a.similarity, a.raw_output, a.generation.mean_logprob if a.generation else None) is None
         for a, j in zip(answers, judged, strict=True)]
     ways = {
