@@ -32,6 +32,13 @@ HOME = REPO / ".bench-home-squad"
 K, MAX_NEW_TOKENS, CORRECT_F1, SEED = 3, 32, 0.5, 11
 
 
+def correct(q: SquadQuestion, answer: Answer) -> bool:
+    """Right: an answerable question answered with a gold answer (exact match or token F1 >=
+    0.5); any answer to an unanswerable question is wrong."""
+    return q.answerable and (exact_match(answer.plain, q.answers) == 1.0
+                             or token_f1(answer.plain, q.answers) >= CORRECT_F1)
+
+
 def answer_row(q: SquadQuestion, a: Answer, right: bool) -> dict[str, Any]:
     """One answer as `bench/judge.py --pipeline` reads it."""
     return {
@@ -74,9 +81,7 @@ def main() -> None:
         for at in range(0, len(questions), 16):
             batch = questions[at:at + 16]
             for q, a in zip(batch, answerer.ask_batch([q.question for q in batch]), strict=True):
-                right = q.answerable and (exact_match(a.plain, q.answers) == 1.0
-                                          or token_f1(a.plain, q.answers) >= CORRECT_F1)
-                out.write(json.dumps(answer_row(q, a, right)) + "\n")
+                out.write(json.dumps(answer_row(q, a, correct(q, a))) + "\n")
             log(f"answered {min(at + 16, len(questions))}/{len(questions)} in "
                 f"{time.perf_counter() - started:.0f} s")
 

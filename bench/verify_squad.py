@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from common import REPO, log, machine, versions, write_json
-from pipeline_answers import answer_row
+from pipeline_answers import answer_row, correct
 from ragtune import KnowledgeBase, Settings
 from ragtune.answering import Answer, Answerer, RefusalPolicy, calibrate_answers, generator_for
 from ragtune.answering.ask import default_policy
@@ -56,17 +56,12 @@ from ragtune.evaluation.ir import percentile
 from ragtune.evaluation.metrics import auroc
 from ragtune.evaluation.squad import SquadQuestion, judge_split, load_squad, reader_split
 from ragtune.models.generators import Generator
-from ragtune.text import exact_match, token_f1
+from ragtune.text import token_f1
 
 SQUAD = REPO.parent / "shared" / "data" / "squad-v2-dev-subset" / "dev-v2.0.json"
 HOME = REPO / ".bench-home-squad"
 K, MAX_NEW_TOKENS, CORRECT_F1 = 3, 32, 0.5
 TEST_SEED, CALIB_SEED = 13, 7
-
-
-def correct(q: SquadQuestion, answer: Answer) -> bool:
-    return q.answerable and (exact_match(answer.plain, q.answers) == 1.0
-                             or token_f1(answer.plain, q.answers) >= CORRECT_F1)
 
 
 def scored(questions: list[SquadQuestion], answers: list[Answer],
