@@ -10,6 +10,9 @@ The public API lives here and stays put:
     >>> answer.text, [(c.doc_id, c.start, c.end) for c in answer.citations]
     >>> run = Evaluator(kb, arch="rag").run(load_cases(Path("cases.jsonl")))
     >>> run.summary["metrics"]["faithfulness"], run.summary["failure_causes"]
+    >>> train, heldout = split_cases(load_cases(Path("cases.jsonl")), heldout=0.3)
+    >>> tuning = tune_retrieval(kb, train, heldout)   # retrieval levers, chosen on train
+    >>> apply_tuning(kb, tuning)                      # adopted by search, ask and serve
 """
 
 from ragtune.answering import (
@@ -32,6 +35,7 @@ from ragtune.config import (
     GeneratorSettings,
     IngestSettings,
     PriceSettings,
+    RetrievalSettings,
     Settings,
 )
 from ragtune.documents import Chunk, Document, Page, chunk_document, load_path
@@ -39,6 +43,13 @@ from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError, St
 from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator, compare_runs, load_run
 from ragtune.evaluation.testset import generate_testset
 from ragtune.kb import IngestReport, KnowledgeBase
+from ragtune.lab.levers import (
+    EmbedderTuning,
+    RetrievalTuning,
+    apply_tuning,
+    split_cases,
+    tune_retrieval,
+)
 from ragtune.models import (
     Embedder,
     Generation,
@@ -52,6 +63,7 @@ from ragtune.models import (
 )
 from ragtune.retrieval import Hit, SearchResult, reciprocal_rank_fusion, search
 from ragtune.store import SQLiteStore, Store, StoredDocument
+from ragtune.tuning.embedder import EmbedderPair, tune_embedder
 from ragtune.version import __version__
 
 __all__ = [
@@ -113,4 +125,12 @@ __all__ = [
     "load_path",
     "reciprocal_rank_fusion",
     "search",
+    "EmbedderPair",
+    "EmbedderTuning",
+    "RetrievalSettings",
+    "RetrievalTuning",
+    "apply_tuning",
+    "split_cases",
+    "tune_embedder",
+    "tune_retrieval",
 ]

@@ -1,6 +1,6 @@
 """The architectures ragtune compares, each registered once with every fact about it.
 
-`ragtune eval --arch` runs one of them, `ragtune compare` runs all five side by side, `ragtune
+`ragtune eval --arch` runs one of them, `ragtune compare` runs all six side by side, `ragtune
 assess` weighs their measurements cheapest first and turns the winner into a recommendation.
 Each reads this one registry (peft registers each tuner with one call the same way):
 
@@ -8,18 +8,24 @@ Each reads this one registry (peft registers each tuner with one call the same w
 | base       | no        | no      | base    | asked for in the prompt (schema + JSON examples) |
 | rag        | yes       | no      | rag     | asked for in the prompt                          |
 | rag+schema | yes       | no      | rag     | constrained decoding to the schema               |
+| rag-tuned-retrieval | yes (levers tuned) | no | rag | asked for in the prompt              |
 | tuned      | no        | tuned   | tuned   | learned (short prompt, no examples)              |
 | hybrid     | yes       | hybrid  | hybrid  | learned (short prompt, no examples)              |
 
 `rag+schema` is not a pipeline of its own: the evaluator runs it as `rag` with constrained
 decoding switched on (`runs_as`), so `ragtune eval` offers the four that are (`evaluated()`).
+`rag-tuned-retrieval` runs as `rag` too, searching with the retrieval levers the lab chose on
+the training questions (`ragtune.lab.levers`: ranking and fusion weights, the prompt's k and
+per-document limit): fix retrieval before training.
 
     >>> get("rag+schema").runs_as, get("hybrid").retrieves
     ('rag', True)
-    >>> names(), evaluated()
-    (('base', 'rag', 'rag+schema', 'tuned', 'hybrid'), ('base', 'rag', 'tuned', 'hybrid'))
+    >>> names()
+    ('base', 'rag', 'rag+schema', 'rag-tuned-retrieval', 'tuned', 'hybrid')
+    >>> evaluated()
+    ('base', 'rag', 'tuned', 'hybrid')
     >>> by_cost()
-    ('base', 'rag+schema', 'rag', 'tuned', 'hybrid')
+    ('base', 'rag+schema', 'rag', 'rag-tuned-retrieval', 'tuned', 'hybrid')
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class Architecture:
     adapter: str | None = None
     constrained: bool = False  # constrained decoding to the answer schema
     trained_prompt: bool = False  # the adapters' short prompt, without instructions or examples
+    tuned_retrieval: bool = False  # searches with the retrieval levers chosen on training cases
     cheaper_because: str = ""
     runs_as: str = ""
 
@@ -131,9 +138,14 @@ register(Architecture(
     cost_rank=1, recommendation="rag", constrained=True, runs_as="rag",
     cheaper_because="retrieval with constrained decoding, no training"))
 register(Architecture(
+    "rag-tuned-retrieval", "retrieve with levers tuned on the training questions + answer; "
+    "no model training", retrieves=True, cost_rank=3, recommendation="rag", runs_as="rag",
+    tuned_retrieval=True, cheaper_because="retrieval settings chosen on the questions, no "
+    "model training"))
+register(Architecture(
     "tuned", "LoRA on closed-book question/answer pairs; no retrieval", retrieves=False,
-    cost_rank=3, recommendation="fine-tune", adapter="tuned", trained_prompt=True,
+    cost_rank=4, recommendation="fine-tune", adapter="tuned", trained_prompt=True,
     cheaper_because="no retrieval to run"))
 register(Architecture(
     "hybrid", "retrieve + LoRA trained RAFT-style on the same questions", retrieves=True,
-    cost_rank=4, recommendation="hybrid", adapter="hybrid", trained_prompt=True))
+    cost_rank=5, recommendation="hybrid", adapter="hybrid", trained_prompt=True))

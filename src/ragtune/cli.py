@@ -84,6 +84,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 SchemaOpt = Annotated[Path | None, typer.Option(
     "--schema", help="JSON schema file: constrain answers to JSON valid for it.")]
 FusionOpt = Annotated[str, typer.Option(help="Hybrid fusion: zscore (default) or rrf (k=60).")]
+KbFusionOpt = Annotated[str | None, typer.Option(
+    help="Hybrid fusion: zscore or rrf (default: the knowledge base's [retrieval] settings, "
+         "zscore 0.3/0.7 unless tuned).")]
 
 
 def _open(home: Path | None, kb: str | None) -> KnowledgeBase:
@@ -316,7 +319,7 @@ def search_cmd(
     allow_fallback: Annotated[
         bool, typer.Option(help="Exit 0 even if hybrid had to fall back to BM25.")
     ] = False,
-    fusion: FusionOpt = "zscore",
+    fusion: KbFusionOpt = None,
     kb: KbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -537,6 +540,92 @@ def calibrate_cmd(
         err.print(f"[yellow]no threshold keeps wrong answers under {v.max_risk:.0%} on these "
                   "cases: every answer will be refused until the model or the cases change[/]")
     err.print("stored in the knowledge base" if not dry_run else "not stored (--dry-run)")
+
+
+@app.command("tune-retrieval")
+def tune_retrieval_cmd(
+    cases: Annotated[Path, typer.Argument(help="Cases JSONL with gold_doc_ids (the questions "
+                                               "without them are left out).")],
+    heldout: Annotated[float, typer.Option(help="Share of the questions held out to report "
+                                                "on (never used for a choice).")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Seed of the train/held-out split.")] = 0,
+    chunking: Annotated[str, typer.Option(
+        help="Chunkings to try as MAX:OVERLAP tokens, comma-separated ('' = none); each is a "
+             "trial copy of the knowledge base.")] = "128:16,384:48",
+    embedder: Annotated[bool, typer.Option(
+        "--embedder/--no-embedder", help="Also fine-tune the embedder on the training "
+        "questions and try it (minutes per hundred questions on a CPU).")] = False,
+    epochs: Annotated[int, typer.Option(help="Embedder fine-tuning epochs.")] = 1,
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="Adopt the choice in the knowledge base: re-chunk / re-embed what "
+        "changed and record the settings it searches with.")] = False,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="Write the chosen settings as a config.toml fragment.")] = None,
+    kb: KbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Try the retrieval levers (ranking and fusion weights, chunking, a tuned embedder, the
+    prompt's k and per-document limit) on a knowledge base's own questions: chosen on a
+    training split, reported on the held-out split."""
+    from ragtune.cases import load_cases
+    from ragtune.lab.levers import EmbedderTuning, apply_tuning, split_cases, tune_retrieval
+
+    chunkings = _parse_chunkings(chunking)
+    train, held = split_cases(load_cases(cases), heldout=heldout, seed=seed)
+    say = (lambda line: None) if as_json else (lambda line: err.print(f"[dim]{escape(line)}[/]"))
+    with _open_existing(home, kb) as base:
+        tuning = tune_retrieval(base, train, held, chunkings=chunkings,
+                                embedder=EmbedderTuning(epochs=epochs) if embedder else None,
+                                seed=seed, progress=say)
+        applied = None
+        if apply:
+            with _progress(as_json) as bar:
+                applied = apply_tuning(base, tuning, progress=bar("apply"))
+    if out_file is not None:
+        out_file.write_text(tuning.toml(), encoding="utf-8")
+    if as_json:
+        _print_json(tuning.to_dict() | {"applied": None if applied is None else {
+            "rewritten": applied.updated, "unchanged": applied.unchanged,
+            "chunks_embedded": applied.chunks_embedded, "chunks_reused": applied.chunks_reused}})
+        return
+    _render_tuning(tuning)
+    if applied is not None:
+        err.print(f"applied: {applied.updated} documents re-chunked or re-embedded "
+                  f"({applied.chunks_embedded} chunks embedded, {applied.chunks_reused} "
+                  f"reused), {applied.unchanged} unchanged; settings recorded in the "
+                  f"knowledge base")
+    elif out_file is None:
+        err.print("not applied: run again with --apply, or --out FILE for the settings")
+
+
+def _parse_chunkings(spec: str) -> list[tuple[int, int]]:
+    found = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        size, _, overlap = part.partition(":")
+        try:
+            found.append((int(size), int(overlap or 0)))
+        except ValueError:
+            raise InputError(f"--chunking: {part!r} is not MAX:OVERLAP (e.g. 128:16)") from None
+    return found
+
+
+def _render_tuning(tuning: Any) -> None:
+    table = Table("lever", "setting", f"train ({tuning.train_queries} q)",
+                  f"held-out ({tuning.heldout_queries} q)", "", box=None)
+    for row in tuning.rows:
+        metric = "ndcg@10" if "ndcg@10" in row.train else "prompt_recall"
+        label = "nDCG@10" if metric == "ndcg@10" else "in prompt"
+        table.add_row(row.lever, escape(row.setting), f"{row.train[metric]:.3f} {label}",
+                      f"{row.heldout[metric]:.3f}", "[bold]chosen[/]" if row.chosen else "")
+    out.print(table)
+    b, a = tuning.before, tuning.after
+    out.print(f"held-out nDCG@10 {b['ndcg@10']:.3f} -> {a['ndcg@10']:.3f}, recall@10 "
+              f"{b['recall@10']:.3f} -> {a['recall@10']:.3f}, gold document in the prompt "
+              f"{b['prompt_recall']:.3f} -> {a['prompt_recall']:.3f}")
+    out.print(escape(tuning.toml()))
+    for note in tuning.notes:
+        err.print(f"[yellow]note[/] {escape(note)}")
 
 
 def _warn_if_stale(settings: Settings, kb: KnowledgeBase) -> None:
@@ -1082,7 +1171,8 @@ def _run_lab(exp: Any, settings: Settings, out_dir: Path, as_json: bool) -> None
     if as_json:
         data = lab.to_dict()
         _print_json({k: data[k] for k in ("experiment", "recommendation", "order",
-                                          "architectures", "freshness", "stages", "seconds")}
+                                          "architectures", "freshness", "retrieval_levers",
+                                          "stages", "seconds") if k in data}
                     | {"report": paths})
         return
     _render_lab(lab)

@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ragtune.errors import ConfigError
 
 DEFAULT_HOME = Path("~/.ragtune")
+ADOPTABLE = ("retrieval", "answer", "chunking", "embedder")
+"""The settings sections a knowledge base may record as its own (`KnowledgeBase.adopt_settings`)."""
 KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -56,6 +58,24 @@ class EmbedderSettings(BaseModel):
     batch_size: int = Field(16, gt=0)
     base_url: str | None = Field(None, description="for openai:MODEL embedders")
     api_key_env: str = "OPENAI_API_KEY"
+
+
+class RetrievalSettings(BaseModel):
+    """How the hybrid ranking fuses BM25 and dense scores, and how many passages of one
+    document a prompt may hold. `ragtune tune-retrieval` chooses these on a knowledge base's
+    own questions; `--apply` records them in the knowledge base, where they win over these."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fusion: str = Field("zscore", pattern="^(zscore|rrf)$", description="hybrid fusion: "
+                        "zscore (weighted standardized scores) or rrf (reciprocal rank)")
+    bm25_weight: float | None = Field(None, ge=0, le=1, description="BM25's share of the "
+                                      "fusion, dense gets the rest (none: the fusion's default, "
+                                      "0.3 for zscore as measured on SciFact train, equal for "
+                                      "rrf)")
+    rrf_k: float = Field(60.0, ge=0, description="rrf: the rank constant")
+    per_doc: int | None = Field(None, gt=0, description="at most this many passages of one "
+                                "document in a prompt (none: no limit)")
 
 
 class IngestSettings(BaseModel):
@@ -269,6 +289,7 @@ class Settings(BaseModel):
     embedder: EmbedderSettings = EmbedderSettings()
     ingest: IngestSettings = IngestSettings()
     generator: GeneratorSettings = GeneratorSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
     answer: AnswerSettings = AnswerSettings()
     eval: EvalSettings = EvalSettings()
     tune: TuneSettings = TuneSettings()
@@ -316,6 +337,15 @@ class Settings(BaseModel):
             return type(self).model_validate(data)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, "settings overrides")) from exc
+
+    def adopting(self, sections: Mapping[str, Any]) -> Settings:
+        """These settings with a knowledge base's adopted sections laid over them (only the
+        sections a knowledge base may adopt: retrieval, answer, chunking, embedder)."""
+        unknown = set(sections) - set(ADOPTABLE)
+        if unknown:
+            raise ConfigError(f"a knowledge base cannot adopt settings section(s) "
+                              f"{', '.join(sorted(unknown))}; only {', '.join(ADOPTABLE)}")
+        return self.with_overrides(sections)
 
     def kb_path(self, name: str | None = None) -> Path:
         """The folder of knowledge base `name` (default: `self.kb`)."""

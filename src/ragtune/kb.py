@@ -14,6 +14,7 @@ documents whose source lies under the given paths but was not seen are deleted.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.access import OPERATOR, Access
-from ragtune.config import Settings
+from ragtune.config import ChunkingSettings, Settings, deep_merge
 from ragtune.documents import (
     Chunk,
     Document,
@@ -46,6 +47,7 @@ from ragtune.store.copy import CopyReport, copy_store
 # low, small enough that progress and commits stay frequent.
 EMBED_FLUSH_CHUNKS = 512
 INJECTION_RULES_KEY = "injection_rules"
+ADOPTED_KEY = "adopted_settings"
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (documents done in this step, new total or None)."""
@@ -155,6 +157,10 @@ class _Ingestion:
     pending: list[_Pending] = field(default_factory=list)
     pending_chunks: int = 0
     total: int = 0
+    reuse: Store | None = None
+    """Another store whose vectors (same embedder) stand in for embedding (`copy_documents`)."""
+    fresh: bool = False
+    """Embed every chunk anew, reusing no stored vector (a new embedder: `rebuild`)."""
 
 
 class KnowledgeBase:
@@ -169,7 +175,8 @@ class KnowledgeBase:
         counter: TokenCounter | None = None,
     ) -> None:
         self.name = name
-        self.settings = settings
+        self._given = settings
+        self._adopted: Settings | None = None
         self.path = settings.kb_path(name)
         self._store = store
         self._embedder = embedder
@@ -194,18 +201,51 @@ class KnowledgeBase:
             raise InputError(f"knowledge base {kb.name!r} is empty: run `ragtune ingest` first")
         return kb
 
+    # --- settings ---------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this knowledge base runs with: those it was opened with, and over them
+        the sections it adopted (`adopt_settings`, e.g. `ragtune tune-retrieval --apply`)."""
+        if self._adopted is None:
+            if self._store is None and not self._backend.exists(self.path, self._given.store):
+                return self._given
+            recorded = self.store.get_meta().get(ADOPTED_KEY)
+            self._adopted = (self._given.adopting(json.loads(recorded)) if recorded
+                             else self._given)
+        return self._adopted
+
+    @property
+    def adopted_settings(self) -> dict[str, dict[str, Any]]:
+        """The settings sections this knowledge base adopted (empty: none)."""
+        if not self.exists():
+            return {}
+        return dict(json.loads(self.store.get_meta().get(ADOPTED_KEY) or "{}"))
+
+    def adopt_settings(self, sections: Mapping[str, Mapping[str, Any]]) -> Settings:
+        """Record settings sections (`{"retrieval": {...}, "answer": {"k": 5}}`) that this
+        knowledge base uses from now on, over the configured ones; validated first. Chunking
+        and embedder sections are applied by `rebuild`, which records them itself."""
+        merged = {**self.adopted_settings}
+        for section, values in sections.items():
+            merged[section] = {**merged.get(section, {}), **dict(values)}
+        settings = self._given.adopting(merged)  # a bad value fails here, before it is stored
+        self.store.set_meta({ADOPTED_KEY: json.dumps(merged, sort_keys=True)})
+        self._adopted = settings
+        return settings
+
     # --- lazily built parts -----------------------------------------------------------------
 
     @property
     def store(self) -> Store:
         """The store, opened by the backend the settings name (`store.backend`)."""
         if self._store is None:
-            self._store = self._backend.open(self.path, self.settings.store)
+            self._store = self._backend.open(self.path, self._given.store)
         return self._store
 
     @property
     def _backend(self) -> StoreBackend:
-        return backend_of(self.path, self.settings.store)
+        return backend_of(self.path, self._given.store)
 
     @property
     def store_path(self) -> Path:
@@ -228,7 +268,7 @@ class KnowledgeBase:
 
     def exists(self) -> bool:
         """Whether anything was ever written to this knowledge base."""
-        return self._store is not None or self._backend.exists(self.path, self.settings.store)
+        return self._store is not None or self._backend.exists(self.path, self._given.store)
 
     def close(self) -> None:
         if self._store is not None:
@@ -423,7 +463,10 @@ class KnowledgeBase:
             return
         report = run.report
         wanted = {c.text_hash: c.embedding_text for p in pending for c in p.chunks}
-        vectors = self.store.vectors_by_text_hash(wanted)
+        vectors = {} if run.fresh else self.store.vectors_by_text_hash(wanted)
+        if run.reuse is not None:
+            vectors.update(run.reuse.vectors_by_text_hash([h for h in wanted
+                                                           if h not in vectors]))
         missing_set = set(self._embed_missing(wanted, vectors))
         report.chunks_embedded += len(missing_set)
         for item in pending:
@@ -608,6 +651,78 @@ class KnowledgeBase:
                     fh.write(json.dumps(dict(record), ensure_ascii=False) + "\n")
             return self.ingest([path], groups=target, source_name=lambda _: source,
                                access=access)
+
+    def copy_documents(self, source: KnowledgeBase,
+                       progress: ProgressCallback | None = None) -> IngestReport:
+        """Bring this knowledge base in line with `source`'s documents, chunked and embedded by
+        this one's settings: a trial copy with other chunking or another embedder. Documents
+        already copied at the same content are skipped, those `source` no longer holds are
+        deleted. With the same embedder, the source's vectors of equal chunk texts are reused,
+        not embedded."""
+        self._check_provenance()
+        same = source.embedder.name == self.embedder.name
+        run = _Ingestion(OPERATOR, (), self.store.document_hashes(),
+                         progress or (lambda done, total: None),
+                         reuse=source.store if same else None)
+        started = time.perf_counter()
+        stored = source.documents()
+        run.notify(0, len(stored))
+        with self.store.bulk_load() if not run.known else contextlib.nullcontext():
+            for doc in stored:
+                exported = source.store.export_document(doc.id)
+                if exported is not None:
+                    self._ingest_document(run, exported)
+            self._flush(run)
+        gone = set(run.known) - {doc.id for doc in stored}
+        run.report.deleted = sum(self.store.delete_document(doc_id) for doc_id in gone)
+        run.report.seconds = time.perf_counter() - started
+        return run.report
+
+    def rebuild(self, chunking: ChunkingSettings | None = None, embedder: str | None = None,
+                progress: ProgressCallback | None = None) -> IngestReport:
+        """Re-chunk (new `chunking`) and re-embed (new `embedder`, e.g. `local:FOLDER` of a
+        tuned one) this knowledge base in place, from the stored document texts, and adopt the
+        new settings. Only what changed is written: with a new chunking alone, a document
+        whose chunks come out the same is left as it is (`unchanged`) and chunk texts already
+        embedded keep their vectors; a new embedder re-embeds every chunk. A changed document
+        gets a new version."""
+        sections: dict[str, dict[str, Any]] = {}
+        if chunking is not None and chunking != self.settings.chunking:
+            sections["chunking"] = chunking.model_dump()
+        if embedder is not None and embedder != self.settings.embedder.name:
+            sections["embedder"] = {"name": embedder}
+        report = IngestReport()
+        if not sections:
+            return report
+        started = time.perf_counter()
+        target = KnowledgeBase(self.name, self.settings.adopting(sections), store=self.store)
+        target._adopted = target._given  # not what is recorded: that is about to change
+        run = _Ingestion(OPERATOR, (), {}, progress or (lambda done, total: None),
+                         fresh="embedder" in sections)
+        stored = self.documents()
+        run.notify(0, len(stored))
+        for doc in stored:
+            exported = self.store.export_document(doc.id)
+            if exported is None:
+                continue
+            chunks = chunk_document(exported, 0, target.counter, target.settings.chunking)
+            before = [(c.start, c.end) for c in self.store.chunks_of(doc.id)]
+            if not run.fresh and before == [(c.start, c.end) for c in chunks]:
+                run.report.unchanged += 1
+                run.report.documents.append({"id": doc.id, "outcome": "unchanged"})
+                run.notify(1, None)
+                continue
+            run.pending.append(_Pending(exported, chunks, True))
+            run.pending_chunks += len(chunks)
+            if run.pending_chunks >= EMBED_FLUSH_CHUNKS:
+                target._flush(run)
+        target._flush(run)
+        self.store.set_meta({**target.provenance(),
+                             ADOPTED_KEY: json.dumps(deep_merge(self.adopted_settings, sections),
+                                                     sort_keys=True)})
+        self._adopted, self._embedder = None, None
+        run.report.seconds = time.perf_counter() - started
+        return run.report
 
     def documents(self) -> list[StoredDocument]:
         """Every document's current version."""

@@ -80,7 +80,8 @@ def test_compare_measures_every_architecture_and_writes_the_report(lab_run) -> N
     exp, out, result, _ = lab_run
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["order"] == ["base", "rag", "rag+schema", "tuned", "hybrid"]
+    assert data["order"] == ["base", "rag", "rag+schema", "rag-tuned-retrieval", "tuned",
+                             "hybrid"]
     assert data["recommendation"]["recommendation"] in {"rag", "fine-tune", "hybrid", "neither"}
     assert data["recommendation"]["reasons"]
     for arch in data["order"]:
@@ -112,7 +113,8 @@ def test_compare_measures_every_architecture_and_writes_the_report(lab_run) -> N
     fresh = data["freshness"]
     assert fresh["changed_documents"] == sorted(CHANGED) and fresh["questions"] == 4
     assert fresh["resync_seconds"] is not None and fresh["resync"]["updated"] == 2
-    assert [s["stage"] for s in data["stages"]][:3] == ["ingest", "train tuned", "train hybrid"]
+    assert [s["stage"] for s in data["stages"]][:4] == ["ingest", "train tuned", "train hybrid",
+                                                        "tune retrieval"]
     for name in ("report.html", "report.md", "lab.json"):
         assert (out / name).is_file()
     assert data["report"]["html"] == str(out / "report.html")
@@ -147,11 +149,35 @@ def test_lab_json_is_the_typed_result_key_for_key(lab_run) -> None:
     assert json.dumps(lab.to_dict(), indent=2, ensure_ascii=False) + "\n" == text
     data = json.loads(result.stdout)
     assert list(data) == ["experiment", "recommendation", "order", "architectures", "freshness",
-                          "stages", "seconds", "report"]
+                          "retrieval_levers", "stages", "seconds", "report"]
     assert {k: v for k, v in data.items() if k != "report"} == {
         k: v for k, v in json.loads(text).items() if k in data}
     assert lab.architectures["rag"].metrics.recall_at_k == data["architectures"]["rag"][
         "metrics"]["recall@k"]
+
+
+def test_rag_tuned_retrieval_searches_with_levers_chosen_on_training_questions(lab_run) -> None:
+    _, out, result, _ = lab_run
+    data = json.loads(result.stdout)
+    levers = data["retrieval_levers"]
+    # chosen on the training phrasings, reported on the evaluation questions (8 here)
+    assert levers["heldout_queries"] == 8 and levers["train_queries"] > 8
+    ranking = [r for r in levers["levers"] if r["lever"] == "ranking"]
+    assert len(ranking) == 9 and sum(r["chosen"] for r in ranking) == 1
+    chosen = next(r for r in ranking if r["chosen"])
+    assert chosen["train"]["ndcg@10"] >= max(r["train"]["ndcg@10"] for r in ranking) - 0.005
+    assert levers["after"]["ndcg@10"] == chosen["heldout"]["ndcg@10"]
+    run = load_run(out / "runs" / "rag-tuned-retrieval")
+    assert run.config["generator"] == "local:smollm2" and run.config["cases"] == 8
+    assert run.config["arch"] == "rag"
+    assert run.config["k"] == levers["chosen"]["answer"]["k"]  # searched as chosen
+    assert run.config["settings"]["retrieval"] == levers["chosen"]["retrieval"]
+    assert any(r.startswith("Retrieval levers (") and "training (hybrid) then changed "
+               "correctness by" in r for r in data["recommendation"]["reasons"])
+    md = (out / "report.md").read_text()
+    assert "## Retrieval levers (rag-tuned-retrieval)" in md
+    assert chosen["setting"] in md
+    assert 'id="levers"' in (out / "report.html").read_text()
 
 
 def test_assess_reads_the_lab_as_evidence(lab_run) -> None:

@@ -264,7 +264,8 @@ class Answerer:
         if not self.kb.exists():
             raise InputError(f"knowledge base {self.kb.name!r} does not exist; ingest first")
         result = self.searcher.search(question, k=s.k if k is None else k,
-                                      mode=mode or s.mode, groups=groups, filters=filters)
+                                      mode=mode or s.mode, groups=groups, filters=filters,
+                                      per_doc=self.kb.settings.retrieval.per_doc)
         t1 = time.perf_counter()
         chunks = {c.id: c for c in self.kb.store.get_chunks(h.chunk_id for h in result.hits)}
         flags = {cid: c.flags for cid, c in chunks.items() if c.flags}

@@ -44,6 +44,7 @@ from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator
 from ragtune.kb import KnowledgeBase
 from ragtune.lab.checklist import ChecklistAnswers, assess, lab_evidence, load_answers
 from ragtune.lab.experiment import Experiment, Split, split_questions
+from ragtune.lab.levers import RetrievalTuning, tune_retrieval
 from ragtune.lab.report import write_report
 from ragtune.lab.result import (
     ArchMetrics,
@@ -106,6 +107,7 @@ class Lab:
         self.passages: dict[str, tuple[str, str]] = {}  # chunk id -> (title, text)
         self.tuned_count = 0
         self.doc_ids: dict[str, str] = {}  # file name -> document id (after the ingest)
+        self.levers: RetrievalTuning | None = None
 
     # --- the whole run -----------------------------------------------------------------------
 
@@ -134,6 +136,8 @@ class Lab:
         if any(a.adapter == "hybrid" for a in archs):
             adapters["hybrid"] = self._timed("train hybrid",
                                              partial(self._train_hybrid, kb, split))
+        if any(a.tuned_retrieval for a in archs):
+            self.levers = self._timed("tune retrieval", partial(self._tune_retrieval, kb, split))
         evaluators = {a.name: self._evaluator(kb, a, adapters) for a in archs}
         runs = {a.name: self._evaluate_arch(evaluators[a.name], a, split) for a in archs}
         fresh_cases = [self._gold_ids(known[c.question_id].case(
@@ -143,6 +147,8 @@ class Lab:
         metrics = {a.name: self._metrics(a, runs[a.name], changes, adapters, kb, freshness)
                    for a in archs}
         recommendation = self._recommend(checklist, metrics)
+        if self.levers is not None:
+            recommendation.reasons.append(self._levers_reason(metrics))
         lab = LabResult(
             ragtune=_version(), created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             experiment=LabExperiment(
@@ -165,6 +171,7 @@ class Lab:
                 description=a.description, metrics=metrics[a.name],
                 failure_causes=runs[a.name]["eval"].summary["failure_causes"]) for a in archs},
             freshness=freshness,
+            retrieval_levers=None if self.levers is None else self.levers.to_dict(),
             stages=list(self.stages),
             cases=self._cases(archs, runs),
             seconds=round(time.perf_counter() - started, 1),  # the report's writing aside
@@ -310,9 +317,52 @@ class Lab:
         return PromptStyle(system=self.exp.task.system, examples=False, schema=self.schema,
                            tell_schema=False)
 
+    def _tune_retrieval(self, kb: KnowledgeBase, split: Split) -> RetrievalTuning:
+        """The retrieval levers (ranking, fusion weights, the prompt's k and per-document
+        limit), chosen on the training questions' phrasings, reported on the evaluation
+        questions. Chunking and embedder tuning are `ragtune tune-retrieval`'s (they rebuild
+        the knowledge base)."""
+        train = [c for c in split.hybrid_training if c.gold_doc_ids]
+        heldout = [c for c in split.eval if c.gold_doc_ids]
+        if not train or not heldout:
+            raise InputError("rag-tuned-retrieval needs training and evaluation questions with "
+                             "gold_doc_ids")
+        tuning = tune_retrieval(kb, train, heldout, chunkings=(), embedder=None,
+                                ks=tuple(sorted({1, 2, 3, 5, self.exp.budgets.k})),
+                                seed=self.exp.split.seed, progress=self.log)
+        self.log(f"retrieval levers: {tuning.ranker.name}, k={tuning.k}, per document "
+                 f"{tuning.per_doc or 'any'} (held-out nDCG@10 {tuning.before['ndcg@10']:.3f} "
+                 f"-> {tuning.after['ndcg@10']:.3f})")
+        return tuning
+
+    def _levers_reason(self, metrics: dict[str, ArchMetrics]) -> str:
+        """What fixing retrieval bought, and what training bought on top of it."""
+        assert self.levers is not None
+        b, a = self.levers.before, self.levers.after
+        line = (f"Retrieval levers ({self.levers.ranker.name}, k={self.levers.k}) changed "
+                f"recall@10 by {a['recall@10'] - b['recall@10']:+.3f} and the gold document "
+                f"reaching the prompt by {a['prompt_recall'] - b['prompt_recall']:+.3f} on "
+                f"{self.levers.heldout_queries} evaluation questions (chosen on "
+                f"{self.levers.train_queries} training phrasings)")
+        tuned = metrics.get("rag-tuned-retrieval")
+        hybrid = metrics.get("hybrid")
+        if tuned is not None and tuned.correct is not None:
+            line += f"; rag-tuned-retrieval answered {tuned.correct:.2f} correctly"
+            if hybrid is not None and hybrid.correct is not None:
+                line += (f", and training (hybrid) then changed correctness by "
+                         f"{hybrid.correct - tuned.correct:+.2f}")
+        return line + "."
+
     def _evaluator(self, kb: KnowledgeBase, arch: Architecture, adapters: dict[str, Path]
                    ) -> Evaluator:
         settings = self.settings
+        if arch.tuned_retrieval:
+            assert self.levers is not None
+            sections = self.levers.sections()
+            settings = settings.adopting({"retrieval": sections["retrieval"],
+                                          "answer": sections["answer"]})
+            kb = KnowledgeBase(kb.name, settings, store=kb.store, embedder=kb.embedder,
+                               counter=kb.counter)  # the same documents, searched as tuned
         if arch.adapter is not None:
             settings = settings.model_copy(update={"generator": settings.generator.model_copy(
                 update={"adapter": str(adapters[arch.adapter])})})

@@ -659,6 +659,45 @@ def _comparison_html(lab: LabResult) -> str:
             f"<tbody>{''.join(body)}</tbody></table></div></section>")
 
 
+def _lever_rows(lab: LabResult) -> tuple[str, list[list[str]]]:
+    """The retrieval-lever table of a lab (what `rag-tuned-retrieval` searches with): a caption
+    and rows of lever, setting, training figure, held-out figure, chosen."""
+    levers = lab.retrieval_levers or {}
+    rows = []
+    for row in levers.get("levers", []):
+        train, held = row.get("train", {}), row.get("heldout", {})
+        metric, label = (("ndcg@10", "nDCG@10") if "ndcg@10" in train
+                         else ("prompt_recall", "gold in prompt"))
+        rows.append([_text(row.get("lever")), _text(row.get("setting")),
+                     f"{_fraction(train.get(metric))} {label}", _fraction(held.get(metric)),
+                     "chosen" if row.get("chosen") else ""])
+    b, a = levers.get("before", {}), levers.get("after", {})
+    caption = (f"Chosen on {_count(levers.get('train_queries'))} training phrasings, measured "
+               f"on {_count(levers.get('heldout_queries'))} evaluation questions: nDCG@10 "
+               f"{_fraction(b.get('ndcg@10'))} → {_fraction(a.get('ndcg@10'))}, recall@10 "
+               f"{_fraction(b.get('recall@10'))} → {_fraction(a.get('recall@10'))}, gold "
+               f"document in the prompt {_fraction(b.get('prompt_recall'))} → "
+               f"{_fraction(a.get('prompt_recall'))}.")
+    return caption, rows
+
+
+LEVER_HEADER = ("Lever", "Setting", "Training", "Held-out", "")
+
+
+def _levers_html(lab: LabResult) -> str:
+    if not lab.retrieval_levers:
+        return ""
+    caption, rows = _lever_rows(lab)
+    body = "".join("<tr>" + "".join(_td(c, best=c == "chosen") for c in row) + "</tr>"
+                   for row in rows)
+    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in LEVER_HEADER)
+    return ('<section aria-labelledby="levers-heading">'
+            '<h2 id="levers-heading">Retrieval levers (rag-tuned-retrieval)</h2>'
+            f'<p class="muted">{escape(caption)}</p>'
+            f'<div class="table-wrap"><table id="levers"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div></section>")
+
+
 def _charts_html(lab: LabResult) -> str:
     fresh = lab.freshness
     changed = fresh.changed_documents
@@ -788,7 +827,7 @@ def render_html(lab: LabData) -> str:
     """
     lab = LabResult.read(lab)
     sections = [_header_html(lab), _recommendation_html(lab), _comparison_html(lab),
-                _charts_html(lab), _stages_html(lab), _cases_html(lab)]
+                _levers_html(lab), _charts_html(lab), _stages_html(lab), _cases_html(lab)]
     return ("<!DOCTYPE html>\n"
             '<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">'
@@ -853,6 +892,12 @@ def render_markdown(lab: LabData) -> str:
                                 for i, c in enumerate(cells)]
             for row, cells, best in _table_cells(lab)]
     lines += _md_table(["Metric"] + [_md(a) for a in archs], rows) + [""]
+
+    if lab.retrieval_levers:
+        caption, lever_rows = _lever_rows(lab)
+        lines += ["## Retrieval levers (rag-tuned-retrieval)", "", _md(caption), ""]
+        lines += _md_table(LEVER_HEADER[:4] + ("Chosen",),
+                           [[_md(c) for c in row] for row in lever_rows]) + [""]
 
     causes, counts = _failure_causes(lab)
     lines += ["## Failure causes", ""]

@@ -191,6 +191,7 @@ class LabResult(_Record):
     order: list[str] = Field(default_factory=list)  # the architectures, as compared
     architectures: dict[str, ArchResult] = Field(default_factory=dict)
     freshness: Freshness = Field(default_factory=Freshness)
+    retrieval_levers: dict[str, Any] | None = None  # `RetrievalTuning.to_dict()`
     stages: list[Stage] = Field(default_factory=list)
     cases: list[LabCase] = Field(default_factory=list)
     seconds: float | None = None

@@ -192,8 +192,9 @@ def get_embedder(
 ) -> Embedder:
     """The embedder registered under `name`, one instance per process and settings.
 
-    `cache_dir` holds derived artifacts (the ONNX export of the query encoder); `openai:MODEL`
-    names an OpenAI-compatible endpoint at `base_url`.
+    `cache_dir` holds derived artifacts (the ONNX export of the query encoder); `local:FOLDER`
+    a sentence-transformers folder (a tuned embedder); `openai:MODEL` an OpenAI-compatible
+    endpoint at `base_url`.
     """
     if name.startswith("openai:"):
         from ragtune.models.openai import OpenAIEmbedder
@@ -202,10 +203,14 @@ def get_embedder(
             raise ConfigError("an openai: embedder needs embedder.base_url")
         return OpenAIEmbedder(name.removeprefix("openai:"), base_url, api_key_env,
                               batch_size=batch_size)
-    try:
-        factory = EMBEDDERS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}, openai:MODEL"
-        ) from None
-    return factory(batch_size, cache_dir)
+    if name in EMBEDDERS:
+        return EMBEDDERS[name](batch_size, cache_dir)
+    if name.startswith("local:"):
+        folder = Path(name.removeprefix("local:")).expanduser()
+        if not (folder / "config.json").is_file() or not (folder / "modules.json").is_file():
+            raise ConfigError(f"embedder {name!r}: {folder} is not a sentence-transformers "
+                              f"folder (no config.json and modules.json)")
+        return LocalEmbedder(folder, name, batch_size, cache_dir)
+    raise ConfigError(f"unknown embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}, "
+                      f"local:FOLDER (a sentence-transformers folder, e.g. from "
+                      f"`ragtune tune-retrieval --embedder`), openai:MODEL")

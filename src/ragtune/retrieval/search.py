@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ragtune.config import RetrievalSettings, Settings
 from ragtune.errors import ConfigError, InputError, ModelError
 from ragtune.kb import KnowledgeBase
 from ragtune.retrieval.filters import Filters
@@ -72,12 +73,21 @@ class Searcher:
 
     def __init__(self, kb: KnowledgeBase, depth: int = 100) -> None:
         self.kb = kb
+        self.depth = depth
         self.bm25 = BM25Retriever()
-        self.dense = _dense_retriever(kb, depth)
-        self.hybrids = {f: HybridRetriever(self.bm25, self.dense, f, depth=depth)
-                        for f in FUSIONS}
+        self._retrievers_for(kb.settings)
         self._index: SearchIndex | None = None
         self._lock = threading.Lock()
+
+    def _retrievers_for(self, settings: Settings) -> None:
+        """Dense and hybrid retrievers as `settings` say (the embedder, the fusion weights)."""
+        self._settings = settings
+        tuned = settings.retrieval
+        self.dense = _dense_retriever(self.kb, self.depth)
+        self.fusion = tuned.fusion
+        self.hybrids = {f: HybridRetriever(self.bm25, self.dense, f, depth=self.depth,
+                                           **(hybrid_options(tuned) if f == tuned.fusion else {}))
+                        for f in FUSIONS}
 
     def index(self) -> SearchIndex:
         """The current index, rebuilt if the store changed since it was built."""
@@ -93,8 +103,12 @@ class Searcher:
                     self._index = SearchIndex(store.index_snapshot())
             return self._index
 
-    def retriever(self, mode: str, fusion: str = "zscore") -> Retriever:
-        """The retriever of a mode (`fusion` picks the hybrid's method)."""
+    def retriever(self, mode: str, fusion: str | None = None) -> Retriever:
+        """The retriever of a mode (`fusion` picks the hybrid's method; None: the knowledge
+        base's, `retrieval.fusion`, with its weights)."""
+        if self.kb.settings is not self._settings:  # adopted or rebuilt since: follow them
+            self._retrievers_for(self.kb.settings)
+        fusion = fusion or self.fusion
         if mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if fusion not in FUSIONS:
@@ -113,7 +127,7 @@ class Searcher:
         per_doc: int | None = None,
         dedupe: bool = True,
         reranker: Reranker | None = None,
-        fusion: str = "zscore",
+        fusion: str | None = None,
     ) -> SearchResult:
         """Search; `groups=None` is an unrestricted local caller (see `search`)."""
         if not query.strip():
@@ -186,6 +200,14 @@ def _collapse_duplicates(index: SearchIndex, ranking: Ranking) -> Ranking:
     return Ranking(ranking.rows[keep], ranking.scores[keep], ranks)
 
 
+def hybrid_options(settings: RetrievalSettings) -> dict[str, Any]:
+    """`HybridRetriever` keyword arguments for retrieval settings (weights, rank constant)."""
+    options: dict[str, Any] = {"rrf_k": settings.rrf_k}
+    if settings.bm25_weight is not None:
+        options["weights"] = {"bm25": settings.bm25_weight, "dense": 1 - settings.bm25_weight}
+    return options
+
+
 def _dense_retriever(kb: KnowledgeBase, depth: int) -> DenseRetriever:
     """Exact cosine over vectors in memory, or the store's own vector index where
     `store.dense = "database"` (a backend that has one: `VectorSearch`)."""
@@ -219,17 +241,19 @@ def search(
     filters: Filters | None = None,
     per_doc: int | None = None,
     dedupe: bool = True,
-    fusion: str = "zscore",
+    fusion: str | None = None,
 ) -> SearchResult:
     """Search `kb` for `query`.
 
     `groups=None` means an unrestricted, trusted local caller; pass the caller's groups
     (possibly empty) to enforce access control. `filters` restrict document metadata (see
     `ragtune.retrieval.filters`); `per_doc` caps hits per document; `dedupe` collapses
-    near-duplicate chunks; `fusion` is the hybrid's method (`zscore` or `rrf`).
+    near-duplicate chunks; `fusion` is the hybrid's method (`zscore` or `rrf`; None: the knowledge
+    base's `retrieval` settings, weights included).
     """
     return searcher_for(kb).search(query, k, mode, groups, filters, per_doc, dedupe,
                                    fusion=fusion)
 
 
-__all__ = ["MODES", "Hit", "SearchResult", "Searcher", "search", "searcher_for"]
+__all__ = ["MODES", "Hit", "SearchResult", "Searcher", "hybrid_options", "search",
+           "searcher_for"]
