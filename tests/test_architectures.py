@@ -10,14 +10,18 @@ from ragtune.errors import InputError
 
 
 def test_the_registered_architectures() -> None:
-    assert architectures.names() == ("base", "rag", "rag+schema", "tuned", "hybrid")
+    assert architectures.names() == ("base", "rag", "rag+schema", "rag-tuned-retrieval",
+                                      "tuned", "hybrid")
     assert architectures.evaluated() == ("base", "rag", "tuned", "hybrid")
-    assert architectures.retrieving() == ("rag", "rag+schema", "hybrid")
+    assert architectures.retrieving() == ("rag", "rag+schema", "rag-tuned-retrieval", "hybrid")
     assert architectures.adapted() == ("tuned", "hybrid")
-    assert architectures.by_cost() == ("base", "rag+schema", "rag", "tuned", "hybrid")
+    assert architectures.by_cost() == ("base", "rag+schema", "rag", "rag-tuned-retrieval",
+                                       "tuned", "hybrid")
     assert {a: architectures.get(a).recommendation for a in architectures.names()} == {
-        "base": "neither", "rag": "rag", "rag+schema": "rag", "tuned": "fine-tune",
-        "hybrid": "hybrid"}
+        "base": "neither", "rag": "rag", "rag+schema": "rag", "rag-tuned-retrieval": "rag",
+        "tuned": "fine-tune", "hybrid": "hybrid"}
+    tuned = architectures.get("rag-tuned-retrieval")
+    assert tuned.runs_as == "rag" and tuned.tuned_retrieval and not tuned.uses_adapter
     assert list(architectures.ARCHITECTURES) == list(architectures.names())
 
 
@@ -34,7 +38,8 @@ def test_rag_schema_runs_as_rag_with_constrained_decoding() -> None:
 
 def test_an_unknown_name_is_an_error_naming_the_known_ones() -> None:
     with pytest.raises(InputError, match=r"unknown architecture 'rag\+x'; choose from base, "
-                                         r"rag, rag\+schema, tuned, hybrid"):
+                                         r"rag, rag\+schema, rag-tuned-retrieval, tuned, "
+                                         r"hybrid"):
         architectures.get("rag+x")
 
 

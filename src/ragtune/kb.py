@@ -230,9 +230,19 @@ class KnowledgeBase:
         for section, values in sections.items():
             merged[section] = {**merged.get(section, {}), **dict(values)}
         settings = self._given.adopting(merged)  # a bad value fails here, before it is stored
-        self.store.set_meta({ADOPTED_KEY: json.dumps(merged, sort_keys=True)})
+        # the generation moves so that other processes' searchers (a running `serve`) reload
+        self.store.set_meta({ADOPTED_KEY: json.dumps(merged, sort_keys=True),
+                             "generation": str(self.store.generation() + 1)})
         self._adopted = settings
         return settings
+
+    def reload_settings(self) -> None:
+        """Read the adopted settings again: another process may have adopted or rebuilt
+        (searchers call this when the store's generation moves)."""
+        before = self._adopted
+        self._adopted = None
+        if before is not None and self.settings.embedder != before.embedder:
+            self._embedder = None
 
     # --- lazily built parts -----------------------------------------------------------------
 

@@ -120,7 +120,8 @@ def test_unknown_architecture_and_missing_files_are_errors(tmp_path: Path) -> No
     base = SAMPLE_EXPERIMENT.read_text()
     path = tmp_path / "exp.yaml"
     path.write_text(base.replace("documents: kb", f"documents: {SAMPLE / 'kb'}")
-                    .replace("[base, rag, rag+schema, tuned, hybrid]", "[rag, agents]"))
+                    .replace("[base, rag, rag+schema, rag-tuned-retrieval, tuned, hybrid]",
+                             "[rag, agents]"))
     with pytest.raises(InputError, match="unknown architecture"):
         load_experiment(path)
     path.write_text(base)  # relative paths are read from the experiment file's folder

@@ -30,6 +30,7 @@ from ragtune.cli import app
 from ragtune.evaluation import load_beir
 from ragtune.lab.levers import RANKERS, Ranker
 from ragtune.models.embedders import get_embedder
+from ragtune.retrieval import searcher_for
 from ragtune.tuning.embedder import pairs_sha256, read_embedder_manifest, record_metrics
 
 pytestmark = pytest.mark.slow
@@ -123,7 +124,7 @@ def test_apply_rechunks_only_what_changed(slice_kb: KnowledgeBase,
     train, held = split_cases(load(slice_files[1]), heldout=0.3, seed=0)
     tuning = tune_retrieval(slice_kb, train, held, chunkings=((384, 48),), seed=0)
     trial = [r for r in tuning.rows if r.lever == "chunking" and r.setting.startswith("384")]
-    assert trial and 0 < trial[0].cost["reembedded_chunks"]  # long abstracts only
+    assert trial and trial[0].cost["reembedded_chunks"] > 0  # long abstracts only
     tuning.chunking = ChunkingSettings(max_tokens=384, overlap_tokens=48)  # chosen or not
     report = apply_tuning(slice_kb, tuning)
 
@@ -160,8 +161,16 @@ def test_adopted_settings_are_validated(slice_kb: KnowledgeBase) -> None:
     with pytest.raises(ConfigError, match="bm25_weight"):
         slice_kb.adopt_settings({"retrieval": {"bm25_weight": 3}})
     assert slice_kb.adopted_settings == {}
+    # another process's knowledge base (a running `serve`) searching the same store
+    serving = KnowledgeBase.open("slice", Settings.load(home=slice_kb.settings.home))
+    searcher = searcher_for(serving)
+    searcher.search("vitamin D", k=3)
+    assert searcher.fusion == "zscore"
     slice_kb.adopt_settings({"retrieval": {"fusion": "rrf", "rrf_k": 20}})
     assert slice_kb.settings.retrieval.rrf_k == 20
+    result = searcher.search("vitamin D", k=3)
+    assert searcher.fusion == "rrf" and searcher.hybrids["rrf"].rrf_k == 20
+    assert set(result.hits[0].ranks) == {"bm25", "dense"}
     assert KnowledgeBase.open("slice", Settings.load(home=slice_kb.settings.home)
                               ).settings.retrieval.fusion == "rrf"
 

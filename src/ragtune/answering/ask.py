@@ -222,7 +222,7 @@ class Answerer:
         self.schema = schema
         self.enforce_schema = enforce_schema
         self.defences = defences
-        self.settings = settings or kb.settings
+        self._settings = settings
         self.generator = generator or generator_for(self.settings)
         chosen = policy or stored_policy(kb) or default_policy(self.settings)
         if not defences:
@@ -247,6 +247,12 @@ class Answerer:
         return GenerationConfig(max_new_tokens=self.settings.generator.max_new_tokens
                                 if max_new_tokens is None else max_new_tokens,
                                 json_schema=self.schema if self.enforce_schema else None)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings given, else the knowledge base's own, read afresh: what it adopted
+        (`tune-retrieval --apply`: k, mode) applies to a long-lived answerer (`serve`) too."""
+        return self._settings or self.kb.settings
 
     def prepare(self, question: str, k: int | None = None, mode: str | None = None,
                 groups: Iterable[str] | None = None, filters: Filters | None = None

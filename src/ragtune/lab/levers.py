@@ -364,7 +364,7 @@ def tune_retrieval(
         if chunking == kb.settings.chunking:
             continue
         say(f"chunking: trial copy at {max_tokens} tokens, overlap {overlap}")
-        trial, report = _trial_copy(kb, f"c{max_tokens}-{overlap}", chunking=chunking)
+        trial, report = _trial_copy(kb, f"c{max_tokens}-{overlap}", say, chunking=chunking)
         chunk_rows.append(row("chunking", _chunking_name(chunking), Bench(trial), ranker,
                               reembedded_chunks=report.chunks_embedded,
                               seconds=round(report.seconds, 1)))
@@ -373,7 +373,8 @@ def tune_retrieval(
     if best_c:
         max_tokens, overlap = _parse_chunking(chunk_rows[best_c].setting)
         chosen_chunking = ChunkingSettings(max_tokens=max_tokens, overlap_tokens=overlap)
-        chosen_kb, _ = _trial_copy(kb, f"c{max_tokens}-{overlap}", chunking=chosen_chunking)
+        chosen_kb, _ = _trial_copy(kb, f"c{max_tokens}-{overlap}", say,
+                                   chunking=chosen_chunking)
         bench = Bench(chosen_kb)
 
     chosen_embedder = chosen_kb.settings.embedder.name
@@ -421,7 +422,8 @@ def _parse_chunking(name: str) -> tuple[int, int]:
     return int(size), int(overlap)
 
 
-def _trial_copy(kb: KnowledgeBase, suffix: str, *, chunking: ChunkingSettings | None = None,
+def _trial_copy(kb: KnowledgeBase, suffix: str, say: Progress, *,
+                chunking: ChunkingSettings | None = None,
                 embedder: str | None = None) -> tuple[KnowledgeBase, IngestReport]:
     """A copy of `kb` under `<name>.<suffix>` with other chunking or another embedder (kept:
     a second run reuses it, copying only what changed since)."""
@@ -432,8 +434,24 @@ def _trial_copy(kb: KnowledgeBase, suffix: str, *, chunking: ChunkingSettings | 
         sections["embedder"] = {"name": embedder}
     name = f"{kb.name}.{suffix}"[:64]
     trial = KnowledgeBase(name, kb.settings.adopting(sections))
-    report = trial.copy_documents(kb)
+    report = trial.copy_documents(kb, progress=_every_tenth(say, f"{name}: documents copied"))
     return trial, report
+
+
+def _every_tenth(say: Progress, label: str) -> Callable[[int, int | None], None]:
+    """A (done, total) progress callback that says how far it got at every tenth."""
+    seen = {"done": 0, "total": 0, "said": 0}
+
+    def update(done: int, total: int | None) -> None:
+        if total is not None:
+            seen["total"] = total
+        seen["done"] += done
+        step = max(1, seen["total"] // 10)
+        if done and (seen["done"] - seen["said"] >= step or seen["done"] == seen["total"]):
+            seen["said"] = seen["done"]
+            say(f"{label}: {seen['done']}/{seen['total']}")
+
+    return update
 
 
 def _embedder_lever(kb: KnowledgeBase, bench: Bench, ranker: Ranker, train: Sequence[EvalCase],
@@ -461,7 +479,7 @@ def _embedder_lever(kb: KnowledgeBase, bench: Bench, ranker: Ranker, train: Sequ
         command=f"ragtune tune-retrieval --kb {kb.name} --embedder", progress=step_done)
     name = f"local:{out.resolve()}"
     say(f"embedder: re-embedding a copy of {kb.name!r} with it")
-    trial, report = _trial_copy(kb, f"e{digest}", embedder=name)
+    trial, report = _trial_copy(kb, f"e{digest}", say, embedder=name)
     tuned_bench = Bench(trial)
     base_select = max((bench.measure(select, r)["ndcg@10"], i) for i, r in enumerate(rankers))
     tuned_select = max((tuned_bench.measure(select, r)["ndcg@10"], i)

@@ -94,6 +94,8 @@ class Searcher:
         generation = self.kb.store.generation()
         with self._lock:
             if self._index is None or self._index.generation != generation:
+                if self._index is not None:
+                    self.kb.reload_settings()  # adopted elsewhere (tune-retrieval --apply)?
                 store = self.kb.store
                 if isinstance(self.dense, DatabaseDenseRetriever):  # no vectors held here
                     assert isinstance(store, VectorSearch)
@@ -136,10 +138,10 @@ class Searcher:
             raise InputError(f"k must be > 0, got {k}")
         if per_doc is not None and per_doc <= 0:
             raise InputError(f"per_doc must be > 0, got {per_doc}")
-        retriever = self.retriever(mode, fusion)
         t0 = time.perf_counter()
         groups = None if groups is None else tuple(groups)
         index = self.index().scoped(groups)  # statistics over what the caller may read
+        retriever = self.retriever(mode, fusion)  # after the index: settings may have moved
         mask = index.mask(groups, filters)
         t1 = time.perf_counter()
         degraded: str | None = None
