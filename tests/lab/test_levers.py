@@ -155,7 +155,9 @@ def test_apply_rechunks_only_what_changed(slice_kb: KnowledgeBase,
     reopened.close()
 
 
-def test_adopted_settings_are_validated(slice_kb: KnowledgeBase) -> None:
+def test_adopted_settings_are_validated(slice_kb: KnowledgeBase, plain_generator) -> None:
+    from ragtune import Answerer
+
     with pytest.raises(ConfigError, match="generator"):
         slice_kb.adopt_settings({"generator": {"name": "openai:x"}})
     with pytest.raises(ConfigError, match="bm25_weight"):
@@ -171,6 +173,11 @@ def test_adopted_settings_are_validated(slice_kb: KnowledgeBase) -> None:
     result = searcher.search("vitamin D", k=3)
     assert searcher.fusion == "rrf" and searcher.hybrids["rrf"].rrf_k == 20
     assert set(result.hits[0].ranks) == {"bm25", "dense"}
+    answerer = Answerer(serving, plain_generator)  # made before the next adoption
+    assert len(answerer.prepare("vitamin D").search.hits) == 3
+    slice_kb.adopt_settings({"answer": {"k": 2}})
+    assert len(answerer.prepare("vitamin D").search.hits) == 2
+    serving.close()
     assert KnowledgeBase.open("slice", Settings.load(home=slice_kb.settings.home)
                               ).settings.retrieval.fusion == "rrf"
 

@@ -269,6 +269,8 @@ class Answerer:
                              (t1 - started) * 1000)
         if not self.kb.exists():
             raise InputError(f"knowledge base {self.kb.name!r} does not exist; ingest first")
+        self.searcher.index()  # a store changed elsewhere reloads what the knowledge base adopted
+        s = self.settings.answer
         result = self.searcher.search(question, k=s.k if k is None else k,
                                       mode=mode or s.mode, groups=groups, filters=filters,
                                       per_doc=self.kb.settings.retrieval.per_doc)
