@@ -29,15 +29,15 @@ METRICS = ("correct", "faithfulness", "citation_accuracy", "format_valid", "refu
            "training_seconds", "adapter_stale", "change_cost_seconds")
 
 
-def run_once(keep: Path | None) -> dict:
+def run_once(keep: Path | None, levers: bool = False) -> dict:
     home = Path(tempfile.mkdtemp(prefix="ragtune-demo-"))
     env = dict(os.environ, RAGTUNE_HOME=str(home), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1")
     env.pop("RAGTUNE_CACHE", None)
     cli = Path(sys.executable).with_name("ragtune")
     started = time.perf_counter()
-    proc = subprocess.run([str(cli), "demo", "--json"], env=env, capture_output=True, text=True,
-                          check=False)
+    command = [str(cli), "demo", "--json", *(["--levers"] if levers else [])]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"ragtune demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -54,7 +54,8 @@ def run_once(keep: Path | None) -> dict:
                         for a in data["order"]},
             "failure_causes": {a: data["architectures"][a]["failure_causes"]
                                for a in data["order"]},
-            "freshness": {k: v for k, v in data["freshness"].items() if k != "resync"}}
+            "freshness": {k: v for k, v in data["freshness"].items() if k != "resync"},
+            "retrieval_levers": data.get("retrieval_levers")}
 
 
 def main() -> None:
@@ -63,11 +64,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--keep", type=Path, default=REPO / "bench" / "results" / "lab_demo",
                         help="where the last run's report is copied")
+    parser.add_argument("--levers", action="store_true",
+                        help="ragtune demo --levers: rag-tuned-retrieval too")
     args = parser.parse_args()
     runs = []
     for i in range(args.runs):
         log(f"run {i + 1}/{args.runs}: ragtune demo in a fresh home ...")
-        runs.append(run_once(args.keep if i == args.runs - 1 else None))
+        runs.append(run_once(args.keep if i == args.runs - 1 else None, args.levers))
         log(f"  {runs[-1]['wall_seconds']:.0f} s wall, recommendation "
             f"{runs[-1]['recommendation']['recommendation']}")
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),

@@ -1145,6 +1145,10 @@ def compare_cmd(
 def demo_cmd(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for the report (default <home>/labs/demo).")] = None,
+    levers: Annotated[bool, typer.Option(
+        "--levers", help="Also run rag-tuned-retrieval: the retrieval levers chosen on the "
+        "training questions, and their table in the report (about a sixth more time).")
+    ] = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -1153,8 +1157,10 @@ def demo_cmd(
     from ragtune.lab.experiment import SAMPLE_EXPERIMENT, load_experiment
 
     settings = Settings.load(home=home)
-    _run_lab(load_experiment(SAMPLE_EXPERIMENT), settings, out_dir or settings.home / "labs" /
-             "demo", as_json)
+    exp = load_experiment(SAMPLE_EXPERIMENT)
+    if levers:
+        exp = exp.with_architecture("rag-tuned-retrieval")
+    _run_lab(exp, settings, out_dir or settings.home / "labs" / "demo", as_json)
 
 
 def _run_lab(exp: Any, settings: Settings, out_dir: Path, as_json: bool) -> None:

@@ -120,7 +120,7 @@ def test_unknown_architecture_and_missing_files_are_errors(tmp_path: Path) -> No
     base = SAMPLE_EXPERIMENT.read_text()
     path = tmp_path / "exp.yaml"
     path.write_text(base.replace("documents: kb", f"documents: {SAMPLE / 'kb'}")
-                    .replace("[base, rag, rag+schema, rag-tuned-retrieval, tuned, hybrid]",
+                    .replace("[base, rag, rag+schema, tuned, hybrid]",
                              "[rag, agents]"))
     with pytest.raises(InputError, match="unknown architecture"):
         load_experiment(path)
@@ -160,3 +160,12 @@ def test_own_training_data_may_not_contain_an_evaluation_question(tmp_path: Path
     path.write_text("".join(json.dumps(r) + "\n" for r in leaking))
     with pytest.raises(InputError, match=r"train\.jsonl:21: contains the evaluation question"):
         check_no_leak(load_training_data(path), split, path)
+
+
+def test_the_demo_adds_rag_tuned_retrieval_in_the_registry_order() -> None:
+    exp = load_experiment(SAMPLE_EXPERIMENT)
+    assert "rag-tuned-retrieval" not in exp.architectures  # opt-in: `ragtune demo --levers`
+    assert exp.with_architecture("rag-tuned-retrieval").architectures == [
+        "base", "rag", "rag+schema", "rag-tuned-retrieval", "tuned", "hybrid"]
+    with pytest.raises(InputError, match="unknown architecture"):
+        exp.with_architecture("rag+x")

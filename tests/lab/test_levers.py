@@ -28,7 +28,7 @@ from ragtune import (
 )
 from ragtune.cli import app
 from ragtune.evaluation import load_beir
-from ragtune.lab.levers import RANKERS, Ranker
+from ragtune.lab.levers import PASSAGE_COST, RANKERS, Ranker
 from ragtune.models.embedders import get_embedder
 from ragtune.retrieval import searcher_for
 from ragtune.tuning.embedder import pairs_sha256, read_embedder_manifest, record_metrics
@@ -106,9 +106,13 @@ def test_same_seed_same_choice_and_choices_come_from_training(
     assert first.after["ndcg@10"] == pytest.approx(chosen.heldout["ndcg@10"])
     prompt = [r for r in first.rows if r.lever == "prompt"]
     assert sum(r.chosen for r in prompt) == 1
-    best_recall = max(r.train["prompt_recall"] for r in prompt)
     picked = next(r for r in prompt if r.chosen)
-    assert picked.train["prompt_recall"] >= best_recall - 0.01
+
+    def utility(r) -> float:  # recall in the prompt, less a cost per passage
+        return r.train["prompt_recall"] - PASSAGE_COST * r.cost["passages"]
+
+    assert utility(picked) >= max(utility(r) for r in prompt) - 1e-9
+    assert picked.cost["passages"] == first.k
     assert f"k = {first.k}" in first.toml()
     data = first.to_dict()
     assert data["train_queries"] == len(train) and data["heldout_queries"] == len(held)
@@ -247,13 +251,25 @@ def test_cli_tune_retrieval(slice_kb: KnowledgeBase, slice_files: tuple[Path, Pa
                             tmp_path: Path) -> None:
     toml = tmp_path / "tuned.toml"
     result = runner.invoke(app, ["tune-retrieval", str(slice_files[1]), "--kb", "slice",
-                                 "--chunking", "", "--out", str(toml), "--json"])
+                                 "--chunking", "", "--embedder", "--epochs", "1",
+                                 "--out", str(toml), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["applied"] is None
     assert data["train_queries"] + data["heldout_queries"] == 24
-    assert {r["lever"] for r in data["levers"]} == {"ranking", "chunking", "prompt"}
+    assert {r["lever"] for r in data["levers"]} == {"ranking", "chunking", "embedder", "prompt"}
     assert "[retrieval]" in toml.read_text() and "[answer]" in toml.read_text()
+    tuned = next(r for r in data["levers"] if r["lever"] == "embedder"
+                 and r["setting"].startswith("tuned"))
+    # the tuned embedder learned from part of the training split, was chosen (or not) on the
+    # rest, and its manifest records the held-out figures it was reported with
+    assert tuned["train_queries"] < data["train_queries"]
+    manifest = read_embedder_manifest(Path(tuned["cost"]["folder"]))
+    assert manifest.metrics["heldout"]["ndcg@10"] == pytest.approx(tuned["heldout"]["ndcg@10"],
+                                                                   abs=1e-4)
+    assert manifest.metrics["heldout_queries"] == data["heldout_queries"]
+    assert manifest.command and "tune-retrieval" in manifest.command
+    assert manifest.data.pairs >= tuned["train_queries"]
 
     result = runner.invoke(app, ["tune-retrieval", str(slice_files[1]), "--kb", "slice",
                                  "--chunking", "", "--apply"])

@@ -344,6 +344,9 @@ class Lab:
                 f"reaching the prompt by {a['prompt_recall'] - b['prompt_recall']:+.3f} on "
                 f"{self.levers.heldout_queries} evaluation questions (chosen on "
                 f"{self.levers.train_queries} training phrasings)")
+        if b["recall@10"] >= 0.95:
+            line += (f"; retrieval was not the gap here (recall@10 {b['recall@10']:.2f} "
+                     f"before tuning)")
         tuned = metrics.get("rag-tuned-retrieval")
         hybrid = metrics.get("hybrid")
         if tuned is not None and tuned.correct is not None:

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ragtune.architectures import get as architectures_get
 from ragtune.architectures import names as architecture_names
 from ragtune.cases import EvalCase
 from ragtune.errors import InputError
@@ -105,6 +106,12 @@ class Experiment(_Strict):
     budgets: Budgets = Budgets()
     checklist: Path = Field(description="`ragtune assess` answers (YAML) about the workload")
     path: Path | None = Field(None, exclude=True)
+
+    def with_architecture(self, name: str) -> Experiment:
+        """This experiment comparing `name` too, in the registry's order."""
+        wanted = set(self.architectures) | {architectures_get(name).name}
+        return self.model_copy(update={"architectures": [
+            a for a in architecture_names() if a in wanted]})
 
     @field_validator("architectures")
     @classmethod

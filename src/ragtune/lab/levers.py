@@ -10,9 +10,11 @@ winner reported on the held-out split, by the gold documents the questions name.
 - **embedder**: the bundled embedder fine-tuned on the training questions (in-batch and mined
   hard negatives, `ragtune.tuning.embedder`), measured on a trial copy re-embedded with it. The
   embedder learns from part of the training split and its ranking is chosen on the rest, so no
-  figure used for a choice comes from a question the embedder saw;
+  figure used for a choice comes from a question the embedder saw; once chosen, it is
+  fine-tuned again on the whole training split (the held-out split still unseen);
 - **prompt**: how many passages the prompt gets (k) and at most how many from one document,
-  by the share of questions whose gold document reaches the prompt.
+  by the share of questions whose gold document reaches the prompt, each passage charged
+  `PASSAGE_COST` (a longer prompt is slower and, for a small model, harder to read).
 
     >>> train, heldout = split_cases(load_cases(Path("cases.jsonl")), heldout=0.3, seed=0)
     >>> tuning = tune_retrieval(kb, train, heldout, embedder=EmbedderTuning(epochs=1))
@@ -55,7 +57,7 @@ PROMPT_KS = (1, 2, 3, 5, 8)
 PER_DOCS: tuple[int | None, ...] = (None, 1, 2)
 CHUNKINGS = ((128, 16), (384, 48))
 MIN_GAIN = 0.005  # a lever must beat the current setting by this much nDCG@10 to be chosen
-RECALL_SLACK = 0.01  # the smallest k within this of the best prompt recall is chosen
+PASSAGE_COST = 0.02  # prompt recall a passage must add to earn its place in the prompt
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ class EmbedderTuning:
     learning_rate: float = 2e-5
     negatives: int = 1
     select_share: float = 0.2  # of the training split: where the tuned ranking is chosen
-    out: Path | None = None  # default <home>/embedders/<kb>-<data hash>
+    refit: bool = True  # once chosen, fine-tune again on the whole training split
+    out: Path | None = None  # the final model's folder (default <home>/embedders/<kb>-<hash>)
 
 
 @dataclass
@@ -454,19 +457,35 @@ def _every_tenth(say: Progress, label: str) -> Callable[[int, int | None], None]
     return update
 
 
-def _embedder_lever(kb: KnowledgeBase, bench: Bench, ranker: Ranker, train: Sequence[EvalCase],
-                    heldout: Sequence[EvalCase], rankers: Sequence[Ranker],
-                    options: EmbedderTuning, seed: int, say: Progress, rows: list[LeverRow]
-                    ) -> tuple[Ranker, KnowledgeBase, Bench, str] | None:
-    """Fine-tune the embedder on part of `train`, choose its ranking on the rest; the tuned
-    ranker, copy, bench and embedder name if it beats the current embedder there."""
-    fit, select = split_cases(train, heldout=options.select_share, seed=seed + 1)
-    pairs = bench.mine_pairs(fit, ranker, options.negatives)
+@dataclass
+class _Tuned:
+    """An embedder fine-tuned on some questions, and a trial copy re-embedded with it."""
+
+    name: str
+    folder: Path
+    pairs: int
+    epochs: int
+    train_seconds: float
+    copy: KnowledgeBase
+    report: IngestReport
+
+    def cost(self) -> dict[str, Any]:
+        return {"train_seconds": self.train_seconds, "reembed_seconds": round(
+            self.report.seconds, 1), "reembedded_chunks": self.report.chunks_embedded,
+            "folder": str(self.folder)}
+
+
+def _tuned_copy(kb: KnowledgeBase, bench: Bench, ranker: Ranker, cases: Sequence[EvalCase],
+                options: EmbedderTuning, seed: int, say: Progress, out: Path | None = None
+                ) -> _Tuned:
+    """Fine-tune the embedder on `cases` (pairs mined with `ranker`) and re-embed a copy of
+    `kb` with it; a folder and copy made before from the same pairs are reused."""
     from ragtune.tuning.embedder import pairs_sha256
 
+    pairs = bench.mine_pairs(cases, ranker, options.negatives)
     digest = pairs_sha256(pairs)[:12]
-    out = options.out or kb.settings.home / "embedders" / f"{kb.name}-{digest}"
-    say(f"embedder: fine-tuning on {len(pairs)} pairs from {len(fit)} questions "
+    out = out or kb.settings.home / "embedders" / f"{kb.name}-{digest}"
+    say(f"embedder: fine-tuning on {len(pairs)} pairs from {len(cases)} questions "
         f"({options.epochs} epoch(s)) into {out}")
 
     def step_done(step: int, steps: int, loss: float) -> None:
@@ -480,43 +499,73 @@ def _embedder_lever(kb: KnowledgeBase, bench: Bench, ranker: Ranker, train: Sequ
     name = f"local:{out.resolve()}"
     say(f"embedder: re-embedding a copy of {kb.name!r} with it")
     trial, report = _trial_copy(kb, f"e{digest}", say, embedder=name)
-    tuned_bench = Bench(trial)
+    return _Tuned(name, out, len(pairs), manifest.training.epochs, manifest.training.seconds,
+                  trial, report)
+
+
+def _embedder_lever(kb: KnowledgeBase, bench: Bench, ranker: Ranker, train: Sequence[EvalCase],
+                    heldout: Sequence[EvalCase], rankers: Sequence[Ranker],
+                    options: EmbedderTuning, seed: int, say: Progress, rows: list[LeverRow]
+                    ) -> tuple[Ranker, KnowledgeBase, Bench, str] | None:
+    """Fine-tune the embedder on part of `train` and choose its ranking on the rest; if it
+    beats the current embedder there, fine-tune it again on the whole of `train` (with
+    `options.refit`). The tuned ranker, copy, bench and embedder name, or None."""
+    fit, select = split_cases(train, heldout=options.select_share, seed=seed + 1)
+    first = _tuned_copy(kb, bench, ranker, fit, options, seed, say,
+                        None if options.refit else options.out)
+    tuned_bench = Bench(first.copy)
     base_select = max((bench.measure(select, r)["ndcg@10"], i) for i, r in enumerate(rankers))
     tuned_select = max((tuned_bench.measure(select, r)["ndcg@10"], i)
                        for i, r in enumerate(rankers))
     tuned_ranker = rankers[tuned_select[1]]
+    select_key = f"select_ndcg@10 ({len(select)} q)"
     made = LeverRow(
-        "embedder", f"tuned ({len(pairs)} pairs, {manifest.training.epochs} epoch(s)), "
-        f"{tuned_ranker.name}", tuned_bench.measure(fit, tuned_ranker),
-        tuned_bench.measure(heldout, tuned_ranker),
-        cost={"train_seconds": manifest.training.seconds,
-              "reembed_seconds": round(report.seconds, 1),
-              "reembedded_chunks": report.chunks_embedded, "folder": str(out)},
+        "embedder", f"tuned on {len(fit)} of the training questions ({first.pairs} pairs, "
+        f"{first.epochs} epoch(s)), {tuned_ranker.name}", tuned_bench.measure(fit, tuned_ranker),
+        tuned_bench.measure(heldout, tuned_ranker), cost=first.cost(),
         train_queries=len(fit), heldout_queries=len(heldout))
-    made.train[f"select_ndcg@10 ({len(select)} q)"] = tuned_select[0]
+    made.train[select_key] = tuned_select[0]
     base_row = LeverRow("embedder", f"current ({kb.settings.embedder.name}), "
                         f"{rankers[base_select[1]].name}",
                         bench.measure(fit, rankers[base_select[1]]),
                         bench.measure(heldout, rankers[base_select[1]]),
                         train_queries=len(fit), heldout_queries=len(heldout))
-    base_row.train[f"select_ndcg@10 ({len(select)} q)"] = base_select[0]
+    base_row.train[select_key] = base_select[0]
     rows.extend([base_row, made])
-    record_metrics(out, {"heldout": {k: round(v, 4) for k, v in made.heldout.items()},
-                         "heldout_queries": len(heldout),
-                         "select_ndcg@10": round(tuned_select[0], 4),
-                         "base_select_ndcg@10": round(base_select[0], 4)})
+    _record(first.folder, made, tuned_select[0], base_select[0])
     if tuned_select[0] - base_select[0] < MIN_GAIN:
         base_row.chosen = True
         return None
-    made.chosen = True
-    return tuned_ranker, trial, tuned_bench, name
+    if not options.refit:
+        made.chosen = True
+        return tuned_ranker, first.copy, tuned_bench, first.name
+    say("embedder: it beat the current one; fine-tuning it again on the whole training split")
+    final = _tuned_copy(kb, bench, ranker, train, options, seed, say, options.out)
+    final_bench = Bench(final.copy)
+    refit = LeverRow(
+        "embedder", f"tuned on all {len(train)} training questions ({final.pairs} pairs, "
+        f"{final.epochs} epoch(s)), {tuned_ranker.name}", final_bench.measure(train, tuned_ranker),
+        final_bench.measure(heldout, tuned_ranker), chosen=True, cost=final.cost(),
+        train_queries=len(train), heldout_queries=len(heldout))
+    rows.append(refit)
+    _record(final.folder, refit, tuned_select[0], base_select[0])
+    return tuned_ranker, final.copy, final_bench, final.name
+
+
+def _record(folder: Path, row: LeverRow, select: float, base_select: float) -> None:
+    """The figures a tuned embedder was chosen and reported with, into its manifest."""
+    record_metrics(folder, {"heldout": {k: round(v, 4) for k, v in row.heldout.items()},
+                            "heldout_queries": row.heldout_queries,
+                            "select_ndcg@10": round(select, 4),
+                            "base_select_ndcg@10": round(base_select, 4)})
 
 
 def _prompt_lever(bench: Bench, ranker: Ranker, train: Sequence[EvalCase],
                   heldout: Sequence[EvalCase], ks: Sequence[int],
                   per_docs: Sequence[int | None], rows: list[LeverRow]) -> tuple[int, int | None]:
-    """The fewest passages (and the per-document limit) whose prompt recall on `train` is
-    within `RECALL_SLACK` of the best."""
+    """The passages per prompt and per-document limit that maximise, on `train`, the share of
+    questions whose gold document reaches the prompt less `PASSAGE_COST` per passage (more
+    passages always find more; each must buy its place). Ties go to fewer passages."""
     measured = []
     for per_doc in per_docs:
         for k in sorted(ks):
@@ -524,11 +573,11 @@ def _prompt_lever(bench: Bench, ranker: Ranker, train: Sequence[EvalCase],
                             {"prompt_recall": bench.prompt_recall(train, ranker, k, per_doc)},
                             {"prompt_recall": bench.prompt_recall(heldout, ranker, k, per_doc)},
                             train_queries=len(train), heldout_queries=len(heldout))
+            made.cost["passages"] = k
             rows.append(made)
             measured.append((made, k, per_doc))
-    top = max(m.train["prompt_recall"] for m, _, _ in measured)
-    made, k, per_doc = min((m for m in measured if m[0].train["prompt_recall"] >= top
-                            - RECALL_SLACK), key=lambda m: (m[1], -m[0].train["prompt_recall"]))
+    made, k, per_doc = max(measured, key=lambda m: (
+        round(m[0].train["prompt_recall"] - PASSAGE_COST * m[1], 9), -m[1]))
     made.chosen = True
     return k, per_doc
 

@@ -150,7 +150,8 @@ def tune_embedder(
     """Fine-tune `base` (default: the bundled all-MiniLM-L6-v2) on `pairs`; save it to `out`.
 
     `progress(step, steps, loss)` is called after each optimizer step. Deterministic for a
-    seed on the CPU (the batches are shuffled by `seed`, torch is seeded with it)."""
+    seed on the CPU (the batches are shuffled by `seed`, torch is seeded with it). A folder
+    whose manifest names the same pairs (by hash) and settings is reused, not retrained."""
     if len(pairs) < 2:
         raise InputError(f"embedder tuning needs at least 2 question-passage pairs, got "
                          f"{len(pairs)}")
@@ -163,6 +164,10 @@ def tune_embedder(
 
     base = base or minilm_path()
     where = resolve_device(device)
+    digest = pairs_sha256(pairs)
+    done = _trained_before(out, digest, base_name, epochs, batch_size, learning_rate, seed)
+    if done is not None:
+        return done  # the same pairs and settings: the folder already holds the result
     torch.manual_seed(seed)
     model = SentenceTransformer(str(base), device=where)
     if max_seq_length is not None:
@@ -202,7 +207,7 @@ def tune_embedder(
     tail = losses[-max(1, len(losses) // 10):]
     manifest = EmbedderManifest(
         base=EmbedderBase(name=base_name, path=str(base)),
-        data=EmbedderData(sha256=pairs_sha256(pairs), pairs=len(pairs),
+        data=EmbedderData(sha256=digest, pairs=len(pairs),
                           queries=len({p.query for p in pairs}),
                           hard_negatives=sum(len(p.negatives) for p in pairs)),
         training=EmbedderTraining(
@@ -212,6 +217,22 @@ def tune_embedder(
         command=command, created_at=now_iso())
     manifest.write(out)
     return manifest
+
+
+def _trained_before(out: Path, digest: str, base_name: str, epochs: int, batch_size: int,
+                    learning_rate: float, seed: int) -> EmbedderManifest | None:
+    """The manifest in `out` when it was trained from the same pairs with the same settings
+    (and the weights are there), else None."""
+    try:
+        manifest = read_embedder_manifest(out)
+    except InputError:
+        return None
+    t = manifest.training
+    same = (manifest.data.sha256 == digest and manifest.base.name == base_name
+            and (t.epochs, t.batch_size, t.learning_rate, t.seed)
+            == (epochs, batch_size, learning_rate, seed))
+    weights = any((out / name).is_file() for name in ("model.safetensors", "pytorch_model.bin"))
+    return manifest if same and weights else None
 
 
 def _batch_loss(model: Any, batch: Sequence[EmbedderPair], device: str) -> Any:
