@@ -319,10 +319,10 @@ class Lab:
 
     def _tune_retrieval(self, kb: KnowledgeBase, split: Split) -> RetrievalTuning:
         """The retrieval levers (ranking, fusion weights, the prompt's k and per-document
-        limit), chosen on the training questions' phrasings, reported on the evaluation
-        questions. Chunking and embedder tuning are `ragtune tune-retrieval`'s (they rebuild
-        the knowledge base)."""
-        train = [c for c in split.hybrid_training if c.gold_doc_ids]
+        limit), chosen on every training phrasing that names gold documents, reported on the
+        evaluation questions. Chunking and embedder tuning are `ragtune tune-retrieval`'s
+        (they rebuild the knowledge base)."""
+        train = [self._gold_ids(c) for c in split.tuned_training if c.gold_doc_ids]
         heldout = [c for c in split.eval if c.gold_doc_ids]
         if not train or not heldout:
             raise InputError("rag-tuned-retrieval needs training and evaluation questions with "

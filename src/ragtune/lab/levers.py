@@ -293,7 +293,10 @@ class Bench:
             gold = [d for d in case.gold_doc_ids if d in self.index.doc_ids]
             golds = frozenset(best.get(d) or self._first_text(d, texts) for d in gold)
             hard = tuple(t for d, t in best.items() if d not in case.gold_doc_ids)[:negatives]
-            pairs.extend(EmbedderPair(case.question, text, hard, golds) for text in golds)
+            # sorted: a set's order changes with every process (string hashing is salted),
+            # and the pairs' order is the training order and part of their hash
+            pairs.extend(EmbedderPair(case.question, text, hard, golds)
+                         for text in sorted(golds))
         return pairs
 
     def _chunk_texts(self) -> list[str]:
