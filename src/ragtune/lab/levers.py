@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.cases import EvalCase
-from ragtune.config import ChunkingSettings
+from ragtune.config import ChunkingSettings, RetrievalSettings
 from ragtune.errors import InputError
 from ragtune.evaluation.ir import evaluate_run
 from ragtune.kb import IngestReport, KnowledgeBase
@@ -88,8 +88,6 @@ class Ranker:
             return bm25
         if self.mode == "dense":
             return dense
-        from ragtune.config import RetrievalSettings
-
         options = hybrid_options(RetrievalSettings(**self.retrieval_settings()))
         return HybridRetriever(bm25, dense, self.fusion, depth=DEPTH, **options)
 
@@ -360,28 +358,24 @@ def tune_retrieval(
     best_i = _best(ranking_rows, prefer=names.index(before_ranker.name)
                    if before_ranker.name in names else None)
     ranking_rows[best_i].chosen = True
-    ranker, chosen_kb, bench = rankers[best_i], kb, base
-    chosen_chunking = kb.settings.chunking
-
+    ranker = rankers[best_i]
     chunk_rows = [row("chunking", _chunking_name(kb.settings.chunking), base, ranker,
                       reembedded_chunks=0, seconds=0.0)]
+    trials: list[tuple[ChunkingSettings, KnowledgeBase, Bench]] = [
+        (kb.settings.chunking, kb, base)]
     for max_tokens, overlap in chunkings:
         chunking = ChunkingSettings(max_tokens=max_tokens, overlap_tokens=overlap)
         if chunking == kb.settings.chunking:
             continue
         say(f"chunking: trial copy at {max_tokens} tokens, overlap {overlap}")
         trial, report = _trial_copy(kb, f"c{max_tokens}-{overlap}", say, chunking=chunking)
-        chunk_rows.append(row("chunking", _chunking_name(chunking), Bench(trial), ranker,
+        trials.append((chunking, trial, Bench(trial)))
+        chunk_rows.append(row("chunking", _chunking_name(chunking), trials[-1][2], ranker,
                               reembedded_chunks=report.chunks_embedded,
                               seconds=round(report.seconds, 1)))
     best_c = _best(chunk_rows, prefer=0)
     chunk_rows[best_c].chosen = True
-    if best_c:
-        max_tokens, overlap = _parse_chunking(chunk_rows[best_c].setting)
-        chosen_chunking = ChunkingSettings(max_tokens=max_tokens, overlap_tokens=overlap)
-        chosen_kb, _ = _trial_copy(kb, f"c{max_tokens}-{overlap}", say,
-                                   chunking=chosen_chunking)
-        bench = Bench(chosen_kb)
+    chosen_chunking, chosen_kb, bench = trials[best_c]
 
     chosen_embedder = chosen_kb.settings.embedder.name
     if embedder is not None:
@@ -421,11 +415,6 @@ def _best(rows: Sequence[LeverRow], prefer: int | None) -> int:
 
 def _chunking_name(c: ChunkingSettings) -> str:
     return f"{c.max_tokens} tokens, overlap {c.overlap_tokens}"
-
-
-def _parse_chunking(name: str) -> tuple[int, int]:
-    size, overlap = name.split(" tokens, overlap ")
-    return int(size), int(overlap)
 
 
 def _trial_copy(kb: KnowledgeBase, suffix: str, say: Progress, *,
