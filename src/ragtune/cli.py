@@ -1125,20 +1125,69 @@ def _ask_checklist() -> Any:
 
 @app.command("compare")
 def compare_cmd(
-    experiment: Annotated[Path, typer.Argument(help="Experiment file (YAML): documents, "
-                                               "questions, change set, task, budgets.")],
+    experiment: Annotated[Path | None, typer.Argument(help="Experiment file (YAML): documents, "
+                                                      "questions, change set, task, budgets; "
+                                                      "or give --docs alone.")] = None,
+    docs: Annotated[Path | None, typer.Option(
+        "--docs", help="A folder of documents: everything else gets a measured default "
+        "(generated questions, a synthetic change set, the plain cited-answer task).",
+        exists=True, file_okay=False)] = None,
+    questions: Annotated[Path | None, typer.Option(
+        "--questions", help="JSONL of your questions (one phrasing each is fine; answers: [] "
+        "for unanswerable ones), instead of generated ones.", exists=True, dir_okay=False)
+    ] = None,
+    checklist: Annotated[Path | None, typer.Option(
+        "--checklist", help="`ragtune assess` answers (YAML). None given: asked on a terminal, "
+        "else the measurements alone decide.", exists=True, dir_okay=False)] = None,
+    budget: Annotated[float | None, typer.Option(
+        "--budget", min=1.0, help="Minutes the run may take on this machine: the samples are "
+        "shrunk to fit the estimate.")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed of the split, the generated questions and the synthetic changes "
+        "(with --docs; default 0).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for the report, runs and adapters (default "
                       "<home>/labs/<experiment name>).")] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train, evaluate and probe every architecture on the same cases; write the report."""
-    from ragtune.lab.experiment import load_experiment
+    """Train, evaluate and probe every architecture on the same cases; write the report.
 
-    exp = load_experiment(experiment)
+    `ragtune compare --docs DIR` needs nothing else: it prints what it will do and how long it
+    should take, then runs."""
+    from ragtune.lab.experiment import load_experiment
+    from ragtune.lab.prepare import docs_experiment
+
+    if (experiment is None) == (docs is None):
+        raise typer.BadParameter("give an experiment file or --docs DIR (one of them)")
+    if experiment is not None:
+        if seed is not None:
+            raise typer.BadParameter("--seed goes with --docs (an experiment file has split.seed)")
+        exp = load_experiment(experiment)
+        exp = exp.model_copy(update={k: v.resolve() for k, v in (
+            ("questions", questions), ("checklist", checklist)) if v is not None})
+    else:
+        assert docs is not None
+        exp = docs_experiment(docs, questions, checklist, seed or 0)
     settings = Settings.load(home=home)
-    _run_lab(exp, settings, out_dir or settings.home / "labs" / exp.name, as_json)
+    answers = None
+    if exp.checklist is None and sys.stdin.isatty() and not as_json:
+        err.print("No checklist given: answer it here (or pass --checklist; Ctrl-D to skip "
+                  "it and decide from the measurements alone).", highlight=False)
+        answers = _ask_checklist_or_skip()
+    _run_lab(exp, settings, out_dir or settings.home / "labs" / exp.name, as_json,
+             budget=budget, checklist=answers)
+
+
+def _ask_checklist_or_skip() -> Any:
+    """The checklist's answers from the terminal, or None at the end of input (Ctrl-D)."""
+    try:
+        return _ask_checklist()
+    except InputError as exc:
+        if "end of input" not in str(exc):
+            raise
+        err.print("checklist skipped: the measurements alone will decide", highlight=False)
+        return None
 
 
 @app.command("demo")
@@ -1163,15 +1212,20 @@ def demo_cmd(
     _run_lab(exp, settings, out_dir or settings.home / "labs" / "demo", as_json)
 
 
-def _run_lab(exp: Any, settings: Settings, out_dir: Path, as_json: bool) -> None:
+def _run_lab(exp: Any, settings: Settings, out_dir: Path, as_json: bool,
+             budget: float | None = None, checklist: Any = None) -> None:
     from ragtune.lab.compare import Lab
 
     def log(message: str) -> None:
         err.print(f"[dim]lab[/] {escape(message)}", highlight=False)
 
+    lab_run = Lab(exp, settings, out_dir, log=log, checklist=checklist)
+    plan = lab_run.plan(budget)
+    for line in plan.lines():
+        err.print(escape(line), highlight=False)
     with _progress(transient=True) as bar:
-        lab = Lab(exp, settings, out_dir, stage=lambda label, total: bar(label),
-                  log=log).run()
+        lab_run.stage_fn = lambda label, total: bar(label)
+        lab = lab_run.run()
     paths = {"html": str(out_dir / "report.html"), "markdown": str(out_dir / "report.md"),
              "json": str(out_dir / "lab.json")}
     if as_json:
@@ -1179,11 +1233,11 @@ def _run_lab(exp: Any, settings: Settings, out_dir: Path, as_json: bool) -> None
         _print_json({k: data[k] for k in ("experiment", "recommendation", "order",
                                           "architectures", "freshness", "retrieval_levers",
                                           "stages", "seconds") if k in data}
-                    | {"report": paths})
+                    | {"plan": plan.to_dict(), "report": paths})
         return
     _render_lab(lab)
     out.print(f"\nReport: {_display_path(paths['html'])} (also report.md, lab.json; "
-              f"{lab.seconds:.0f} s in all)", highlight=False)
+              f"{lab.seconds:.0f} s in all, {plan.seconds:.0f} s estimated)", highlight=False)
 
 
 def _render_lab(lab: LabResult) -> None:

@@ -3,10 +3,11 @@
     >>> cases = generate_testset(kb, questions=50, unanswerable=0.2, seed=0)
     >>> write_cases(cases, Path("generated.jsonl"))
 
-Answerable cases: a seeded sample of chunks (one per document at most); from each, a sentence
-with a clear answer in it — a figure, else a name, else its longest uncommon word — becomes a
-fill-in-the-blank question whose answer is that span, with the chunk's document as the gold
-document (`metadata.chunk_id` names the chunk). With a `writer` generator (an LLM; the bundled
+Answerable cases: a seeded sample of chunks (`per_doc` per document at most; a chunk is asked
+about again, another of its sentences, only once every chunk of its document was); from each,
+a sentence with a clear answer in it — a figure, else a name, else its longest uncommon word —
+becomes a fill-in-the-blank question whose answer is that span, with the chunk's document as the
+gold document (`metadata.chunk_id` names the chunk). With a `writer` generator (an LLM; the bundled
 135M model is too weak for this), the question is written by the model instead and kept only when
 its answer is copied from the chunk.
 
@@ -129,6 +130,7 @@ def generate_testset(
     seed: int = 0,
     writer: Generator | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    per_doc: int = 1,
 ) -> list[EvalCase]:
     """`questions` cases, about `unanswerable` of them unanswerable (see the module docstring).
     The same knowledge base, arguments and seed give the same cases."""
@@ -136,6 +138,8 @@ def generate_testset(
         raise InputError(f"questions must be > 0, got {questions}")
     if not 0 <= unanswerable < 1:
         raise InputError(f"unanswerable must be in [0, 1), got {unanswerable}")
+    if per_doc < 1:
+        raise InputError(f"per_doc must be >= 1, got {per_doc}")
     if not kb.exists():
         raise InputError(f"knowledge base {kb.name!r} does not exist; ingest first")
     rng = random.Random(seed)
@@ -146,16 +150,21 @@ def generate_testset(
     notify = progress or (lambda done, total: None)
     notify(0, questions)
     made: list[tuple[_Source, str, str]] = []
-    for doc_id in docs:
+    used: set[str] = set()  # chunks asked about: each once before any is asked again
+    asked: set[str] = set()
+    for doc_id in [d for _ in range(per_doc) for d in docs]:  # round after round
         if len(made) >= want_pos + want_neg:  # negatives are made from extra positives
             break
-        chunks = kb.store.chunks_of(doc_id)
+        every = kb.store.chunks_of(doc_id)
+        chunks = [c for c in every if c.id not in used] or every
         if not chunks:
             continue
         chunk = rng.choice(chunks)
+        used.add(chunk.id)
         pair = written(chunk.text, writer) if writer is not None else None
         pair = pair or cloze(chunk.text, rng)
-        if pair is not None:
+        if pair is not None and pair[0] not in asked:  # another sentence of a chunk asked
+            asked.add(pair[0])
             made.append((_Source(doc_id, chunk.id, chunk.text), *pair))
             if len(made) <= want_pos:
                 notify(1, None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -359,7 +359,7 @@ class Assessment:
         return asdict(self)
 
 
-def assess(answers: ChecklistAnswers, evidence: Evidence | None = None) -> Assessment:
+def assess(answers: ChecklistAnswers | None, evidence: Evidence | None = None) -> Assessment:
     """Recommend rag, fine-tune, hybrid or neither from the checklist answers, letting measured
     evidence decide among the architectures the answers allow.
 
@@ -371,7 +371,13 @@ def assess(answers: ChecklistAnswers, evidence: Evidence | None = None) -> Asses
 
     >>> assess(load_answers(Path("examples/checklists/neither.yaml"))).recommendation
     'neither'
+
+    Without answers (`None`: a lab run given no checklist), the measurements alone decide:
+    every measured architecture is compared on correct + freshness + format valid + refusal
+    correct, the cheaper one winning a tie.
     """
+    if answers is None:
+        return _assess_measured(evidence)
     knowledge = _knowledge_factors(answers)
     behaviour = _behaviour_factors(answers)
     k_score = sum(points for _, _, points in knowledge)
@@ -406,6 +412,44 @@ def assess(answers: ChecklistAnswers, evidence: Evidence | None = None) -> Asses
                       {"knowledge": k_score, "behaviour": b_score}, decided_by)
 
 
+def _assess_measured(evidence: Evidence | None) -> Assessment:
+    if evidence is None or len(evidence.archs) < 2:
+        raise InputError("assess needs the checklist answers, or measurements of two or more "
+                         "architectures to decide from alone")
+    reasons = ["No checklist was given: the recommendation is decided from the measurements "
+               "alone, on every measured architecture (a knowledge or behaviour need would "
+               "rule some out; answer the checklist to weigh them)."]
+    summary = _evidence_summary(evidence)
+    if summary:
+        reasons.append(summary)
+    # an architecture that answered nothing right is not an answer, however well it refuses or
+    # formats: it competes only when none did better
+    wrong = [a for a, m in evidence.archs.items() if not m.get("correct")]
+    if wrong and len(wrong) < len(evidence.archs):
+        reasons.append(f"{_join(sorted(wrong))} answered none of the answerable evaluation "
+                       "questions correctly, so "
+                       + ("it is" if len(wrong) == 1 else "they are")
+                       + " not compared (refusing and formatting well do not make an answer).")
+        evidence = replace(evidence, archs={a: m for a, m in evidence.archs.items()
+                                            if a not in wrong})
+    decision = _decide_by_measurement(evidence, False, False, used=list(MEASURED_ALONE))
+    if len(evidence.archs) == 1:  # the only one that answered anything right
+        decision.winner = next(iter(evidence.archs))
+        decision.reasons = [f"{decision.winner} is the only architecture that answered "
+                            "correctly."]
+        decision.decided_by = [{"metric": m, "arch": decision.winner,
+                                "value": evidence.archs[decision.winner].get(m)}
+                               for m in MEASURED_ALONE]
+    if decision.winner is None:
+        raise InputError("the measurements could not decide: no architecture was measured on "
+                         "the metrics compared")
+    recommendation = architectures.get(decision.winner).recommendation
+    return Assessment(recommendation, reasons + decision.reasons,
+                      decision.warnings + _evidence_warnings(recommendation, [], evidence), {},
+                      decision.decided_by)
+
+
+MEASURED_ALONE = ("correct", "freshness_after", "format_valid", "refusal_correct")
 Factor = tuple[str, str, int]  # (answer key, what the answer says, points it adds)
 
 
@@ -511,9 +555,10 @@ def _evidence_summary(evidence: Evidence) -> str:
             f"{_join(measured)}.")
 
 
-def _decide_by_measurement(evidence: Evidence, k_strong: bool, b_strong: bool) -> _Decision:
+def _decide_by_measurement(evidence: Evidence, k_strong: bool, b_strong: bool,
+                           used: list[str] | None = None) -> _Decision:
     """Score each measured architecture the answers allow and pick the best, preferring the
-    cheaper one within `TIE_MARGIN`."""
+    cheaper one within `TIE_MARGIN`; `used` overrides the metrics the needs choose."""
     decision = _Decision()
     cost_order = architectures.by_cost()  # cheapest first
     known = [a for a in cost_order if a in evidence.archs]
@@ -540,7 +585,7 @@ def _decide_by_measurement(evidence: Evidence, k_strong: bool, b_strong: bool) -
                 "it cannot choose between architectures; compare two or more with `ragtune "
                 "compare`.")
         return decision
-    used = ["correct"] + (["freshness_after"] if k_strong else []) \
+    used = used or ["correct"] + (["freshness_after"] if k_strong else []) \
         + (["format_valid"] if b_strong else []) + ["refusal_correct"]
     scores = {a: sum(evidence.archs[a].get(m) or 0.0 for m in used) for a in allowed}
     ranked = sorted(allowed, key=lambda a: (-scores[a], cost_order.index(a)))

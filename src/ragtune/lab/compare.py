@@ -10,6 +10,13 @@ over the same knowledge base and cases, running each as its `runs_as` (`rag+sche
 constrained decoding); the `tuned` adapter learns closed-book pairs, the `hybrid` one RAFT
 examples. `run()` returns a `LabResult` (`ragtune.lab.result`), the lab.json document typed.
 
+Only the documents are required: without a question file the questions are generated from
+them after the ingest (`ragtune.lab.prepare`), without a change set a synthetic one rewrites
+facts the evaluation asks about (`ragtune.lab.freshness`), without a checklist the measurements
+alone decide; the report says what was made and how. `plan()` estimates the run before any
+work (`ragtune.lab.sizing`), and each stage's log line says how long it and the rest should
+take.
+
 The stages: ingest a working copy of the documents; train the adapters (a folder whose manifest
 matches the examples and settings is reused, not retrained); evaluate every architecture on the
 evaluation questions and on their paraphrases (consistency); apply the change set to the
@@ -43,8 +50,23 @@ from ragtune.evaluation.metrics import schema_errors, token_f1
 from ragtune.evaluation.runner import CaseResult, EvalRun, Evaluator
 from ragtune.kb import KnowledgeBase
 from ragtune.lab.checklist import ChecklistAnswers, assess, lab_evidence, load_answers
-from ragtune.lab.experiment import Experiment, Split, split_questions
+from ragtune.lab.experiment import (
+    Change,
+    Experiment,
+    LabQuestion,
+    Split,
+    split_questions,
+)
+from ragtune.lab.freshness import Edit, synthetic_changes
 from ragtune.lab.levers import RetrievalTuning, tune_retrieval
+from ragtune.lab.prepare import (
+    UNANSWERABLE_SHARE,
+    askable,
+    default_question_count,
+    document_files,
+    generated_questions,
+    paraphraser,
+)
 from ragtune.lab.report import write_report
 from ragtune.lab.result import (
     ArchMetrics,
@@ -58,6 +80,15 @@ from ragtune.lab.result import (
     LabResult,
     Stage,
 )
+from ragtune.lab.sizing import (
+    Counts,
+    Plan,
+    duration,
+    estimate,
+    fit_budget,
+    load_rates,
+    record_rates,
+)
 from ragtune.text import contains_answer, figures, normalize_words
 from ragtune.tuning.data import TrainingExample, load_training_data
 from ragtune.tuning.manifest import check_staleness, read_manifest
@@ -67,6 +98,7 @@ from ragtune.tuning.trainer import train_adapter
 ProgressFn = Callable[[int, int | None], None]
 StageFn = Callable[[str, int | None], ProgressFn]  # (label, total) -> advance(done, total)
 PASSAGE_CHARS = 700  # passage text kept per drill-down entry
+PACE_PRIOR = 60.0  # seconds of the plan taken as on time before the run says otherwise
 
 
 LAB_META_KEY = "lab"  # the experiment whose documents a lab's knowledge base holds
@@ -77,9 +109,10 @@ class Lab:
     """One `compare` run: `run()` does every stage and writes the report into `out`."""
 
     def __init__(self, experiment: Experiment, settings: Settings, out: Path,
-                 stage: StageFn | None = None, log: Callable[[str], None] | None = None
-                 ) -> None:
+                 stage: StageFn | None = None, log: Callable[[str], None] | None = None,
+                 checklist: ChecklistAnswers | None = None) -> None:
         self.exp = experiment
+        self.answers = checklist  # answers given here (an interview) over the experiment's file
         self.out = Path(out)
         self.stage_fn = stage or (lambda label, total: lambda done, t: None)
         self.log = log or (lambda message: None)
@@ -108,27 +141,78 @@ class Lab:
         self.tuned_count = 0
         self.doc_ids: dict[str, str] = {}  # file name -> document id (after the ingest)
         self.levers: RetrievalTuning | None = None
+        self.plan_: Plan | None = None
+        self.edits: list[Edit] = []  # the synthetic change set, when the lab made one
+        self.prepared: list[str] = []  # what the lab made because the experiment did not give it
+        self.rewrite, self.paraphrase_method = paraphraser(self.settings)
+
+    # --- sizing ------------------------------------------------------------------------------
+
+    def counts(self, exp: Experiment | None = None) -> Counts:
+        """What a run of `exp` (default: this lab's) will process, read before any work: the
+        question file split as the run splits it, or the questions it will generate."""
+        exp = exp or self.exp
+        files = document_files(exp.resolve(exp.knowledge_base.documents))
+        docs = len(files)
+        questions = exp.load_questions()
+        generated = 0
+        if questions is None:
+            generated = min(exp.generated_questions or default_question_count(docs),
+                            askable(files))
+            n_unans = round(generated * UNANSWERABLE_SHARE)
+            questions = [LabQuestion(f"q{i}", (f"question {i}",),
+                                     () if i < n_unans else ("answer",), ())
+                         for i in range(generated)]
+        changes = exp.load_changes()
+        split = split_questions(questions, exp.split, exp.budgets,
+                                keep={c.question_id for c in changes}, paraphrase=str)
+        answerable_eval = sum(c.answerable for c in split.eval)
+        fresh = len(changes) if exp.changes is not None else min(exp.synthetic_changes,
+                                                                 answerable_eval)
+        tuned = len(split.tuned_training)
+        if exp.training_data is not None:
+            tuned = sum(1 for line in exp.resolve(exp.training_data).open(encoding="utf-8")
+                        if line.strip())
+        return Counts(documents=docs, generated=generated, eval=len(split.eval),
+                      paraphrases=len(split.paraphrases), tuned_training=tuned,
+                      hybrid_training=len(split.hybrid_training), fresh=fresh, by=split.by)
+
+    def plan(self, budget_minutes: float | None = None) -> Plan:
+        """How long the run will take on this machine (`ragtune.lab.sizing`); with a budget,
+        this lab's experiment is shrunk to fit it first."""
+        rates, source = load_rates(self.settings.home)
+        if budget_minutes is None:
+            self.plan_ = estimate(self.counts(), self.exp, rates, source)
+        else:
+            self.exp, self.plan_ = fit_budget(self.exp, self.counts, budget_minutes, rates,
+                                              source)
+        return self.plan_
 
     # --- the whole run -----------------------------------------------------------------------
 
     def run(self) -> LabResult:
         started = time.perf_counter()
         exp = self.exp
+        if self.plan_ is None:
+            self.plan()
         archs = [architectures.get(a) for a in exp.architectures]
         changes = exp.load_changes()
-        questions = exp.load_questions()
-        known = {q.id: q for q in questions}
-        missing = [c.question_id for c in changes if c.question_id not in known]
-        if missing:
-            raise InputError(f"change set names unknown question id(s): {', '.join(missing)}")
-        split = split_questions(questions, exp.split, exp.budgets,
-                                keep={c.question_id for c in changes})
+        questions = exp.load_questions()  # None: generated from the documents after the ingest
+        split = None if questions is None else self._split(questions, changes)
         checklist = self._checklist()
-        tuned_examples = self._tuned_examples(split)  # a bad or leaking file fails right away
-        self.tuned_count = len(tuned_examples)
+        if split is not None:  # a bad or leaking training file fails right away
+            self.tuned_count = len(self._tuned_examples(split))
         self.out.mkdir(parents=True, exist_ok=True)
         kb = self._timed("ingest", self._ingest)
+        if questions is None or split is None:
+            questions = self._timed("generate questions", partial(self._generate, kb))
+            split = self._split(questions, changes)
+        tuned_examples = self._tuned_examples(split)
+        self.tuned_count = len(tuned_examples)
+        known = {q.id: q for q in questions}
         split = self._resolve_gold(kb, split)
+        if exp.changes is None and exp.synthetic_changes:
+            changes = self._timed("make synthetic changes", partial(self._synthetic, kb, split))
         adapters: dict[str, Path] = {}
         if any(a.adapter == "tuned" for a in archs):
             adapters["tuned"] = self._timed("train tuned", partial(
@@ -156,16 +240,18 @@ class Lab:
                 kb=kb.name, documents=len(kb.store.document_hashes()),
                 groups=sorted(self.exp.knowledge_base.groups),
                 eval_cases=len(split.eval), paraphrases=len(split.paraphrases),
-                seed=exp.split.seed, split=split.to_dict(),
+                seed=exp.split.seed, split=split.to_dict(), split_by=split.by,
                 task="answer as JSON valid for the task schema, or refuse",
                 answer_schema=self.schema,
                 train_examples={"tuned": self.tuned_count, "hybrid": len(split.hybrid_training)},
                 budgets=exp.budgets.model_dump(),
                 generator=evaluators[archs[0].name].answerer.generator.name,
                 notes=self._notes(split, len(changes)),
+                prepared=self.prepared,
+                plan=self.plan_.to_dict() if self.plan_ else None,
             ),
             recommendation=recommendation,
-            checklist=checklist.model_dump(),
+            checklist=checklist.model_dump() if checklist is not None else {},
             order=[a.name for a in archs],
             architectures={a.name: ArchResult(
                 description=a.description, metrics=metrics[a.name],
@@ -177,7 +263,71 @@ class Lab:
             seconds=round(time.perf_counter() - started, 1),  # the report's writing aside
         )
         self._timed("report", partial(self._write, lab))
+        self._record_rates(split, len(changes), lab)
         return lab
+
+    def _split(self, questions: list[LabQuestion], changes: list[Change]) -> Split:
+        known = {q.id for q in questions}
+        missing = [c.question_id for c in changes if c.question_id not in known]
+        if missing:
+            raise InputError(f"change set names unknown question id(s): {', '.join(missing)}")
+        split = split_questions(questions, self.exp.split, self.exp.budgets,
+                                keep={c.question_id for c in changes}, paraphrase=self.rewrite)
+        self.prepared = [p for p in self.prepared if not p.startswith(("Split", "Paraphrases"))]
+        self.prepared.append(split.describe())
+        if split.rewritten:
+            self.prepared.append(self.paraphrase_method())
+        return split
+
+    def _generate(self, kb: KnowledgeBase) -> list[LabQuestion]:
+        """The question set made from the documents (no question file given)."""
+        count = self.exp.generated_questions or default_question_count(
+            len(kb.store.document_hashes()))
+        questions = generated_questions(kb, count, seed=self.exp.split.seed,
+                                        progress=self._bar("generate questions"))
+        unanswerable = sum(not q.answerable for q in questions)
+        self.prepared.append(
+            f"Questions: none given, so {len(questions)} were generated from the documents "
+            f"({unanswerable} unanswerable; `ragtune testset`, seed {self.exp.split.seed}): "
+            "fill-in-the-blank questions whose answer is a figure, a name or an uncommon word "
+            "of one passage, and questions about a term no document states.")
+        self.log(f"generated {len(questions)} questions ({unanswerable} unanswerable)")
+        return questions
+
+    def _synthetic(self, kb: KnowledgeBase, split: Split) -> list[Change]:
+        """A change set made from the facts the evaluation asks about (`ragtune.lab.freshness`):
+        edited copies of their documents, every new fact verified absent from the corpus."""
+        out = self.out / "changes"
+        if out.exists():
+            shutil.rmtree(out)
+        corpus = {doc_label(d): "\n".join(c.text for c in kb.store.chunks_of(d))
+                  for d in kb.store.document_hashes()}
+        cases = [replace(c, gold_doc_ids=tuple(doc_label(g) for g in c.gold_doc_ids))
+                 for c in split.eval]
+        self.edits = synthetic_changes(self.out / "documents", cases, corpus, out,
+                                       limit=self.exp.synthetic_changes,
+                                       seed=self.exp.split.seed)
+        self.prepared.append(
+            f"Freshness probe: no change set given, so {len(self.edits)} facts the evaluation "
+            "asks about were rewritten in copies of their documents (a figure given other "
+            "digits, a name another made-up name; each new fact verified absent from every "
+            f"document first; seed {self.exp.split.seed}): who answers with the new fact after "
+            "the re-sync, and who still says the old one." if self.edits else
+            "Freshness probe: no change set given, and no evaluated fact could be rewritten "
+            "(none is a figure or a name stated in one text document only), so freshness was "
+            "not measured.")
+        self.log(f"synthetic change set: {len(self.edits)} facts in "
+                 f"{len({e.doc_id for e in self.edits})} documents")
+        return [Change(e.question_id, e.doc_id, (e.old,), (e.new,)) for e in self.edits]
+
+    def _record_rates(self, split: Split, changes: int, lab: LabResult) -> None:
+        if self.plan_ is None:
+            return
+        counts = replace(self.plan_.counts, eval=len(split.eval),
+                         paraphrases=len(split.paraphrases), tuned_training=self.tuned_count,
+                         hybrid_training=len(split.hybrid_training), fresh=changes)
+        record_rates(self.settings.home, counts, {s.stage: s.seconds or 0.0 for s in
+                                                  self.stages}, self.exp, lab.created_at or "")
 
     def _notes(self, split: Split, changed: int) -> list[str]:
         b = self.exp.budgets
@@ -202,7 +352,7 @@ class Lab:
     # --- stages ------------------------------------------------------------------------------
 
     def _timed(self, name: str, work: Callable[[], Any]) -> Any:
-        self.log(f"{name} ...")
+        self.log(f"{name} ...{self._eta(name)}")
         t0 = time.perf_counter()
         result = work()
         seconds = round(time.perf_counter() - t0, 1)
@@ -211,7 +361,30 @@ class Lab:
         self.log(f"{name}: {seconds:.1f} s")
         return result
 
-    def _checklist(self) -> ChecklistAnswers:
+    def _eta(self, name: str) -> str:
+        """` (about 40 s; about 6.5 min left)`: the plan's estimate for this stage and for the
+        rest, scaled by how the finished stages compared with their estimates."""
+        if self.plan_ is None or self.plan_.stage_seconds(name) is None:
+            return ""
+        done = {s.stage: s.seconds or 0.0 for s in self.stages}
+        planned = {s.stage: s.seconds for s in self.plan_.stages}
+        spent = sum(done[n] for n in done if n in planned)
+        expected = sum(planned[n] for n in done if n in planned)
+        pace = (spent + PACE_PRIOR) / (expected + PACE_PRIOR)  # steadier than a first stage
+        left = sum(v for n, v in planned.items() if n not in done) * pace
+        return (f" (about {duration(planned[name] * pace)}; about {duration(left)} left in "
+                "all)")
+
+    def _checklist(self) -> ChecklistAnswers | None:
+        if self.answers is not None:
+            return self.answers
+        if self.exp.checklist is None:
+            self.prepared.append(
+                "Checklist: not given, so the recommendation is decided from the measurements "
+                "alone (every architecture compared on correctness, freshness, format and "
+                "refusal); answer it (`ragtune assess`, or --checklist) to weigh your "
+                "workload's needs too.")
+            return None
         return load_answers(self.exp.resolve(self.exp.checklist))
 
     def _ingest(self) -> KnowledgeBase:
@@ -220,7 +393,7 @@ class Lab:
         if docs.exists():
             shutil.rmtree(docs)
         shutil.copytree(src, docs)
-        kb = KnowledgeBase(self.exp.knowledge_base.name, self.settings)
+        kb = KnowledgeBase(self.exp.kb_name, self.settings)
         owner = kb.store.get_meta().get(LAB_META_KEY) if kb.exists() else self.exp.name
         if owner != self.exp.name:
             built = f"by the lab {owner!r}" if owner else "outside the lab"
@@ -240,8 +413,9 @@ class Lab:
         unknown = sorted({g for c in split.eval + split.tuned_training + split.hybrid_training
                           for g in c.gold_doc_ids if g not in self.doc_ids})
         if unknown:
-            raise InputError(f"{self.exp.resolve(self.exp.questions)}: gold document(s) not in "
-                             f"the documents: {', '.join(unknown[:5])}")
+            where = self.exp.resolve(self.exp.questions) if self.exp.questions else "questions"
+            raise InputError(f"{where}: gold document(s) not in the documents: "
+                             f"{', '.join(unknown[:5])}")
 
         def fix(cases: list[EvalCase]) -> list[EvalCase]:
             return [self._gold_ids(c) for c in cases]
@@ -255,11 +429,12 @@ class Lab:
                                                 for g in case.gold_doc_ids))
 
     def _apply_changes(self, kb: KnowledgeBase) -> dict[str, Any]:
-        assert self.exp.changes is not None
         docs = self.out / "documents"
-        for path in sorted(self.exp.resolve(self.exp.changes.documents).rglob("*")):
+        changed = (self.exp.resolve(self.exp.changes.documents) if self.exp.changes is not None
+                   else self.out / "changes" / "documents")
+        for path in sorted(changed.rglob("*")):
             if path.is_file():
-                target = docs / path.relative_to(self.exp.resolve(self.exp.changes.documents))
+                target = docs / path.relative_to(changed)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
         t0 = time.perf_counter()
@@ -416,7 +591,8 @@ class Lab:
             runs[a.name]["fresh"] = run
         return Freshness(changed_documents=sorted({c.doc_id for c in changes}),
                          questions=len(fresh_cases), resync_seconds=resync["seconds"],
-                         resync=resync["report"])
+                         resync=resync["report"], synthetic=bool(self.edits),
+                         edits=[e.to_dict() for e in self.edits])
 
     def _keep_passages(self, kb: KnowledgeBase, results: list[CaseResult]) -> None:
         wanted = {p["chunk_id"] for r in results for p in r.passages} - set(self.passages)
@@ -496,7 +672,7 @@ class Lab:
             return None
         return float(not schema_errors(result.raw_output, self.schema))
 
-    def _recommend(self, checklist: ChecklistAnswers, metrics: dict[str, ArchMetrics]
+    def _recommend(self, checklist: ChecklistAnswers | None, metrics: dict[str, ArchMetrics]
                    ) -> LabRecommendation:
         """The checklist decided by the measurements, as `ragtune assess --evidence` decides
         from the lab.json."""

@@ -9,28 +9,50 @@ several phrasings, its reference answers and gold documents; no answers = unansw
 change set of the freshness probe, the task's answer format (a JSON schema), the architectures
 to compare and the budgets. Relative paths are read from the experiment file's folder.
 
-The split is seeded and keeps every evaluation question out of the training data:
+Only the documents are required (`ragtune compare --docs DIR`): without questions the lab
+generates a test set from them, without a change set it makes a synthetic one
+(`ragtune.lab.freshness`), without a schema the task is the plain cited answer
+(`DEFAULT_SCHEMA`: the answer and the documents it comes from), without a checklist the
+measurements alone decide.
+
+The split is seeded and keeps every evaluation question out of the training data. By phrasing
+(`split.by: phrasings`, chosen by `auto` when every answerable question has
+`train_phrasings + 1` phrasings):
 
 - an answerable question lends `train_phrasings` of its phrasings to training (the closed-book
   pairs of `tuned`, and RAFT examples of `hybrid` from the first of them); another phrasing is
   the evaluation question, and one more the paraphrase the consistency check asks;
-- unanswerable questions are split whole: `unanswerable_train_share` of them teach the refusal,
-  the rest are evaluated (refusing must generalise to questions never seen).
+- every fact is thus seen in training (the fair test of teaching a model knowledge by
+  fine-tuning, as in Ovadia et al. 2024), while no evaluation question is.
 
-Every fact is thus seen in training (the fair test of teaching a model knowledge by
-fine-tuning, as in Ovadia et al. 2024), while no evaluation question is.
+By question (`split.by: questions`, `auto`'s choice when some question has fewer phrasings, as
+real user questions have one): `question_train_share` of the answerable questions train, the
+rest are evaluated, so the tuned model never saw an evaluation question's fact (the honest
+scenario for a team: tomorrow's questions are not in today's training data). The paraphrase is
+the question's second phrasing, else a rewrite (`ragtune.lab.prepare.paraphrase`).
+
+Either way, unanswerable questions are split whole: `unanswerable_train_share` of them teach the
+refusal, the rest are evaluated (refusing must generalise to questions never seen).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ragtune.architectures import get as architectures_get
 from ragtune.architectures import names as architecture_names
@@ -41,6 +63,8 @@ from ragtune.text import normalize_words
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_EXPERIMENT = SAMPLE_DIR / "experiment.yaml"
+DEFAULT_SCHEMA = Path(__file__).parent / "cited-answer.json"  # the task when none is given
+SplitBy = Literal["auto", "phrasings", "questions"]
 
 
 class _Strict(BaseModel):
@@ -48,7 +72,8 @@ class _Strict(BaseModel):
 
 
 class KnowledgeBaseSpec(_Strict):
-    name: str = Field(description="knowledge base the lab builds (in the current home)")
+    name: str | None = Field(None, description="knowledge base the lab builds (in the current "
+                             "home; default: the experiment's name)")
     documents: Path = Field(description="folder of documents to ingest")
     chunk_tokens: int | None = Field(None, gt=16, description="chunk size (default [chunking])")
     groups: list[str] = Field(default_factory=list, description="access groups of the "
@@ -62,7 +87,9 @@ class ChangeSpec(_Strict):
 
 
 class TaskSpec(_Strict):
-    schema_file: Path = Field(alias="schema", description="JSON schema of every answer")
+    schema_file: Path = Field(DEFAULT_SCHEMA, alias="schema",
+                              description="JSON schema of every answer (default: the plain "
+                              "cited answer, `answer` and `sources`)")
     system: str = Field("Answer the question as JSON with the answer and its sources, or "
                         "the answer I don't know.",
                         description="the short system message adapters are trained with")
@@ -70,7 +97,11 @@ class TaskSpec(_Strict):
 
 class SplitSpec(_Strict):
     seed: int = 0
+    by: SplitBy = Field("auto", description="phrasings, questions, or auto: by phrasing when "
+                        "every answerable question has train_phrasings + 1 of them")
     train_phrasings: int = Field(2, ge=1)
+    question_train_share: float = Field(0.5, gt=0, lt=1, description="answerable questions "
+                                        "that train when the split is by question")
     unanswerable_train_share: float = Field(0.5, ge=0, le=1)
 
 
@@ -95,17 +126,39 @@ class Experiment(_Strict):
 
     name: str
     knowledge_base: KnowledgeBaseSpec
-    questions: Path
+    questions: Path | None = Field(None, description="question file (default: a test set "
+                                   "generated from the documents)")
+    generated_questions: int | None = Field(None, gt=1, description="questions to generate "
+                                            "when no question file is given (default: "
+                                            "`ragtune.lab.prepare.default_question_count`)")
     training_data: Path | None = Field(None, description="the tuned adapter's own training "
                                        "file (chat or prompt/completion JSONL) instead of the "
                                        "closed-book pairs made from the training phrasings")
     changes: ChangeSpec | None = None
-    task: TaskSpec
+    synthetic_changes: int = Field(8, ge=0, description="facts the synthetic freshness probe "
+                                   "rewrites when no change set is given (0: no probe)")
+    task: TaskSpec = TaskSpec()
     architectures: list[str] = Field(default_factory=lambda: list(architecture_names()))
     split: SplitSpec = SplitSpec()
     budgets: Budgets = Budgets()
-    checklist: Path = Field(description="`ragtune assess` answers (YAML) about the workload")
+    checklist: Path | None = Field(None, description="`ragtune assess` answers (YAML) about "
+                                   "the workload (none: the measurements alone decide)")
     path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, raw: Any) -> Any:
+        """A minimal file names only its documents: the name is the folder's."""
+        if isinstance(raw, dict) and "name" not in raw:
+            docs = (raw.get("knowledge_base") or {}).get("documents") \
+                if isinstance(raw.get("knowledge_base"), dict) else None
+            if docs:
+                raw = raw | {"name": experiment_name(Path(str(docs)))}
+        return raw
+
+    @property
+    def kb_name(self) -> str:
+        return self.knowledge_base.name or self.name
 
     def with_architecture(self, name: str) -> Experiment:
         """This experiment comparing `name` too, in the registry's order."""
@@ -132,8 +185,9 @@ class Experiment(_Strict):
 
         return load_schema(self.resolve(self.task.schema_file))
 
-    def load_questions(self) -> list[LabQuestion]:
-        return load_questions(self.resolve(self.questions))
+    def load_questions(self) -> list[LabQuestion] | None:
+        """The question file's questions; None when the lab generates them."""
+        return None if self.questions is None else load_questions(self.resolve(self.questions))
 
     def load_changes(self) -> list[Change]:
         if self.changes is None:
@@ -158,14 +212,22 @@ def load_experiment(path: Path) -> Experiment:
         raise InputError(f"{path}: {'; '.join(problems)}") from exc
     exp.path = path.resolve()
     for label, p in (("knowledge_base.documents", exp.knowledge_base.documents),
-                     ("questions", exp.questions), ("task.schema", exp.task.schema_file),
+                     *((("questions", exp.questions),) if exp.questions else ()),
+                     ("task.schema", exp.task.schema_file),
                      *((("training_data", exp.training_data),) if exp.training_data else ()),
                      *((("changes.documents", exp.changes.documents),
                         ("changes.questions", exp.changes.questions)) if exp.changes else ()),
-                     ("checklist", exp.checklist)):
+                     *((("checklist", exp.checklist),) if exp.checklist else ())):
         if not exp.resolve(p).exists():
             raise InputError(f"{path}: {label}: {exp.resolve(p)} does not exist")
     return exp
+
+
+def experiment_name(documents: Path) -> str:
+    """A name for an experiment on a folder of documents: the folder's, as a slug."""
+    name = "".join(c if c.isalnum() or c in "-_" else "-"
+                   for c in documents.resolve().name.lower()).strip("-")
+    return name or "documents"
 
 
 @dataclass(frozen=True)
@@ -254,37 +316,75 @@ class Split:
     tuned_training: list[EvalCase] = field(default_factory=list)
     hybrid_training: list[EvalCase] = field(default_factory=list)
     eval_phrasing: dict[str, str] = field(default_factory=dict)  # question id -> phrasing
+    by: str = "phrasings"  # how it was split: "phrasings" or "questions"
+    rewritten: int = 0  # paraphrases made by `paraphrase` (no second phrasing to ask)
 
     def to_dict(self) -> dict[str, int]:
         return {"eval": len(self.eval), "paraphrases": len(self.paraphrases),
                 "tuned_training": len(self.tuned_training),
                 "hybrid_training": len(self.hybrid_training)}
 
+    def describe(self) -> str:
+        """One sentence: how the split was made (the report states it)."""
+        if self.by == "phrasings":
+            return ("Split by phrasing: every answerable question lends phrasings to training "
+                    "and is evaluated in another, so the tuned model saw every evaluated fact "
+                    "(never the evaluation wording).")
+        return ("Split by question: the questions have one phrasing, so the training questions "
+                "and the evaluation questions are different questions; the tuned model never "
+                "saw an evaluated fact, as tomorrow's user questions are not in today's "
+                "training data.")
 
-def split_questions(questions: list[LabQuestion], spec: SplitSpec,
-                    budgets: Budgets | None = None, keep: set[str] | None = None) -> Split:
-    """The seeded split; `budgets` samples the evaluation set (questions in `keep`, those the
-    freshness probe needs, are sampled first) and the RAFT examples."""
-    budgets = budgets or Budgets()
-    rng = random.Random(spec.seed)
+
+def split_by(questions: list[LabQuestion], spec: SplitSpec) -> str:
+    """"phrasings" or "questions": the spec's choice, or auto's (see the module docstring)."""
     need = spec.train_phrasings + 1
     short = [q.id for q in questions if q.answerable and len(q.phrasings) < need]
-    if short:
+    if spec.by == "phrasings" and short:
         raise InputError(f"answerable questions need at least {need} phrasings "
-                         f"(train_phrasings + 1): {', '.join(short[:5])}")
+                         f"(train_phrasings + 1) to split by phrasing: {', '.join(short[:5])}; "
+                         "split.by: questions (or auto) splits by question instead")
+    if spec.by == "auto":
+        return "questions" if short else "phrasings"
+    return spec.by
+
+
+def split_questions(questions: list[LabQuestion], spec: SplitSpec,
+                    budgets: Budgets | None = None, keep: set[str] | None = None,
+                    paraphrase: Callable[[str], str] | None = None) -> Split:
+    """The seeded split; `budgets` samples the evaluation set (questions in `keep`, those the
+    freshness probe needs, are sampled first) and the RAFT examples. `paraphrase` rewrites an
+    evaluation question that has no second phrasing for the consistency check (none: such a
+    question is not asked again)."""
+    budgets = budgets or Budgets()
+    rng = random.Random(spec.seed)
+    by = split_by(questions, spec)
     answerable = [q for q in questions if q.answerable]
     unanswerable = [q for q in questions if not q.answerable]
     rng.shuffle(unanswerable)
     n_train = round(len(unanswerable) * spec.unanswerable_train_share)
-    split = Split()
+    split = Split(by=by)
     eval_pool: list[tuple[LabQuestion, str, str | None]] = []
-    for q in answerable:
-        order = list(q.phrasings)
-        rng.shuffle(order)
-        train, rest = order[:spec.train_phrasings], order[spec.train_phrasings:]
-        split.tuned_training += [q.case(p, "train") for p in train]
-        split.hybrid_training.append(q.case(train[0], "train"))
-        eval_pool.append((q, rest[0], rest[1] if len(rest) > 1 else None))
+    if by == "questions":
+        shuffled = list(answerable)
+        rng.shuffle(shuffled)
+        n_ans = min(len(shuffled) - 1, max(1, round(len(shuffled) * spec.question_train_share)))
+        training = {q.id for q in shuffled[:n_ans]}
+        for q in answerable:  # in the file's order
+            if q.id in training:
+                split.tuned_training += [q.case(p, "train") for p in q.phrasings]
+                split.hybrid_training.append(q.case(q.phrasings[0], "train"))
+            else:
+                eval_pool.append((q, q.phrasings[0],
+                                  q.phrasings[1] if len(q.phrasings) > 1 else None))
+    else:
+        for q in answerable:
+            order = list(q.phrasings)
+            rng.shuffle(order)
+            train, rest = order[:spec.train_phrasings], order[spec.train_phrasings:]
+            split.tuned_training += [q.case(p, "train") for p in train]
+            split.hybrid_training.append(q.case(train[0], "train"))
+            eval_pool.append((q, rest[0], rest[1] if len(rest) > 1 else None))
     for q in unanswerable[:n_train]:
         split.tuned_training += [q.case(p, "train") for p in q.phrasings[:spec.train_phrasings]]
         split.hybrid_training.append(q.case(q.phrasings[0], "train"))
@@ -298,9 +398,14 @@ def split_questions(questions: list[LabQuestion], spec: SplitSpec,
     for q, phrasing, _ in chosen:
         split.eval.append(q.case(phrasing, "eval"))
         split.eval_phrasing[q.id] = phrasing
-    with_paraphrase = [(q, p) for q, _, p in chosen if q.answerable and p is not None]
+    with_paraphrase = [(q, p) for q, _, p in chosen if q.answerable
+                       and (p is not None or paraphrase is not None)]
     limit = budgets.consistency_cases
     for q, p in with_paraphrase[:len(with_paraphrase) if limit is None else limit]:
+        if p is None and paraphrase is not None:
+            p = paraphrase(split.eval_phrasing[q.id])
+            split.rewritten += 1
+        assert p is not None
         split.paraphrases.append(q.case(p, "paraphrase"))
     if budgets.hybrid_examples is not None and budgets.hybrid_examples < len(
             split.hybrid_training):

@@ -596,8 +596,32 @@ def _header_html(lab: LabResult) -> str:
     spans = "".join(f"<span>{_e(p)}</span>" for p in _experiment_line(lab))
     task = f'<p class="muted">Task: {_e(exp.task)}</p>' if exp.task else ""
     notes = "".join(f'<p class="muted">{_e(n)}</p>' for n in exp.notes)
+    prepared = (f'<section aria-label="Prepared by the lab"><h2>Prepared by the lab</h2>'
+                f"{_html_list(exp.prepared)}</section>" if exp.prepared else "")
     return (f"<header><h1>{_e(_title(lab))}</h1>"
-            f'<p class="experiment">{spans}</p>{task}{notes}</header>')
+            f'<p class="experiment">{spans}</p>{task}{notes}{prepared}</header>')
+
+
+def _edit_rows(lab: LabResult) -> list[list[str]]:
+    """The synthetic change set's edits: document, question, old fact → new fact."""
+    return [[_text(e.get("doc_id")), _text(e.get("question_id")),
+             f"{_text(e.get('old'))} → {_text(e.get('new'))}", _text(e.get("kind"))]
+            for e in lab.freshness.edits]
+
+
+EDIT_HEADER = ("Document", "Question", "Fact (old → new)", "Kind")
+
+
+def _edits_html(lab: LabResult) -> str:
+    if not lab.freshness.edits:
+        return ""
+    head = "".join(f'<th scope="col">{h}</th>' for h in EDIT_HEADER)
+    body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in _edit_rows(lab))
+    return ('<section aria-labelledby="edits-heading"><h2 id="edits-heading">Synthetic change '
+            'set (freshness probe)</h2><p class="muted">No change set was given: these facts '
+            "were rewritten in copies of their documents, each new fact first verified absent "
+            "from every document; the questions were asked again after the re-sync.</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>")
 
 
 def _recommendation_html(lab: LabResult) -> str:
@@ -827,7 +851,8 @@ def render_html(lab: LabData) -> str:
     """
     lab = LabResult.read(lab)
     sections = [_header_html(lab), _recommendation_html(lab), _comparison_html(lab),
-                _levers_html(lab), _charts_html(lab), _stages_html(lab), _cases_html(lab)]
+                _levers_html(lab), _charts_html(lab), _edits_html(lab), _stages_html(lab),
+                _cases_html(lab)]
     return ("<!DOCTYPE html>\n"
             '<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">'
@@ -883,6 +908,8 @@ def render_markdown(lab: LabData) -> str:
     if exp.task:
         lines += [f"Task: {_md(exp.task)}", ""]
     lines += [f"{_md(n)}" for n in exp.notes] + ([""] if exp.notes else [])
+    if exp.prepared:
+        lines += ["## Prepared by the lab", ""] + [f"- {_md(n)}" for n in exp.prepared] + [""]
     lines += _md_recommendation(lab)
 
     lines += ["## Side by side", "",
@@ -898,6 +925,13 @@ def render_markdown(lab: LabData) -> str:
         lines += ["## Retrieval levers (rag-tuned-retrieval)", "", _md(caption), ""]
         lines += _md_table(LEVER_HEADER[:4] + ("Chosen",),
                            [[_md(c) for c in row] for row in lever_rows]) + [""]
+
+    if lab.freshness.edits:
+        lines += ["## Synthetic change set (freshness probe)", "",
+                  "No change set was given: these facts were rewritten in copies of their "
+                  "documents, each new fact first verified absent from every document.", ""]
+        lines += _md_table(EDIT_HEADER, [[_md(c) for c in row] for row in _edit_rows(lab)])
+        lines += [""]
 
     causes, counts = _failure_causes(lab)
     lines += ["## Failure causes", ""]

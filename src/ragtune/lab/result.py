@@ -50,12 +50,15 @@ class LabExperiment(_Record):
     paraphrases: int | None = None
     seed: int | None = None
     split: dict[str, int] = Field(default_factory=dict)
+    split_by: str | None = None  # "phrasings" or "questions" (`Split.describe`)
     task: str | None = None
     answer_schema: dict[str, Any] | None = Field(None, alias="schema")
     train_examples: dict[str, int] = Field(default_factory=dict)
     budgets: dict[str, Any] = Field(default_factory=dict)
     generator: str | None = None
     notes: list[str] = Field(default_factory=list)
+    prepared: list[str] = Field(default_factory=list)  # what the lab made, not given it
+    plan: dict[str, Any] | None = None  # the estimate announced before the run (`Plan`)
 
 
 class DecidedBy(_Record):
@@ -136,6 +139,8 @@ class Freshness(_Record):
     questions: int | None = None
     resync_seconds: float | None = None
     resync: dict[str, int | float] | None = None  # the re-sync's counts (with a change set)
+    synthetic: bool = False  # the lab made the change set (`ragtune.lab.freshness`)
+    edits: list[dict[str, Any]] = Field(default_factory=list)  # its edits (`Edit.to_dict`)
 
 
 class Stage(_Record):

@@ -1,0 +1,288 @@
+"""`ragtune compare --docs DIR`: the lab on a folder of documents with nothing prepared — the
+split by question, the synthetic change set, the plan and the budget, the checklist left out,
+and the whole minimal path end to end with the real bundled models."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cases import EvalCase
+from ragtune.cli import app
+from ragtune.errors import InputError
+from ragtune.lab import assess, load_experiment, load_questions, split_questions
+from ragtune.lab.checklist import Evidence
+from ragtune.lab.experiment import Budgets, LabQuestion, SplitSpec
+from ragtune.lab.freshness import synthetic_changes
+from ragtune.lab.prepare import docs_experiment, paraphrase
+from ragtune.lab.sizing import (
+    REFERENCE_RATES,
+    Counts,
+    estimate,
+    fit_budget,
+    load_rates,
+    record_rates,
+)
+from ragtune.text import contains_answer, normalize_words
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_KB = ROOT / "examples" / "sample-kb"
+
+
+# --- the split by question -------------------------------------------------------------------
+
+
+def _one_phrasing(n_answerable: int, n_unanswerable: int) -> list[LabQuestion]:
+    return [LabQuestion(f"a{i}", (f"What is fact number {i}?",), (f"{i} units",),
+                        ("doc.md",)) for i in range(n_answerable)] + \
+           [LabQuestion(f"u{i}", (f"What is unknown thing {i}?",), (), ())
+            for i in range(n_unanswerable)]
+
+
+def test_one_phrasing_questions_are_split_by_question_and_no_fact_is_both_trained_and_asked(
+        ) -> None:
+    questions = _one_phrasing(20, 6)
+    split = split_questions(questions, SplitSpec(), Budgets(), paraphrase=paraphrase)
+    assert split.by == "questions" and "Split by question" in split.describe()
+    trained = {c.id for c in split.tuned_training + split.hybrid_training}
+    asked = {c.id for c in split.eval}
+    assert not trained & asked  # the honest scenario: no evaluated fact was trained on
+    assert len([c for c in split.eval if c.answerable]) == 10  # question_train_share 0.5
+    assert len([c for c in split.eval if not c.answerable]) == 3
+    # every answerable evaluation question is asked again, in a rewrite (one phrasing only)
+    assert len(split.paraphrases) == split.rewritten == 10
+    for p in split.paraphrases:
+        original = split.eval_phrasing[p.id]
+        assert normalize_words(p.question) != normalize_words(original)
+        assert normalize_words(original) in normalize_words(p.question)
+    again = split_questions(questions, SplitSpec(), Budgets(), paraphrase=paraphrase)
+    assert [c.id for c in again.eval] == [c.id for c in split.eval]  # seeded
+    other = split_questions(questions, SplitSpec(seed=3), Budgets(), paraphrase=paraphrase)
+    assert [c.id for c in other.eval] != [c.id for c in split.eval]
+
+
+def test_the_phrasing_split_is_kept_where_phrasings_exist_and_forcing_it_needs_them() -> None:
+    sample = load_questions(ROOT / "src" / "ragtune" / "lab" / "sample" / "questions.jsonl")
+    assert split_questions(sample, SplitSpec(), Budgets()).by == "phrasings"
+    with pytest.raises(InputError, match="at least 3 phrasings .* split.by: questions"):
+        split_questions(_one_phrasing(4, 0), SplitSpec(by="phrasings"), Budgets())
+
+
+def test_a_cloze_question_is_rewritten_around_its_gap() -> None:
+    rewritten = paraphrase('Fill in the blank: "Refunds take ____ business days."')
+    assert rewritten == ('Which words are missing where ____ stands in this text: "Refunds '
+                         'take ____ business days."?')
+    assert paraphrase("Could you tell me how long refunds take?") == \
+        "I have a question: tell me how long refunds take?"
+
+
+# --- the synthetic change set ----------------------------------------------------------------
+
+
+def _corpus(tmp: Path) -> Path:
+    docs = tmp / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "returns.md").write_text(
+        "# Returns\n\nYou can return a device within 21 days. Refunds of 21 days or more are "
+        "rare; a return older than 121 days is refused.\n\nReturns go to Nordlys Depot.\n")
+    (docs / "sub" / "plans.txt").write_text(
+        "The Pro plan costs EUR 12 per month and covers 10 devices.\n")
+    (docs / "shipping.html").write_text(
+        "<html><body><p>Shipping takes 3 days and is handled by Calder Freight.</p>"
+        "<p>Every plan covers 10 devices.</p></body></html>")
+    return docs
+
+
+def _cases() -> list[EvalCase]:
+    def case(qid: str, answer: str, doc: str) -> EvalCase:
+        return EvalCase(f"question {qid}?", (answer,), (doc,), None, {}, qid)
+    return [case("q1", "21 days", "returns.md"), case("q2", "EUR 12 per month", "plans.txt"),
+            case("q3", "10 devices", "plans.txt"),  # also stated by shipping.html
+            case("q4", "Calder Freight", "shipping.html"),
+            case("q5", "Nordlys Depot", "returns.md"),
+            case("q6", "quickly", "returns.md")]  # neither a figure nor a name
+
+
+def _texts(docs: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in docs.rglob("*") if p.is_file()}
+
+
+def test_synthetic_changes_are_reproducible_and_every_new_fact_is_absent_first(tmp_path: Path
+                                                                              ) -> None:
+    docs = _corpus(tmp_path)
+    corpus = _texts(docs)
+    edits = synthetic_changes(docs, _cases(), corpus, tmp_path / "a", limit=8, seed=0)
+    again = synthetic_changes(docs, _cases(), corpus, tmp_path / "b", limit=8, seed=0)
+    assert [e.to_dict() for e in edits] == [e.to_dict() for e in again]
+    assert _texts(tmp_path / "a" / "documents") == _texts(tmp_path / "b" / "documents")
+    assert (tmp_path / "a" / "changes.jsonl").read_text() == \
+        (tmp_path / "b" / "changes.jsonl").read_text()
+    # q3's answer is in another document too, q6's is a plain word: both are left alone
+    assert sorted(e.question_id for e in edits) == ["q1", "q2", "q4", "q5"]
+    by_id = {e.question_id: e for e in edits}
+    assert by_id["q1"].kind == "figure" and by_id["q5"].kind == "name"
+    for e in edits:  # the new fact was in no document before the edit
+        assert not any(contains_answer(text, [e.new]) for text in corpus.values()), e
+    edited = _texts(tmp_path / "a" / "documents")
+    returns = edited["returns.md"]
+    assert not re.search(r"(?<!\d)21 days", returns) and returns.count(by_id["q1"].new) == 2
+    assert "121 days" in returns  # the figure inside a larger one is not touched
+    assert by_id["q1"].occurrences == 2
+    assert by_id["q5"].new.endswith(" Depot") and by_id["q5"].new in returns
+    assert (tmp_path / "a" / "documents" / "sub" / "plans.txt").is_file()  # same place
+    assert "shipping.html" in edited  # HTML is edited as text
+    rows = [json.loads(line) for line in (tmp_path / "a" / "changes.jsonl").open()]
+    assert {r["question_id"] for r in rows} == set(by_id) and all(r["synthetic"] for r in rows)
+    other = synthetic_changes(docs, _cases(), corpus, tmp_path / "c", limit=8, seed=1)
+    assert [e.new for e in other] != [e.new for e in edits]
+    assert len(synthetic_changes(docs, _cases(), corpus, tmp_path / "d", limit=2)) == 2
+
+
+def test_a_replacement_already_in_the_corpus_is_never_used(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("The fee is 5 percent.\n")
+    # every other one-digit figure is taken: the only free values are none
+    (docs / "b.md").write_text(" ".join(f"{d} percent" for d in range(10) if d != 5) + "\n")
+    case = EvalCase("fee?", ("5 percent",), ("a.md",), None, {}, "q")
+    corpus = _texts(docs)
+    assert synthetic_changes(docs, [case], corpus, tmp_path / "out") == []
+    assert (tmp_path / "out" / "changes.jsonl").read_text() == ""
+
+
+# --- sizing ----------------------------------------------------------------------------------
+
+
+COUNTS = Counts(documents=40, generated=120, eval=60, paraphrases=40, tuned_training=48,
+                hybrid_training=48, fresh=8, by="questions")
+
+
+def test_the_plan_names_every_stage_and_a_budget_shrinks_the_run_to_fit(tmp_path: Path) -> None:
+    exp = docs_experiment(SAMPLE_KB)
+    plan = estimate(COUNTS, exp, dict(REFERENCE_RATES))
+    stages = [s.stage for s in plan.stages]
+    assert stages[:3] == ["ingest", "generate questions", "train tuned"]
+    assert {f"evaluate {a}" for a in exp.architectures} <= set(stages)
+    assert {f"freshness {a}" for a in exp.architectures} <= set(stages)
+    assert plan.seconds == pytest.approx(sum(s.seconds for s in plan.stages))
+    assert "split by questions" in plan.lines()[0] and "estimate: about" in plan.lines()[-1]
+
+    def counts_for(e):  # what the lab's counts() gives, shrunk as the budgets say
+        b = e.budgets
+        return Counts(40, e.generated_questions or 120, min(60, b.eval_cases or 60),
+                      min(40, b.consistency_cases if b.consistency_cases is not None else 40),
+                      48, min(48, b.hybrid_examples or 48), min(8, e.synthetic_changes),
+                      "questions")
+
+    budget = plan.seconds / 60 / 2
+    fitted, fitted_plan = fit_budget(exp, counts_for, budget, dict(REFERENCE_RATES))
+    assert fitted_plan.seconds <= budget * 60 < plan.seconds
+    assert fitted.budgets.eval_cases < 60 and fitted.generated_questions < 120
+    assert any("--budget" in n for n in fitted_plan.notes)
+    _, tiny = fit_budget(exp, counts_for, 1, dict(REFERENCE_RATES))
+    assert any("does not fit" in n for n in tiny.notes)
+
+
+def test_a_finished_run_records_this_machines_rates_for_the_next_plan(tmp_path: Path) -> None:
+    exp = docs_experiment(SAMPLE_KB)
+    rates, source = load_rates(tmp_path)
+    assert rates == REFERENCE_RATES and "reference" in source
+    # 100 questions are 13 batches of 8: 104 questions' time; the model loads once a stage
+    stages = {"ingest": 6.0 + 40 * 0.35, "evaluate rag": 6.0 + 104 * 2.0}
+    record_rates(tmp_path, COUNTS, stages, exp, "2026-12-01T08:00:00")
+    rates, source = load_rates(tmp_path)
+    assert rates["ingest_per_document"] == pytest.approx(0.35)
+    assert rates["evaluate_per_question:rag"] == pytest.approx(2.0)
+    assert rates["train_tuned_per_example_epoch"] == REFERENCE_RATES[
+        "train_tuned_per_example_epoch"]  # not measured: the reference stays
+    assert "this machine" in source and "2026-12-01T08:00:00" in source
+
+
+# --- no checklist ----------------------------------------------------------------------------
+
+
+def test_without_a_checklist_the_measurements_alone_decide() -> None:
+    evidence = Evidence(archs={
+        "base": {"correct": 0.1, "freshness_after": 0.0, "format_valid": 0.9,
+                 "refusal_correct": 0.2},
+        "rag": {"correct": 0.6, "freshness_after": 0.7, "format_valid": 0.8,
+                "refusal_correct": 0.5},
+        "tuned": {"correct": 0.3, "freshness_after": 0.0, "format_valid": 1.0,
+                  "refusal_correct": 0.4}}, source="lab")
+    result = assess(None, evidence)
+    assert result.recommendation == "rag"
+    assert "No checklist was given" in result.reasons[0]
+    assert result.scores == {} and {d["arch"] for d in result.decided_by} >= {"rag"}
+    # refusing and formatting well do not beat answering: a model that answered nothing right
+    # is left out while another did
+    silent = Evidence(archs={
+        "tuned": {"correct": 0.0, "freshness_after": 0.0, "format_valid": 1.0,
+                  "refusal_correct": 1.0},
+        "rag": {"correct": 0.2, "freshness_after": 0.1, "format_valid": 0.4,
+                "refusal_correct": 0.3}}, source="lab")
+    result = assess(None, silent)
+    assert result.recommendation == "rag"
+    assert any("tuned answered none" in r for r in result.reasons)
+    with pytest.raises(InputError, match="checklist answers, or measurements"):
+        assess(None, Evidence(archs={"rag": {"correct": 0.5}}))
+
+
+def test_a_minimal_experiment_file_names_only_its_documents(tmp_path: Path) -> None:
+    shutil.copytree(SAMPLE_KB, tmp_path / "handbook")
+    path = tmp_path / "exp.yaml"
+    path.write_text("knowledge_base:\n  documents: handbook\n")
+    exp = load_experiment(path)
+    assert exp.name == "handbook" and exp.kb_name == "handbook"
+    assert exp.questions is None and exp.checklist is None and exp.changes is None
+    assert exp.answer_schema()["required"] == ["answer", "sources"]  # the plain cited answer
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_compare_docs_alone_runs_every_architecture_and_probes_freshness(
+        tmp_path: Path, ragtune_home: Path) -> None:
+    """The minimal path: a folder of four documents and nothing else, within a budget."""
+    docs = tmp_path / "handbook"
+    shutil.copytree(SAMPLE_KB, docs)
+    before = _texts(docs)
+    out = tmp_path / "lab"
+    result = CliRunner().invoke(app, ["compare", "--docs", str(docs), "--budget", "3",
+                                      "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert _texts(docs) == before  # the team's documents are never edited
+    plan = data["plan"]
+    assert plan["seconds"] > 0 and plan["budget_minutes"] == 3
+    assert "plan: 4 documents" in result.stderr and "estimate: about" in result.stderr
+    assert "left in all" in result.stderr  # each stage says what remains
+    exp = data["experiment"]
+    assert exp["split_by"] == "questions" and exp["documents"] == 4
+    prepared = " ".join(exp["prepared"])
+    for said in ("were generated from the documents", "Split by question", "Paraphrases:",
+                 "Checklist: not given", "Freshness probe: no change set given"):
+        assert said in prepared, said
+    assert data["order"] == ["base", "rag", "rag+schema", "rag-tuned-retrieval", "tuned",
+                             "hybrid"]
+    for arch in data["order"]:
+        m = data["architectures"][arch]["metrics"]
+        for key in ("correct", "format_valid", "freshness_after", "consistency"):
+            assert m[key] is not None, (arch, key)
+    fresh = data["freshness"]
+    assert fresh["synthetic"] is True and fresh["questions"] == len(fresh["edits"]) >= 2
+    for edit in fresh["edits"]:  # each new fact stands in the edited copy, in no original
+        assert not any(contains_answer(t, [edit["new"]]) for t in before.values())
+        assert contains_answer((out / "documents" / edit["path"]).read_text(), [edit["new"]])
+    rec = data["recommendation"]
+    assert rec["recommendation"] in {"rag", "fine-tune", "hybrid", "neither"}
+    assert "No checklist was given" in rec["reasons"][0]
+    report = (out / "report.md").read_text()
+    assert "## Prepared by the lab" in report and "Split by question" in report
+    assert "## Synthetic change set (freshness probe)" in report
+    assert (ragtune_home / "labs" / "rates.json").is_file()  # the next plan uses them
