@@ -18,7 +18,7 @@ from ragtune.errors import InputError
 from ragtune.lab import assess, load_experiment, load_questions, split_questions
 from ragtune.lab.checklist import Evidence
 from ragtune.lab.experiment import Budgets, LabQuestion, SplitSpec
-from ragtune.lab.freshness import synthetic_changes
+from ragtune.lab.freshness import fact, synthetic_changes
 from ragtune.lab.prepare import docs_experiment, paraphrase
 from ragtune.lab.sizing import (
     REFERENCE_RATES,
@@ -105,7 +105,7 @@ def _cases() -> list[EvalCase]:
             case("q3", "10 devices", "plans.txt"),  # also stated by shipping.html
             case("q4", "Calder Freight", "shipping.html"),
             case("q5", "Nordlys Depot", "returns.md"),
-            case("q6", "quickly", "returns.md")]  # neither a figure nor a name
+            case("q6", "is refused", "returns.md")]  # a phrase of plain words
 
 
 def _texts(docs: Path) -> dict[str, str]:
@@ -122,7 +122,7 @@ def test_synthetic_changes_are_reproducible_and_every_new_fact_is_absent_first(t
     assert _texts(tmp_path / "a" / "documents") == _texts(tmp_path / "b" / "documents")
     assert (tmp_path / "a" / "changes.jsonl").read_text() == \
         (tmp_path / "b" / "changes.jsonl").read_text()
-    # q3's answer is in another document too, q6's is a plain word: both are left alone
+    # q3's answer is in another document too, q6's is a phrase of plain words: left alone
     assert sorted(e.question_id for e in edits) == ["q1", "q2", "q4", "q5"]
     by_id = {e.question_id: e for e in edits}
     assert by_id["q1"].kind == "figure" and by_id["q5"].kind == "name"
@@ -138,6 +138,8 @@ def test_synthetic_changes_are_reproducible_and_every_new_fact_is_absent_first(t
     assert "shipping.html" in edited  # HTML is edited as text
     rows = [json.loads(line) for line in (tmp_path / "a" / "changes.jsonl").open()]
     assert {r["question_id"] for r in rows} == set(by_id) and all(r["synthetic"] for r in rows)
+    assert fact("is refused") is None and fact("debugging") == ("term", "debugging")
+    assert fact("EUR 1,250 a year") == ("figure", "1,250")
     other = synthetic_changes(docs, _cases(), corpus, tmp_path / "c", limit=8, seed=1)
     assert [e.new for e in other] != [e.new for e in edits]
     assert len(synthetic_changes(docs, _cases(), corpus, tmp_path / "d", limit=2)) == 2
@@ -147,12 +149,32 @@ def test_a_replacement_already_in_the_corpus_is_never_used(tmp_path: Path) -> No
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("The fee is 5 percent.\n")
-    # every other one-digit figure is taken: the only free values are none
+    # every other one-digit figure is taken: the fee gets a two-digit one no document has
     (docs / "b.md").write_text(" ".join(f"{d} percent" for d in range(10) if d != 5) + "\n")
     case = EvalCase("fee?", ("5 percent",), ("a.md",), None, {}, "q")
     corpus = _texts(docs)
-    assert synthetic_changes(docs, [case], corpus, tmp_path / "out") == []
-    assert (tmp_path / "out" / "changes.jsonl").read_text() == ""
+    [edit] = synthetic_changes(docs, [case], corpus, tmp_path / "out")
+    assert re.fullmatch(r"[1-9]\d percent", edit.new)
+    assert not any(contains_answer(t, [edit.new]) for t in corpus.values())
+    (docs / "b.md").write_text(" ".join(f"{d} percent" for d in range(100) if d != 5))
+    assert synthetic_changes(docs, [case], _texts(docs), tmp_path / "out2") == []
+    assert (tmp_path / "out2" / "changes.jsonl").read_text() == ""
+
+
+def test_with_a_retriever_only_what_it_brings_for_the_question_can_keep_the_old_fact(
+        tmp_path: Path) -> None:
+    docs = _corpus(tmp_path)
+    corpus = _texts(docs)
+    q3 = [c for c in _cases() if c.id == "q3"]  # "10 devices": shipping.html states it too
+
+    def brings(passages: dict[str, str]):
+        return lambda question: list(passages.items())
+
+    alone = brings({"plans.txt": corpus["plans.txt"]})
+    assert [e.question_id for e in synthetic_changes(docs, q3, corpus, tmp_path / "a",
+                                                     retrieve=alone)] == ["q3"]
+    both = brings({"plans.txt": corpus["plans.txt"], "shipping.html": corpus["shipping.html"]})
+    assert synthetic_changes(docs, q3, corpus, tmp_path / "b", retrieve=both) == []
 
 
 # --- sizing ----------------------------------------------------------------------------------

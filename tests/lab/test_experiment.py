@@ -81,12 +81,15 @@ def test_a_split_without_budgets_evaluates_every_held_out_question() -> None:
     assert len(split.paraphrases) == 120
 
 
-def test_too_few_phrasings_for_the_split_is_an_error(tmp_path: Path) -> None:
+def test_too_few_phrasings_for_a_phrasing_split_is_an_error_and_auto_splits_by_question(
+        tmp_path: Path) -> None:
     path = tmp_path / "q.jsonl"
-    path.write_text(json.dumps({"id": "a", "question": "How long?", "answers": ["2 days"]})
-                    + "\n")
+    path.write_text("".join(json.dumps({"id": f"q{i}", "question": f"How long is {i}?",
+                                        "answers": [f"{i} days"]}) + "\n" for i in range(4)))
     with pytest.raises(InputError, match="at least 3 phrasings"):
-        split_questions(load_questions(path), SplitSpec(), Budgets())
+        split_questions(load_questions(path), SplitSpec(by="phrasings"), Budgets())
+    split = split_questions(load_questions(path), SplitSpec(), Budgets())
+    assert split.by == "questions" and len(split.eval) == 2 and not split.paraphrases
 
 
 def test_bad_question_lines_are_all_reported(tmp_path: Path) -> None:

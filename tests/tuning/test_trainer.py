@@ -240,3 +240,41 @@ def test_two_processes_train_data_parallel(tmp_path: Path, ragtune_home: Path) -
     manifest = read_manifest(out)
     assert manifest.metrics["val_loss"] < manifest.metrics["val_loss_before"]
     assert not (out / "checkpoints").exists()
+
+
+def test_long_batches_run_as_micro_batches_with_the_whole_batchs_gradient() -> None:
+    """A batch too wide for memory is split (`micro_batches`); each part's loss weighted by its
+    share of the labelled tokens gives the gradient of the whole batch (a tiny real Llama)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ragtune.tuning.trainer import IGNORE_INDEX, _collate, _labelled, _loss, micro_batches
+
+    assert micro_batches([400] * 16) == [list(range(16))]  # the usual batch: one forward
+    assert micro_batches([1500] * 4) == [[0], [1], [2], [3]]
+    assert micro_batches([100, 100, 900, 100], cells=2 * 900 ** 2) == [[0, 1], [2, 3]]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=4))
+    rows = []
+    for length in (12, 30, 7, 21):
+        ids = torch.randint(1, 64, (length,)).tolist()
+        rows.append((ids, [IGNORE_INDEX] * (length // 2) + ids[length // 2:]))
+
+    def grads() -> list[torch.Tensor]:
+        out = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        return out
+
+    _loss(model, _collate(rows, 0, "cpu")).backward()
+    whole = grads()
+    parts = micro_batches([len(ids) for ids, _ in rows], cells=2 * 30 ** 2)
+    assert len(parts) > 1
+    total = sum(_labelled(r) for r in rows)
+    for part in parts:
+        chosen = [rows[j] for j in part]
+        (_loss(model, _collate(chosen, 0, "cpu")) * sum(map(_labelled, chosen)) / total
+         ).backward()
+    for a, b in zip(whole, grads(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)

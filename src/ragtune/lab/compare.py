@@ -89,6 +89,7 @@ from ragtune.lab.sizing import (
     load_rates,
     record_rates,
 )
+from ragtune.retrieval import searcher_for
 from ragtune.text import contains_answer, figures, normalize_words
 from ragtune.tuning.data import TrainingExample, load_training_data
 from ragtune.tuning.manifest import check_staleness, read_manifest
@@ -98,6 +99,7 @@ from ragtune.tuning.trainer import train_adapter
 ProgressFn = Callable[[int, int | None], None]
 StageFn = Callable[[str, int | None], ProgressFn]  # (label, total) -> advance(done, total)
 PASSAGE_CHARS = 700  # passage text kept per drill-down entry
+FRESH_NEIGHBOURS = 10  # passages searched for another statement of an edited fact
 PACE_PRIOR = 60.0  # seconds of the plan taken as on time before the run says otherwise
 
 
@@ -304,9 +306,15 @@ class Lab:
                   for d in kb.store.document_hashes()}
         cases = [replace(c, gold_doc_ids=tuple(doc_label(g) for g in c.gold_doc_ids))
                  for c in split.eval]
+        searcher = searcher_for(kb)
+
+        def retrieve(question: str) -> list[tuple[str, str]]:
+            hits = searcher.search(question, k=FRESH_NEIGHBOURS, mode="hybrid").hits
+            return [(doc_label(h.doc_id), h.text) for h in hits]
+
         self.edits = synthetic_changes(self.out / "documents", cases, corpus, out,
                                        limit=self.exp.synthetic_changes,
-                                       seed=self.exp.split.seed)
+                                       seed=self.exp.split.seed, retrieve=retrieve)
         self.prepared.append(
             f"Freshness probe: no change set given, so {len(self.edits)} facts the evaluation "
             "asks about were rewritten in copies of their documents (a figure given other "

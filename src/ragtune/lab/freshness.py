@@ -9,11 +9,14 @@ still says the old one? With no change set, the lab makes one from the facts the
 asks about:
 
 - a candidate is an answerable evaluation question with one gold document, a text file
-  (Markdown, text, HTML) that states the reference answer verbatim; an answer also stated by
-  another document is skipped (the old fact would still be right there);
+  (Markdown, text, HTML) that states the reference answer verbatim; it is skipped when another
+  document that retrieval brings for the question states the answer too (the old fact would
+  still be right there; without a retriever, when any other document states it);
 - its fact is rewritten: a figure gets other digits of the same size (`21 days` → `47 days`,
-  `EUR 1,250` → `EUR 1,283`), a name another made-up name of the same shape (`Nordlys` →
-  `Vantor`); answers with neither (a plain word) are skipped;
+  `EUR 1,250` → `EUR 1,283`; a digit more when every value of that size occurs in the corpus,
+  as one-digit figures do), a name another made-up name of the same shape (`Nordlys` →
+  `Vantor`), and only when the evaluation has too few of those, a one-word term another
+  made-up word (`debugging` → `valorin`); an answer that is a phrase of plain words is skipped;
 - the new answer, and the new figure or name alone, are verified absent from every document of
   the corpus before the edit is used (as `ragtune.text.contains_answer` reads text: whole words,
   case and punctuation aside), so an answer stating it can only have read the edited document;
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +59,7 @@ class Edit:
     path: str  # the file, relative to the documents folder
     old: str
     new: str
-    kind: str  # "figure" or "name"
+    kind: str  # "figure", "name" or "term" (`KINDS`)
     occurrences: int  # how often the old answer stood in the document
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,16 +73,21 @@ class Edit:
 
 
 def synthetic_changes(documents: Path, cases: Sequence[EvalCase], corpus: Mapping[str, str],
-                      out: Path, *, limit: int = 8, seed: int = 0) -> list[Edit]:
+                      out: Path, *, limit: int = 8, seed: int = 0,
+                      retrieve: Callable[[str], list[tuple[str, str]]] | None = None
+                      ) -> list[Edit]:
     """Up to `limit` edits (see the module docstring); the edited copies go to
     `out/documents/`, the change set to `out/changes.jsonl`. `corpus` maps each document's file
     name to its text (the knowledge base's, every format), `cases` are the evaluation
-    questions (gold documents named by file name)."""
+    questions (gold documents named by file name); `retrieve(question)` gives the (file name,
+    passage text) retrieval brings for a question."""
     rng = random.Random(f"{seed}-freshness")
     files = _text_files(documents)
     candidates = sorted((c for c in cases if c.answers and len(c.gold_doc_ids) == 1
                          and c.gold_doc_ids[0] in files), key=lambda c: c.id)
-    rng.shuffle(candidates)
+    rng.shuffle(candidates)  # then figures first, names next, terms last (stable: seeded)
+    candidates.sort(key=lambda c: min((KINDS.index(k[0]) for k in map(fact, c.answers) if k),
+                                      default=len(KINDS)))
     edited: dict[str, str] = {}  # relative path -> text so far
     edits: list[Edit] = []
     for case in candidates:
@@ -91,7 +99,8 @@ def synthetic_changes(documents: Path, cases: Sequence[EvalCase], corpus: Mappin
         old = _stated(case.answers, text)
         if old is None or any(_overlap(old, e) for e in edits):
             continue
-        if any(contains_answer(other, [old]) for name, other in corpus.items() if name != doc):
+        nearby = retrieve(case.question) if retrieve is not None else list(corpus.items())
+        if any(contains_answer(other, [old]) for name, other in nearby if name != doc):
             continue  # another document states it too: the old fact would stay right there
         found = _replacement(old, rng, [*corpus.values(), text])
         if found is None:
@@ -134,17 +143,39 @@ def _overlap(old: str, edit: Edit) -> bool:
     return old in edit.old or edit.old in old or old in edit.new or edit.new in old
 
 
+KINDS = ("figure", "name", "term")  # what an edit rewrites, the most plausible first
+
+
+def fact(answer: str) -> tuple[str, str] | None:
+    """(kind, the span an edit replaces) of an answer: its first figure, else its name (every
+    word capitalised), else the answer itself when it is one uncommon lowercase word (a term);
+    None for anything else (a phrase of plain words)."""
+    spans = figure_spans(answer)
+    if spans:
+        return "figure", spans[0]
+    name = _name(answer)
+    if name is not None:
+        return "name", name
+    if re.fullmatch(r"[a-z][a-z-]{4,}", answer.strip()):
+        return "term", answer.strip()
+    return None
+
+
 def _replacement(old: str, rng: random.Random, texts: Sequence[str]
                  ) -> tuple[str, str] | None:
-    """(new answer, "figure" | "name"): `old` with its first figure (else its name) replaced by
-    a value found in none of `texts`, as a whole answer and on its own; None if there is no
-    such value after `DRAWS` tries or nothing to replace."""
-    spans = figure_spans(old)
-    kind, term = ("figure", spans[0]) if spans else ("name", _name(old))
-    if term is None:
+    """(new answer, kind): `old` with its fact (`fact`) replaced by a value found in none of
+    `texts`, as a whole answer and on its own; None if there is no such value after `DRAWS`
+    tries (twice that for a figure, the second half a digit longer) or nothing to replace."""
+    found = fact(old)
+    if found is None:
         return None
-    for _ in range(DRAWS):
-        value = _other_figure(term, rng) if kind == "figure" else _other_name(term, rng)
+    kind, term = found
+    for draw in range(2 * DRAWS if kind == "figure" else DRAWS):
+        if kind == "figure":
+            value = _other_figure(term, rng, longer=draw >= DRAWS)
+        else:
+            value = _other_name(term, rng)
+            value = value.lower() if kind == "term" else value
         new = old.replace(term, value, 1)
         if value != term and not any(contains_answer(t, [new]) or contains_answer(t, [value])
                                      for t in texts):
@@ -162,9 +193,12 @@ def _name(answer: str) -> str | None:
     return first if len(first) >= 3 else None
 
 
-def _other_figure(figure: str, rng: random.Random) -> str:
+def _other_figure(figure: str, rng: random.Random, longer: bool = False) -> str:
     """`figure` with other digits in its last two digit places (a leading digit stays
-    non-zero): the same size and format, another value."""
+    non-zero): the same size and format, another value; `longer` adds a digit first."""
+    if longer:
+        last = max(i for i, ch in enumerate(figure) if ch.isdigit())
+        figure = figure[:last + 1] + "0" + figure[last + 1:]
     digits = [i for i, ch in enumerate(figure) if ch.isdigit()]
     chars = list(figure)
     for i in digits[-2:]:

@@ -396,16 +396,50 @@ def _train_step(run: _Run, group: Sequence[list[int]]) -> float:
 def _backward(run: _Run, indices: list[int], group_len: int, last: bool) -> tuple[float, int]:
     """Forward and backward one batch, its loss scaled for accumulation over `group_len`
     batches; gradients are synchronized across processes on the `last` one only. Returns the
-    loss and the number of labelled tokens it is the mean over."""
-    batch = _collate([run.data.train_enc[i] for i in indices], run.data.pad,
-                     run.accelerator.device)
-    sync = contextlib.nullcontext() if last else run.accelerator.no_sync(run.model)
-    with sync:
-        with run.autocast:
-            loss = _loss(run.model, batch)
-        run.accelerator.backward(loss / group_len)
-    run.state.train_tokens += int(batch["attention_mask"].sum())
-    return float(loss.detach()), int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    loss and the number of labelled tokens it is the mean over.
+
+    A batch of long examples runs as several micro-batches (`micro_batches`), each one's loss
+    weighted by its share of the labelled tokens: the same gradient as the whole batch, without
+    holding every example's attention at once (16 RAFT examples of 1,500 tokens took more than
+    24 GB)."""
+    rows = [run.data.train_enc[i] for i in indices]
+    parts = micro_batches([len(ids) for ids, _ in rows])
+    counts = [sum(_labelled(rows[j]) for j in part) for part in parts]
+    total = max(1, sum(counts))
+    loss_sum = 0.0
+    for n, (part, count) in enumerate(zip(parts, counts, strict=True)):
+        batch = _collate([rows[j] for j in part], run.data.pad, run.accelerator.device)
+        final = last and n == len(parts) - 1
+        sync = contextlib.nullcontext() if final else run.accelerator.no_sync(run.model)
+        with sync:
+            with run.autocast:
+                loss = _loss(run.model, batch)
+            run.accelerator.backward(loss * (count / total) / group_len)
+        run.state.train_tokens += int(batch["attention_mask"].sum())
+        loss_sum += float(loss.detach()) * count
+    return loss_sum / total, total
+
+
+MAX_BATCH_CELLS = 16 * 512 ** 2  # rows x width^2 of one forward (attention grows with width^2)
+
+
+def micro_batches(lengths: Sequence[int], cells: int = MAX_BATCH_CELLS) -> list[list[int]]:
+    """Positions of `lengths` in consecutive groups whose padded attention (rows x longest^2)
+    stays within `cells`; one group when the whole batch does (the usual case)."""
+    parts: list[list[int]] = []
+    for i, length in enumerate(lengths):
+        if parts:
+            width = max([length] + [lengths[j] for j in parts[-1]])
+            if (len(parts[-1]) + 1) * width ** 2 <= cells:
+                parts[-1].append(i)
+                continue
+        parts.append([i])
+    return parts
+
+
+def _labelled(row: tuple[list[int], list[int]]) -> int:
+    """Tokens `_loss` is the mean over: labels after the first position that are not ignored."""
+    return sum(1 for label in row[1][1:] if label != IGNORE_INDEX)
 
 
 def _end_epoch(run: _Run) -> None:
