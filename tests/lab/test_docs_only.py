@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -180,8 +181,8 @@ def test_with_a_retriever_only_what_it_brings_for_the_question_can_keep_the_old_
 # --- sizing ----------------------------------------------------------------------------------
 
 
-COUNTS = Counts(documents=40, generated=120, eval=60, paraphrases=40, tuned_training=48,
-                hybrid_training=48, fresh=8, by="questions")
+COUNTS = Counts(documents=40, kilobytes=280.0, chunk_tokens=128, generated=120, eval=60,
+                paraphrases=40, tuned_training=48, hybrid_training=48, fresh=8, by="questions")
 
 
 def test_the_plan_names_every_stage_and_a_budget_shrinks_the_run_to_fit(tmp_path: Path) -> None:
@@ -192,11 +193,19 @@ def test_the_plan_names_every_stage_and_a_budget_shrinks_the_run_to_fit(tmp_path
     assert {f"evaluate {a}" for a in exp.architectures} <= set(stages)
     assert {f"freshness {a}" for a in exp.architectures} <= set(stages)
     assert plan.seconds == pytest.approx(sum(s.seconds for s in plan.stages))
+    # passages of twice the reference's length: a prompted reader takes twice as long per
+    # question, the RAFT-trained hybrid about 1.4 times, an architecture without them the same
+    longer = estimate(replace(COUNTS, chunk_tokens=256), exp, dict(REFERENCE_RATES))
+    ratio = {s.stage: s.seconds for s in longer.stages}
+    base = {s.stage: s.seconds for s in plan.stages}
+    assert ratio["freshness rag"] == pytest.approx(2 * base["freshness rag"])
+    assert ratio["freshness hybrid"] == pytest.approx(2 ** 0.5 * base["freshness hybrid"])
+    assert ratio["freshness base"] == pytest.approx(base["freshness base"])
     assert "split by questions" in plan.lines()[0] and "estimate: about" in plan.lines()[-1]
 
     def counts_for(e):  # what the lab's counts() gives, shrunk as the budgets say
         b = e.budgets
-        return Counts(40, e.generated_questions or 120, min(60, b.eval_cases or 60),
+        return Counts(40, 280.0, 128, e.generated_questions or 120, min(60, b.eval_cases or 60),
                       min(40, b.consistency_cases if b.consistency_cases is not None else 40),
                       48, min(48, b.hybrid_examples or 48), min(8, e.synthetic_changes),
                       "questions")
@@ -215,10 +224,10 @@ def test_a_finished_run_records_this_machines_rates_for_the_next_plan(tmp_path: 
     rates, source = load_rates(tmp_path)
     assert rates == REFERENCE_RATES and "reference" in source
     # 100 questions are 13 batches of 8: 104 questions' time; the model loads once a stage
-    stages = {"ingest": 6.0 + 40 * 0.35, "evaluate rag": 6.0 + 104 * 2.0}
+    stages = {"ingest": 6.0 + 280 * 0.04, "evaluate rag": 6.0 + 104 * 2.0}
     record_rates(tmp_path, COUNTS, stages, exp, "2026-12-01T08:00:00")
     rates, source = load_rates(tmp_path)
-    assert rates["ingest_per_document"] == pytest.approx(0.35)
+    assert rates["ingest_per_kilobyte"] == pytest.approx(0.04)
     assert rates["evaluate_per_question:rag"] == pytest.approx(2.0)
     assert rates["train_tuned_per_example_epoch"] == REFERENCE_RATES[
         "train_tuned_per_example_epoch"]  # not measured: the reference stays

@@ -175,7 +175,9 @@ class Lab:
         if exp.training_data is not None:
             tuned = sum(1 for line in exp.resolve(exp.training_data).open(encoding="utf-8")
                         if line.strip())
-        return Counts(documents=docs, generated=generated, eval=len(split.eval),
+        return Counts(documents=docs, kilobytes=sum(f.stat().st_size for f in files) / 1024,
+                      chunk_tokens=_chunk_tokens(exp, self.settings), generated=generated,
+                      eval=len(split.eval),
                       paraphrases=len(split.paraphrases), tuned_training=tuned,
                       hybrid_training=len(split.hybrid_training), fresh=fresh, by=split.by)
 
@@ -825,6 +827,10 @@ def _eval_phrasing(q: Any, split: Split) -> str:
                + split.hybrid_training}
     return next((p for p in q.phrasings if normalize_words(p) not in trained),
                 q.phrasings[-1])
+
+
+def _chunk_tokens(exp: Experiment, settings: Settings) -> int:
+    return exp.knowledge_base.chunk_tokens or settings.chunking.max_tokens
 
 
 def _mean(values: Any) -> float | None:

@@ -6,9 +6,11 @@
 
 A run's time is mostly generation (each architecture answers every evaluation question, its
 paraphrases and the freshness questions, `eval_batch_size` at a time) and training (per example
-and epoch). `REFERENCE_RATES` were measured by `ragtune demo` on a 2-core AMD EPYC
-(bench/results/lab_demo.json, BENCHMARKS.md); every finished run records this machine's own
-rates in `<home>/labs/rates.json`, and the next estimate uses them.
+and epoch). Passages make prompts long: an architecture that reads them takes longer per
+question in proportion to the passage tokens in its prompt (`passage_scale`; the reference run
+had k = 3 passages of 128 tokens). `REFERENCE_RATES` were measured by `ragtune demo` and
+`bench/lab_docs.py` on 2-core VMs (bench/results/, BENCHMARKS.md); every finished run records
+this machine's own rates in `<home>/labs/rates.json`, and the next estimate uses them.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from ragtune.lab.experiment import Budgets, Experiment
 
 RATES_FILE = "rates.json"
 REFERENCE_BATCH, REFERENCE_TOKENS = 8, 48  # the batch and answer length the rates were timed at
+REFERENCE_PASSAGE_TOKENS = 3 * 128  # k x chunk tokens of the reference run's prompts
 # seconds; measured by `ragtune demo` (bench/results/lab_demo.json, lab_demo_levers.json)
 REFERENCE_RATES: dict[str, float] = {
-    "ingest_per_document": 0.1,
+    "ingest_per_kilobyte": 0.05,
     "generate_per_question": 0.1,
     "train_tuned_per_example_epoch": 0.33,
     "train_hybrid_per_example_epoch": 1.46,
-    "tune_retrieval_per_question": 0.77,
+    "tune_retrieval_per_question": 0.02,
     "evaluate_per_question:base": 0.60,
     "evaluate_per_question:rag": 0.99,
     "evaluate_per_question:rag+schema": 1.13,
@@ -40,7 +43,8 @@ REFERENCE_RATES: dict[str, float] = {
     "evaluate_per_question:hybrid": 0.76,
     "model_load": 6.0,
 }
-REFERENCE_SOURCE = "reference rates measured by `ragtune demo` on a 2-core AMD EPYC"
+REFERENCE_SOURCE = ("reference rates measured by `ragtune demo` and `bench/lab_docs.py` on "
+                    "2-core VMs")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class Counts:
     freshness questions."""
 
     documents: int
+    kilobytes: float  # of the documents' files
+    chunk_tokens: int  # the knowledge base's chunk size
     generated: int  # questions to generate (0: a question file is given)
     eval: int
     paraphrases: int
@@ -138,8 +144,9 @@ def estimate(counts: Counts, exp: Experiment, rates: dict[str, float],
         return asked(n, b.eval_batch_size)
 
     archs = [architectures.get(a) for a in exp.architectures]
-    stages = [StagePlan("ingest", rates["model_load"] + rates["ingest_per_document"]
-                        * counts.documents, f"{counts.documents} documents")]
+    stages = [StagePlan("ingest", rates["model_load"] + rates["ingest_per_kilobyte"]
+                        * counts.kilobytes, f"{counts.documents} documents, "
+                        f"{counts.kilobytes:,.0f} KB")]
     if counts.generated:
         stages.append(StagePlan("generate questions",
                                 rates["generate_per_question"] * counts.generated,
@@ -149,7 +156,8 @@ def estimate(counts: Counts, exp: Experiment, rates: dict[str, float],
             "train_tuned_per_example_epoch"] * counts.tuned_training * b.tuned_epochs,
             f"{counts.tuned_training} examples x {b.tuned_epochs} epoch(s)"))
     if any(a.adapter == "hybrid" for a in archs):
-        stages.append(StagePlan("train hybrid", rates["model_load"] + rates[
+        stages.append(StagePlan("train hybrid", rates["model_load"] + passage_scale(
+            architectures.get("hybrid"), counts, exp) * rates[
             "train_hybrid_per_example_epoch"] * counts.hybrid_training * b.hybrid_epochs,
             f"{counts.hybrid_training} examples x {b.hybrid_epochs} epoch(s)"))
     if any(a.tuned_retrieval for a in archs):
@@ -158,17 +166,32 @@ def estimate(counts: Counts, exp: Experiment, rates: dict[str, float],
                                 f"{n} questions searched per ranking"))
     n_asked = answering(counts.eval + counts.paraphrases)
     for a in archs:
-        stages.append(StagePlan(f"evaluate {a.name}", rates["model_load"] + scale * rates[
+        stages.append(StagePlan(f"evaluate {a.name}", rates["model_load"] + scale
+                                * passage_scale(a, counts, exp) * rates[
             f"evaluate_per_question:{a.name}"] * n_asked, f"{n_asked} questions"))
     if counts.fresh:
         stages.append(StagePlan("apply change set + re-sync", 1.0,
                                 f"{counts.fresh} changed facts"))
         for a in archs:
-            stages.append(StagePlan(f"freshness {a.name}", scale * rates[
-                f"evaluate_per_question:{a.name}"] * answering(counts.fresh),
+            stages.append(StagePlan(f"freshness {a.name}", scale * passage_scale(a, counts, exp)
+                                    * rates[f"evaluate_per_question:{a.name}"]
+                                    * answering(counts.fresh),
                 f"{counts.fresh} questions"))
     stages.append(StagePlan("report", 2.0, "report.html, report.md, lab.json"))
     return Plan(counts, stages, source)
+
+
+def passage_scale(arch: architectures.Architecture, counts: Counts, exp: Experiment) -> float:
+    """How much longer than the reference an architecture takes per question or example for
+    the passages in its prompt (k passages of the chunk size, or of a whole document when
+    documents are shorter): in proportion for a prompted reader of passages, the square
+    root of that for the RAFT-trained hybrid (its short trained prompt), 1 without retrieval."""
+    if not arch.retrieves:
+        return 1.0
+    per_document = counts.kilobytes * 1024 / 4 / max(1, counts.documents)  # ~4 chars a token
+    passage = min(counts.chunk_tokens, per_document)  # short documents make short passages
+    ratio = exp.budgets.k * passage / REFERENCE_PASSAGE_TOKENS
+    return math.sqrt(ratio) if arch.adapter is not None else ratio
 
 
 def fit_budget(exp: Experiment, counts_for: Callable[[Experiment], Counts], minutes: float,
@@ -235,17 +258,17 @@ def record_rates(home: Path, plan_counts: Counts, stages: dict[str, float], exp:
         if stage in stages and units > 0:
             rates[key] = round(max(0.001, (stages[stage] - minus) / units), 4)
 
-    rate("ingest_per_document", "ingest", c.documents, REFERENCE_RATES["model_load"])
+    rate("ingest_per_kilobyte", "ingest", c.kilobytes, REFERENCE_RATES["model_load"])
     rate("generate_per_question", "generate questions", c.generated)
     rate("train_tuned_per_example_epoch", "train tuned", c.tuned_training * b.tuned_epochs,
          REFERENCE_RATES["model_load"])
-    rate("train_hybrid_per_example_epoch", "train hybrid", c.hybrid_training * b.hybrid_epochs,
-         REFERENCE_RATES["model_load"])
+    rate("train_hybrid_per_example_epoch", "train hybrid", c.hybrid_training * b.hybrid_epochs
+         * passage_scale(architectures.get("hybrid"), c, exp), REFERENCE_RATES["model_load"])
     rate("tune_retrieval_per_question", "tune retrieval", c.tuned_training + c.eval)
     questions = asked(c.eval + c.paraphrases, b.eval_batch_size)
     for a in exp.architectures:
-        rate(f"evaluate_per_question:{a}", f"evaluate {a}", questions * scale,
-             REFERENCE_RATES["model_load"])
+        rate(f"evaluate_per_question:{a}", f"evaluate {a}", questions * scale
+             * passage_scale(architectures.get(a), c, exp), REFERENCE_RATES["model_load"])
     path = home / "labs" / RATES_FILE
     previous, _ = load_rates(home)
     merged = {k: v for k, v in previous.items() if v != REFERENCE_RATES.get(k)} | rates
