@@ -17,7 +17,7 @@ from ragtune.cases import EvalCase
 from ragtune.cli import app
 from ragtune.errors import InputError
 from ragtune.lab import assess, load_experiment, load_questions, split_questions
-from ragtune.lab.checklist import Evidence
+from ragtune.lab.checklist import MEASURED_ALONE, Evidence
 from ragtune.lab.experiment import Budgets, LabQuestion, SplitSpec
 from ragtune.lab.freshness import fact, synthetic_changes
 from ragtune.lab.prepare import docs_experiment, paraphrase
@@ -237,25 +237,23 @@ def test_a_finished_run_records_this_machines_rates_for_the_next_plan(tmp_path: 
 # --- no checklist ----------------------------------------------------------------------------
 
 
+def _measured(**archs: tuple[float, float, float, float]) -> Evidence:
+    """Evidence of architectures measured as (correct, freshness after, format valid,
+    refusal correct)."""
+    return Evidence(archs={a: dict(zip(MEASURED_ALONE, values, strict=True))
+                           for a, values in archs.items()}, source="lab")
+
+
 def test_without_a_checklist_the_measurements_alone_decide() -> None:
-    evidence = Evidence(archs={
-        "base": {"correct": 0.1, "freshness_after": 0.0, "format_valid": 0.9,
-                 "refusal_correct": 0.2},
-        "rag": {"correct": 0.6, "freshness_after": 0.7, "format_valid": 0.8,
-                "refusal_correct": 0.5},
-        "tuned": {"correct": 0.3, "freshness_after": 0.0, "format_valid": 1.0,
-                  "refusal_correct": 0.4}}, source="lab")
+    evidence = _measured(base=(0.1, 0.0, 0.9, 0.2), rag=(0.6, 0.7, 0.8, 0.5),
+                         tuned=(0.3, 0.0, 1.0, 0.4))
     result = assess(None, evidence)
     assert result.recommendation == "rag"
     assert "No checklist was given" in result.reasons[0]
     assert result.scores == {} and {d["arch"] for d in result.decided_by} >= {"rag"}
     # refusing and formatting well do not beat answering: a model that answered nothing right
     # is left out while another did
-    silent = Evidence(archs={
-        "tuned": {"correct": 0.0, "freshness_after": 0.0, "format_valid": 1.0,
-                  "refusal_correct": 1.0},
-        "rag": {"correct": 0.2, "freshness_after": 0.1, "format_valid": 0.4,
-                "refusal_correct": 0.3}}, source="lab")
+    silent = _measured(tuned=(0.0, 0.0, 1.0, 1.0), rag=(0.2, 0.1, 0.4, 0.3))
     result = assess(None, silent)
     assert result.recommendation == "rag"
     assert any("tuned answered none" in r for r in result.reasons)
