@@ -149,8 +149,12 @@ def test_lab_json_is_the_typed_result_key_for_key(lab_run) -> None:
     assert json.dumps(lab.to_dict(), indent=2, ensure_ascii=False) + "\n" == text
     data = json.loads(result.stdout)
     assert list(data) == ["experiment", "recommendation", "order", "architectures", "freshness",
-                          "retrieval_levers", "stages", "seconds", "report"]
-    assert {k: v for k, v in data.items() if k != "report"} == {
+                          "retrieval_levers", "stages", "seconds", "plan", "report"]
+    # the plan announced before any work: its stages, each estimated, summing to the total
+    plan = data["plan"]
+    assert plan["stages"] and abs(sum(s["seconds"] for s in plan["stages"])
+                                  - plan["seconds"]) < 1
+    assert {k: v for k, v in data.items() if k not in ("plan", "report")} == {
         k: v for k, v in json.loads(text).items() if k in data}
     assert lab.architectures["rag"].metrics.recall_at_k == data["architectures"]["rag"][
         "metrics"]["recall@k"]
