@@ -1,6 +1,7 @@
 """Retrieval levers on SciFact: chosen on the 809 train queries, reported on the 300 test queries.
 
-    .venv/bin/python bench/tune_retrieval.py [--epochs 1] [--no-embedder] [--json OUT]
+    .venv/bin/python bench/tune_retrieval.py [--epochs 1] [--negatives 1] [--learning-rate 2e-5]
+        [--no-embedder] [--no-chunking] [--json OUT]
     .venv/bin/python bench/tune_retrieval.py --subset 40   # a quick run on a small corpus
 
 Runs `ragtune.lab.levers.tune_retrieval` (what `ragtune tune-retrieval` runs) with SciFact's own
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=BENCH_HOME)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--negatives", type=int, default=1, help="mined per training pair")
+    parser.add_argument("--learning-rate", type=float, default=2e-5)
     parser.add_argument("--no-embedder", action="store_true")
     parser.add_argument("--no-chunking", action="store_true")
     parser.add_argument("--subset", type=int, help="n train queries on a small corpus")
@@ -72,8 +75,9 @@ def main() -> None:
     heldout = cases(args.dataset, "test", only_test)
     tuning = tune_retrieval(
         kb, train, heldout, chunkings=() if args.no_chunking else CHUNKINGS,
-        embedder=None if args.no_embedder else EmbedderTuning(epochs=args.epochs,
-                                                              batch_size=args.batch_size),
+        embedder=None if args.no_embedder else EmbedderTuning(
+            epochs=args.epochs, batch_size=args.batch_size, negatives=args.negatives,
+            learning_rate=args.learning_rate),
         progress=log)
     print(f"{'lever':9} {'setting':52} {'train nDCG':>10} {'test nDCG':>9} {'test R@10':>9}")
     for row in tuning.rows:
@@ -86,7 +90,9 @@ def main() -> None:
     for note in tuning.notes:
         print(f"note: {note}")
     write_json(args.json, {"machine": machine(), "versions": versions(),
-                           "epochs": args.epochs, "subset": args.subset, **tuning.to_dict()})
+                           "epochs": args.epochs, "negatives": args.negatives,
+                           "learning_rate": args.learning_rate, "subset": args.subset,
+                           **tuning.to_dict()})
 
 
 if __name__ == "__main__":

@@ -16,11 +16,19 @@ from typer.testing import CliRunner
 from ragtune.cases import EvalCase
 from ragtune.cli import app
 from ragtune.errors import InputError
+from ragtune.evaluation.testset import BLANK
 from ragtune.lab import assess, load_experiment, load_questions, split_questions
 from ragtune.lab.checklist import MEASURED_ALONE, Evidence
 from ragtune.lab.experiment import Budgets, LabQuestion, SplitSpec
 from ragtune.lab.freshness import fact, synthetic_changes
-from ragtune.lab.prepare import docs_experiment, paraphrase
+from ragtune.lab.prepare import (
+    TRAINING_FLOOR,
+    docs_experiment,
+    infer_gold,
+    paraphrase,
+    top_up_training,
+    training_shortfall,
+)
 from ragtune.lab.sizing import (
     REFERENCE_RATES,
     Counts,
@@ -72,6 +80,57 @@ def test_the_phrasing_split_is_kept_where_phrasings_exist_and_forcing_it_needs_t
     assert split_questions(sample, SplitSpec(), Budgets()).by == "phrasings"
     with pytest.raises(InputError, match="at least 3 phrasings .* split.by: questions"):
         split_questions(_one_phrasing(4, 0), SplitSpec(by="phrasings"), Budgets())
+
+
+def test_gold_documents_a_question_file_leaves_out_are_the_ones_stating_the_answer() -> None:
+    corpus = {"billing.md": "The Team plan costs 49 euros per month.",
+              "faq.md": "Team seats cost 49 euros each; invitations expire after 7 days.",
+              "runbook.txt": "Page the on-call engineer."}
+    questions = [LabQuestion("price", ("How much is Team?",), ("49 euros",), ()),
+                 LabQuestion("named", ("When do invites expire?",), ("7 days",), ("x.md",)),
+                 LabQuestion("absent", ("Who is the CEO?",), ("Jane Roe",), ()),
+                 LabQuestion("none", ("What about GPUs?",), (), ())]
+    filled, inferred, unfound = infer_gold(questions, corpus)
+    assert (inferred, unfound) == (1, 1)
+    assert [q.gold_doc_ids for q in filled] == [("billing.md", "faq.md"), ("x.md",), (), ()]
+    # the retriever's order: the first is the one a trained answer cites
+    ranked, _, _ = infer_gold(questions, corpus, rank=lambda q: ["faq.md", "billing.md"])
+    assert ranked[0].gold_doc_ids == ("faq.md", "billing.md")
+    # the most specific answer any document states decides, not a shorter form of it
+    rotate = LabQuestion("rotate", ("How often are keys rotated?",),
+                         ("every 90 days", "90 days"), ())
+    docs = {"billing.md": "Data is kept for 90 days.",
+            "onboarding.md": "Rotate keys every\n90 days."}
+    assert infer_gold([rotate], docs)[0][0].gold_doc_ids == ("onboarding.md",)
+
+
+def test_training_is_topped_up_with_generated_questions_stating_no_evaluated_fact() -> None:
+    questions = _one_phrasing(6, 4)  # 3 answerable and 2 unanswerable train: 5 < the floor
+    split = split_questions(questions, SplitSpec(), Budgets(), paraphrase=paraphrase)
+    evaluated = [c for c in split.eval if c.answerable]
+    leak_answer = evaluated[0].answers[0]  # "N units"
+    leak_number = leak_answer.split()[0]
+    generated = [
+        # the blank filled in states an evaluated fact: skipped
+        LabQuestion("g0", (f'Fill in the blank: "The meter reads {BLANK} units today."',),
+                    (leak_number,), ("doc.md",)),
+        # its answer is stated by an evaluated answer: skipped
+        LabQuestion("g1", ("Which figure is on the dial?",), (leak_number,), ("doc.md",)),
+        *[LabQuestion(f"n{i}", (f'Fill in the blank: "Room {BLANK} has {i} chairs."',),
+                      (f"R{i}",), ("rooms.md",)) for i in range(20)],
+        LabQuestion("u", ("Which GPUs are offered?",), (), ()),
+    ]
+    assert training_shortfall(split) == TRAINING_FLOOR - 5
+    topped, added = top_up_training(split, generated)
+    assert added == TRAINING_FLOOR - 5 and training_shortfall(topped) == 0
+    new = topped.tuned_training[len(split.tuned_training):]
+    assert [c.id for c in new] == [f"generated-n{i}" for i in range(added)]
+    assert new == topped.hybrid_training[len(split.hybrid_training):]
+    asked = [a for c in split.eval + split.paraphrases for a in c.answers]
+    for c in new:  # no evaluated fact is trained on
+        assert not contains_answer(c.question.replace(BLANK, c.answers[0]), asked)
+    assert topped.eval == split.eval and topped.paraphrases == split.paraphrases
+    assert top_up_training(topped, generated) == (topped, 0)  # nothing missing
 
 
 def test_a_cloze_question_is_rewritten_around_its_gap() -> None:
@@ -315,3 +374,38 @@ def test_compare_docs_alone_runs_every_architecture_and_probes_freshness(
     assert "## Prepared by the lab" in report and "Split by question" in report
     assert "## Synthetic change set (freshness probe)" in report
     assert (ragtune_home / "labs" / "rates.json").is_file()  # the next plan uses them
+
+
+@pytest.mark.slow
+def test_compare_with_one_phrasing_questions_splits_by_question_and_says_so(
+        tmp_path: Path, ragtune_home: Path) -> None:
+    """A team's real questions: one phrasing each, answers for some, `[]` for the others, no
+    gold documents; too few to train on alone."""
+    questions = ROOT / "examples" / "sample-cases.jsonl"
+    rows = [json.loads(line) for line in questions.read_text().splitlines()]
+    assert all("phrasings" not in r and "gold_doc_ids" not in r for r in rows)
+    assert {bool(r["answers"]) for r in rows} == {True, False}
+    out = tmp_path / "lab"
+    result = CliRunner().invoke(app, ["compare", "--docs", str(SAMPLE_KB), "--questions",
+                                      str(questions), "--budget", "3", "--out", str(out),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    exp = data["experiment"]
+    assert exp["split_by"] == "questions"
+    prepared = " ".join(exp["prepared"])
+    for said in ("Split by question", "Gold documents: 6 answerable questions named none",
+                 "Training questions: the question file left 6 to train on"):
+        assert said in prepared, said
+    report = (out / "report.md").read_text()
+    assert "Split by question" in report and "Questions: none given" not in report
+    lab = json.loads((out / "lab.json").read_text())
+    asked = {c["id"] for c in lab["cases"] if c["kind"] == "eval"}
+    given = {r["id"]: r for r in rows}
+    assert asked <= set(given) and any(not given[i]["answers"] for i in asked)
+    evaluated = [a for i in asked for a in given[i]["answers"]]
+    trained = (out / "adapters" / "tuned" / "closed-book-data.jsonl").read_text()
+    assert len(trained.splitlines()) == TRAINING_FLOOR
+    assert evaluated and not contains_answer(trained, evaluated)  # no evaluated fact trained
+    assert data["freshness"]["synthetic"] is True and data["freshness"]["questions"] >= 1
+    assert {e["question_id"] for e in data["freshness"]["edits"]} <= asked

@@ -65,7 +65,11 @@ from ragtune.lab.prepare import (
     default_question_count,
     document_files,
     generated_questions,
+    generation_request,
+    infer_gold,
     paraphraser,
+    top_up_training,
+    training_shortfall,
 )
 from ragtune.lab.report import write_report
 from ragtune.lab.result import (
@@ -171,7 +175,11 @@ class Lab:
         answerable_eval = sum(c.answerable for c in split.eval)
         fresh = len(changes) if exp.changes is not None else min(exp.synthetic_changes,
                                                                  answerable_eval)
-        tuned = len(split.tuned_training)
+        tuned, hybrid = len(split.tuned_training), len(split.hybrid_training)
+        missing = training_shortfall(split)
+        if missing and exp.training_data is None and not generated:  # topped up by `_top_up`
+            generated = min(generation_request(missing), askable(files))
+            tuned, hybrid = tuned + missing, hybrid + missing
         if exp.training_data is not None:
             tuned = sum(1 for line in exp.resolve(exp.training_data).open(encoding="utf-8")
                         if line.strip())
@@ -179,7 +187,7 @@ class Lab:
                       chunk_tokens=_chunk_tokens(exp, self.settings), generated=generated,
                       eval=len(split.eval),
                       paraphrases=len(split.paraphrases), tuned_training=tuned,
-                      hybrid_training=len(split.hybrid_training), fresh=fresh, by=split.by)
+                      hybrid_training=hybrid, fresh=fresh, by=split.by)
 
     def plan(self, budget_minutes: float | None = None) -> Plan:
         """How long the run will take on this machine (`ragtune.lab.sizing`); with a budget,
@@ -211,6 +219,8 @@ class Lab:
         if questions is None or split is None:
             questions = self._timed("generate questions", partial(self._generate, kb))
             split = self._split(questions, changes)
+        else:
+            questions, split = self._complete(kb, questions, split, changes)
         tuned_examples = self._tuned_examples(split)
         self.tuned_count = len(tuned_examples)
         known = {q.id: q for q in questions}
@@ -298,14 +308,51 @@ class Lab:
         self.log(f"generated {len(questions)} questions ({unanswerable} unanswerable)")
         return questions
 
+    def _complete(self, kb: KnowledgeBase, questions: list[LabQuestion], split: Split,
+                  changes: list[Change]) -> tuple[list[LabQuestion], Split]:
+        """A question file's gaps filled from the documents: gold documents it does not name,
+        and training questions when it leaves too few to train on."""
+        if any(q.answerable and not q.gold_doc_ids for q in questions):
+            searcher = searcher_for(kb)
+
+            def rank(question: str) -> list[str]:
+                hits = searcher.search(question, k=FRESH_NEIGHBOURS, mode="hybrid").hits
+                return list(dict.fromkeys(doc_label(h.doc_id) for h in hits))
+
+            questions, inferred, unfound = infer_gold(questions, _corpus(kb), rank)
+            split = self._split(questions, changes)
+            self.prepared.append(
+                f"Gold documents: {inferred + unfound} answerable questions named none, so the "
+                "documents stating their most specific answer were taken, the one retrieval "
+                f"ranks first cited in training ({inferred} found"
+                + (f"; {unfound} stated by no document, scored on the answer alone)"
+                   if unfound else ")") + ".")
+        missing = training_shortfall(split)
+        if self.exp.training_data is None and missing:
+            split = self._timed("generate questions", partial(self._top_up, kb, split, missing))
+        return questions, split
+
+    def _top_up(self, kb: KnowledgeBase, split: Split, missing: int) -> Split:
+        trained = len({c.id for c in split.tuned_training})
+        generated = generated_questions(kb, generation_request(missing),
+                                        seed=self.exp.split.seed,
+                                        progress=self._bar("generate questions"))
+        split, added = top_up_training(split, generated)
+        self.prepared.append(
+            f"Training questions: the question file left {trained} to train on, so {added} "
+            f"generated from the documents (`ragtune testset`, seed {self.exp.split.seed}) "
+            "were added to both adapters' training; none states a fact the evaluation asks "
+            "about.")
+        self.log(f"training topped up with {added} generated questions")
+        return split
+
     def _synthetic(self, kb: KnowledgeBase, split: Split) -> list[Change]:
         """A change set made from the facts the evaluation asks about (`ragtune.lab.freshness`):
         edited copies of their documents, every new fact verified absent from the corpus."""
         out = self.out / "changes"
         if out.exists():
             shutil.rmtree(out)
-        corpus = {doc_label(d): "\n".join(c.text for c in kb.store.chunks_of(d))
-                  for d in kb.store.document_hashes()}
+        corpus = _corpus(kb)
         cases = [replace(c, gold_doc_ids=tuple(doc_label(g) for g in c.gold_doc_ids))
                  for c in split.eval]
         searcher = searcher_for(kb)
@@ -827,6 +874,12 @@ def _eval_phrasing(q: Any, split: Split) -> str:
                + split.hybrid_training}
     return next((p for p in q.phrasings if normalize_words(p) not in trained),
                 q.phrasings[-1])
+
+
+def _corpus(kb: KnowledgeBase) -> dict[str, str]:
+    """File name -> the document's text, as the knowledge base holds it."""
+    return {doc_label(d): "\n".join(c.text for c in kb.store.chunks_of(d))
+            for d in kb.store.document_hashes()}
 
 
 def _chunk_tokens(exp: Experiment, settings: Settings) -> int:

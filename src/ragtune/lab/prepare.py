@@ -14,6 +14,10 @@
   reliably, so its rewrites would measure the paraphraser, not the architecture.
 - **The task**: no schema gives the plain cited answer (`DEFAULT_SCHEMA`).
 - **The change set**: `ragtune.lab.freshness` makes a synthetic one.
+- **Gold documents** a question file does not name: the documents that state an answer
+  (`infer_gold`), so retrieval is scored, RAFT has its oracle passage and a fact can be edited.
+- **Training questions** when a question file leaves fewer than `TRAINING_FLOOR` to train on:
+  generated ones from the documents (`top_up_training`), none stating a fact the evaluation asks.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ragtune.answering.prompt import doc_label
@@ -32,15 +37,17 @@ from ragtune.lab.experiment import (
     Experiment,
     KnowledgeBaseSpec,
     LabQuestion,
+    Split,
     experiment_name,
 )
 from ragtune.lab.freshness import TEXT_SUFFIXES
 from ragtune.models.generators import GenerationConfig, Generator
-from ragtune.text import figures, normalize_words
+from ragtune.text import contains_answer, figures, normalize_words
 
 UNANSWERABLE_SHARE = 0.2  # of generated questions, as in the bundled sample
 MIN_QUESTIONS, MAX_QUESTIONS, PER_DOCUMENT = 24, 120, 3
 SENTENCE_CHARS, OTHER_FILE = 120, 20
+TRAINING_FLOOR = 12  # questions that train, at the least (a docs-only run's smallest split)
 
 
 def docs_experiment(documents: Path, questions: Path | None = None,
@@ -87,6 +94,75 @@ def generated_questions(kb: KnowledgeBase, count: int, seed: int = 0,
                              per_doc=per_doc, progress=progress)
     return [LabQuestion(c.id, (c.question,), c.answers,
                         tuple(doc_label(d) for d in c.gold_doc_ids)) for c in cases]
+
+
+def infer_gold(questions: list[LabQuestion], corpus: dict[str, str],
+               rank: Callable[[str], list[str]] | None = None
+               ) -> tuple[list[LabQuestion], int, int]:
+    """(questions, inferred, unfound): every answerable question that names no gold document
+    gets the documents of `corpus` (file name -> text) that state its most specific answer
+    (the longest one any document states: "every 90 days" over "90 days"), in the order `rank`
+    (question -> file names, best first; a retriever) puts them, so the first is the one a
+    trained answer cites. `unfound` counts those no document states (they keep none)."""
+    out, inferred, unfound = [], 0, 0
+    for q in questions:
+        if q.answerable and not q.gold_doc_ids:
+            golds = _stating(q, corpus)
+            if rank is not None and golds:
+                order = {name: i for i, name in enumerate(rank(q.phrasings[0]))}
+                golds = sorted(golds, key=lambda name: order.get(name, len(order)))
+            inferred += bool(golds)
+            unfound += not golds
+            q = LabQuestion(q.id, q.phrasings, q.answers, tuple(golds))
+        out.append(q)
+    return out, inferred, unfound
+
+
+def _stating(q: LabQuestion, corpus: dict[str, str]) -> list[str]:
+    """The documents stating `q`'s most specific answer, by file name."""
+    for answer in sorted(set(q.answers), key=lambda a: (-len(normalize_words(a).split()), a)):
+        names = [name for name, text in sorted(corpus.items()) if contains_answer(text, [answer])]
+        if names:
+            return names
+    return []
+
+
+def training_shortfall(split: Split, floor: int = TRAINING_FLOOR) -> int:
+    """Questions `split` lacks for training (0 when it has `floor` of them)."""
+    return max(0, floor - len({c.id for c in split.tuned_training}))
+
+
+def generation_request(missing: int) -> int:
+    """Questions to generate for `missing` training questions: twice as many and a few more,
+    as some state an evaluated fact and are skipped."""
+    return 2 * missing + 4
+
+
+def top_up_training(split: Split, generated: list[LabQuestion], floor: int = TRAINING_FLOOR
+                    ) -> tuple[Split, int]:
+    """(split, added): `split` with generated questions added to both adapters' training until
+    `floor` questions train. A generated question is skipped when its sentence (the blank filled
+    in) or its answer states an answer the evaluation asks for, or the other way round: the
+    tuned model still never sees an evaluated fact."""
+    asked = [a for c in split.eval + split.paraphrases for a in c.answers]
+    trained = {normalize_words(c.question) for c in split.tuned_training}
+    tuned, hybrid = list(split.tuned_training), list(split.hybrid_training)
+    added, wanted = 0, training_shortfall(split, floor)
+    for q in generated:
+        if added >= wanted:
+            break
+        phrasing = q.phrasings[0]
+        stated = [phrasing.replace(BLANK, a) for a in q.answers] or [phrasing]
+        if normalize_words(phrasing) in trained or (asked and (
+                any(contains_answer(t, asked) for t in stated)
+                or any(contains_answer(a, list(q.answers)) for a in asked if q.answers))):
+            continue
+        case = replace(q.case(phrasing, "train"), id=f"generated-{q.id}")
+        tuned.append(case)
+        hybrid.append(case)
+        trained.add(normalize_words(phrasing))
+        added += 1
+    return replace(split, tuned_training=tuned, hybrid_training=hybrid), added
 
 
 # --- paraphrases ----------------------------------------------------------------------------

@@ -55,7 +55,7 @@ class Counts:
     documents: int
     kilobytes: float  # of the documents' files
     chunk_tokens: int  # the knowledge base's chunk size
-    generated: int  # questions to generate (0: a question file is given)
+    generated: int  # questions to generate (with a question file: the training top-up)
     eval: int
     paraphrases: int
     tuned_training: int
