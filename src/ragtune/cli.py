@@ -1252,13 +1252,19 @@ def _render_lab(lab: LabResult) -> None:
             ("refusal_correct", "refusal"), ("freshness_after", "fresh"),
             ("consistency", "consistent"), ("latency_ms_p50", "p50 ms"),
             ("prompt_tokens", "prompt tok"), ("training_seconds", "train s"))
+    quantities = {"latency_ms_p50", "prompt_tokens", "training_seconds"}  # rates keep 3 places
+
+    def cell(key: str, value: Any) -> str:
+        return f"{value:,.0f}" if key in quantities and isinstance(value, int | float) \
+            else _fmt(value)
+
     table = Table(box=None, pad_edge=False)
     table.add_column("arch")
     for _, label in rows:
         table.add_column(label, justify="right")
     for arch in lab.order:
         m = lab.architectures[arch].metrics
-        table.add_row(escape(arch), *(_fmt(m.get(key)) for key, _ in rows))
+        table.add_row(escape(arch), *(cell(key, m.get(key)) for key, _ in rows))
     out.print(table)
 
 
